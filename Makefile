@@ -1,0 +1,66 @@
+# eventproc — build, test and run. `make help` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+MAKEFLAGS += --warn-undefined-variables --no-builtin-rules
+
+GO       ?= go
+BUF      := $(GO) tool -modfile=tools/buf.mod buf
+BIN      := bin
+HTTP_ADDR ?= :8080
+GRPC_ADDR ?= :8081
+PROC_ADDR ?= :9090
+# Extra flags for the test run, e.g. TESTFLAGS='-run TestSend -v'.
+TESTFLAGS ?=
+# Length of each `make bench` measurement.
+BENCHTIME ?= 10s
+
+.PHONY: help
+help: ## Show this help.
+	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build bin/eventproc (the sink) and bin/proc (the echo processor).
+	$(GO) build -o $(BIN)/eventproc ./eventproc
+	$(GO) build -o $(BIN)/proc ./proc
+
+.PHONY: run
+run: build ## Build, then run an echo processor and the sink on localhost (Ctrl-C stops both).
+	@echo "echo processor on $(PROC_ADDR), sink HTTP on $(HTTP_ADDR), gRPC on $(GRPC_ADDR)"
+	@trap 'kill 0' EXIT INT TERM; \
+	$(BIN)/proc --addr $(PROC_ADDR) --publish & \
+	$(BIN)/eventproc --http-addr $(HTTP_ADDR) --grpc-addr $(GRPC_ADDR) \
+		--route 'hello=localhost$(PROC_ADDR)' --route 'goodbye=localhost$(PROC_ADDR)' & \
+	wait
+
+.PHONY: test
+test: ## Run all tests with the race detector.
+	$(GO) test -race -count=1 -timeout 15m $(TESTFLAGS) ./...
+
+.PHONY: generate
+generate: ## Regenerate code from event/v1/*.proto.
+	$(BUF) generate
+	$(GO) mod tidy
+
+.PHONY: checkgenerate
+checkgenerate: generate ## Fail when committed generated code is stale.
+	@if [ -n "$$(git status --porcelain -- event docs/openapi go.mod go.sum)" ]; then \
+		git status --porcelain -- event docs/openapi go.mod go.sum; \
+		git --no-pager diff --stat; \
+		echo "generated code is stale: run 'make generate' and commit" >&2; exit 1; \
+	fi
+
+.PHONY: lint
+lint: ## buf lint, buf format check, gofmt and go vet.
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1; }
+	$(GO) vet ./...
+
+.PHONY: bench
+bench: ## Run the benchmark suite and write docs/benchmarks.md.
+	$(GO) run ./internal/bench -duration $(BENCHTIME) -out docs/benchmarks.md
+
+.PHONY: clean
+clean: ## Remove build output.
+	rm -rf $(BIN)
