@@ -1,0 +1,192 @@
+package sink
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+)
+
+// Defaults used when the corresponding Config field is zero.
+const (
+	DefaultTimeout             = 10 * time.Second
+	DefaultMaxPendingPerStream = 1024
+	DefaultMaxMessageBytes     = 4 << 20 // what a gRPC server accepts by default
+	DefaultKeepalive           = 10 * time.Second
+	DefaultKeepaliveTimeout    = 3 * time.Second
+	DefaultReconnectMax        = time.Second
+)
+
+// ErrInvalidConfig is wrapped by every error [New] and [ParseRoute] return
+// for bad configuration.
+var ErrInvalidConfig = errors.New("invalid sink config")
+
+// Route sends events of one type to processors.
+type Route struct {
+	// Type is the event type this route serves.
+	Type eventv1.Type
+	// Targets are gRPC targets ("host:port", "dns:///name:port") of the
+	// processors serving Type. Load is spread over all of them.
+	Targets []string
+	// Broadcast sends each event to every target instead of one; the client
+	// gets OUTCOME_ACCEPTED (HTTP 202) once every live target has taken it.
+	Broadcast bool
+}
+
+// Config configures a [Sink]. The zero value of every field but Routes is a
+// sane default.
+type Config struct {
+	// Routes is the routing table; at most one route per type.
+	Routes []Route
+	// Timeout is the deadline given to a request whose client set none.
+	Timeout time.Duration
+	// StreamsPerTarget is how many Process streams the sink keeps open to
+	// each target. Zero means GOMAXPROCS, at least 2.
+	StreamsPerTarget int
+	// MaxPendingPerStream bounds the requests in flight on one stream; past
+	// it (on every stream of a route) the sink answers RESOURCE_EXHAUSTED.
+	MaxPendingPerStream int
+	// MaxMessageBytes bounds a request sent to a processor; a larger one is
+	// answered RESOURCE_EXHAUSTED without touching the stream.
+	MaxMessageBytes int
+	// Keepalive is the interval of HTTP/2 pings on idle processor
+	// connections, and KeepaliveTimeout how long a ping may go unanswered
+	// before the connection is declared dead.
+	Keepalive, KeepaliveTimeout time.Duration
+	// ReconnectMax caps the backoff between attempts to reach a processor.
+	ReconnectMax time.Duration
+	// Logger receives the sink's logs; slog.Default() when nil.
+	Logger *slog.Logger
+	// DialOptions are appended to the sink's own when dialing processors
+	// (tests use them to dial in-memory listeners).
+	DialOptions []grpc.DialOption
+}
+
+// withDefaults returns c with zero fields set to their defaults, or an error
+// naming the first invalid field.
+func (c Config) withDefaults() (Config, error) {
+	if len(c.Routes) == 0 {
+		return c, fmt.Errorf("%w: no routes (want at least one TYPE=TARGET)", ErrInvalidConfig)
+	}
+	seen := make(map[eventv1.Type]bool, len(c.Routes))
+	for _, r := range c.Routes {
+		if err := r.validate(); err != nil {
+			return c, err
+		}
+		if seen[r.Type] {
+			return c, fmt.Errorf("%w: more than one route for %s (list all targets in one route)", ErrInvalidConfig, r.Type)
+		}
+		seen[r.Type] = true
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"Timeout", &c.Timeout, DefaultTimeout},
+		{"Keepalive", &c.Keepalive, DefaultKeepalive},
+		{"KeepaliveTimeout", &c.KeepaliveTimeout, DefaultKeepaliveTimeout},
+		{"ReconnectMax", &c.ReconnectMax, DefaultReconnectMax},
+	} {
+		switch {
+		case *d.v < 0:
+			return c, fmt.Errorf("%w: %s must not be negative, got %v", ErrInvalidConfig, d.name, *d.v)
+		case *d.v == 0:
+			*d.v = d.def
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"StreamsPerTarget", &c.StreamsPerTarget, max(2, runtime.GOMAXPROCS(0))},
+		{"MaxPendingPerStream", &c.MaxPendingPerStream, DefaultMaxPendingPerStream},
+		{"MaxMessageBytes", &c.MaxMessageBytes, DefaultMaxMessageBytes},
+	} {
+		switch {
+		case *n.v < 0:
+			return c, fmt.Errorf("%w: %s must not be negative, got %d", ErrInvalidConfig, n.name, *n.v)
+		case *n.v == 0:
+			*n.v = n.def
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
+
+func (r Route) validate() error {
+	if r.Type == eventv1.Type_TYPE_UNSPECIFIED {
+		return fmt.Errorf("%w: route without a type", ErrInvalidConfig)
+	}
+	if _, ok := eventv1.Type_name[int32(r.Type)]; !ok {
+		return fmt.Errorf("%w: route for unknown type %d", ErrInvalidConfig, r.Type)
+	}
+	if len(r.Targets) == 0 {
+		return fmt.Errorf("%w: route for %s has no targets", ErrInvalidConfig, r.Type)
+	}
+	for _, t := range r.Targets {
+		if strings.TrimSpace(t) == "" || strings.ContainsAny(t, " \t\n") {
+			return fmt.Errorf("%w: route for %s: bad target %q", ErrInvalidConfig, r.Type, t)
+		}
+	}
+	return nil
+}
+
+// ParseType parses an event type name as users write it: the enum name with
+// or without its "TYPE_" prefix, in any case ("hello", "TYPE_HELLO").
+func ParseType(name string) (eventv1.Type, error) {
+	n := strings.ToUpper(strings.TrimSpace(name))
+	if !strings.HasPrefix(n, "TYPE_") {
+		n = "TYPE_" + n
+	}
+	v, ok := eventv1.Type_value[n]
+	if !ok || v == int32(eventv1.Type_TYPE_UNSPECIFIED) {
+		return 0, fmt.Errorf("%w: unknown event type %q (known: %s)", ErrInvalidConfig, name, knownTypes())
+	}
+	return eventv1.Type(v), nil
+}
+
+func knownTypes() string {
+	names := make([]string, 0, len(eventv1.Type_name))
+	for i := int32(1); ; i++ {
+		n, ok := eventv1.Type_name[i]
+		if !ok {
+			break
+		}
+		names = append(names, strings.TrimPrefix(n, "TYPE_"))
+	}
+	return strings.Join(names, ", ")
+}
+
+// ParseRoute parses a route in the command-line form TYPE=TARGET[,TARGET...],
+// for example "hello=localhost:9090" or
+// "TYPE_GOODBYE=dns:///procs:9090,10.0.0.7:9090".
+func ParseRoute(s string) (Route, error) {
+	name, targets, ok := strings.Cut(s, "=")
+	if !ok {
+		return Route{}, fmt.Errorf("%w: route %q: want TYPE=TARGET[,TARGET...]", ErrInvalidConfig, s)
+	}
+	t, err := ParseType(name)
+	if err != nil {
+		return Route{}, fmt.Errorf("route %q: %w", s, err)
+	}
+	r := Route{Type: t}
+	for tg := range strings.SplitSeq(targets, ",") {
+		if tg = strings.TrimSpace(tg); tg != "" {
+			r.Targets = append(r.Targets, tg)
+		}
+	}
+	if err := r.validate(); err != nil {
+		return Route{}, fmt.Errorf("route %q: %w", s, err)
+	}
+	return r, nil
+}

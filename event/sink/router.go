@@ -1,0 +1,36 @@
+package sink
+
+import (
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+)
+
+// route is the runtime form of a Route: the pools of its targets.
+type route struct {
+	typ       eventv1.Type
+	name      string // the type's enum name, for messages
+	broadcast bool
+	pools     []*pool
+}
+
+// pick returns the least loaded live stream over all targets of the route,
+// skipping skip (a stream that just failed), or nil when none is live.
+func (r *route) pick(skip *stream) *stream {
+	var best *stream
+	var bestN int64
+	for _, p := range r.pools {
+		s := p.pick(skip)
+		if s == nil {
+			continue
+		}
+		if m := s.pending.Load(); best == nil || m < bestN {
+			best, bestN = s, m
+		}
+	}
+	return best
+}
+
+// router maps each event type to its route. It is built once and only read
+// afterwards, so lookups need no lock.
+type router map[eventv1.Type]*route
+
+func (rt router) lookup(t eventv1.Type) *route { return rt[t] }

@@ -1,0 +1,206 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+)
+
+// Sink routes events to processors. Create it with [New], start it with
+// [Sink.Run]. It implements [eventv1.SinkServiceServer].
+type Sink struct {
+	eventv1.UnimplementedSinkServiceServer
+
+	cfg    Config
+	routes router
+	pools  []*pool // every target's pool, once each
+	ids    *idGenerator
+
+	runOnce sync.Once
+	stop    context.CancelFunc
+	done    chan struct{}
+}
+
+// New validates cfg and builds a Sink. It starts no goroutines and opens no
+// connections; [Sink.Run] does.
+func New(cfg Config) (*Sink, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Sink{
+		cfg:    cfg,
+		routes: make(router, len(cfg.Routes)),
+		ids:    newIDGenerator(),
+		done:   make(chan struct{}),
+	}
+	sinkID := s.ids.prefix[:len(s.ids.prefix)-1]
+	byTarget := make(map[string]*pool)
+	for _, r := range cfg.Routes {
+		rt := &route{typ: r.Type, name: r.Type.String(), broadcast: r.Broadcast}
+		for _, t := range r.Targets {
+			p, ok := byTarget[t]
+			if !ok {
+				p, err = newPool(t, &s.cfg, sinkID, s.publish)
+				if err != nil {
+					s.closePools()
+					return nil, fmt.Errorf("%w: route for %s: target %q: %v", ErrInvalidConfig, r.Type, t, err)
+				}
+				byTarget[t] = p
+				s.pools = append(s.pools, p)
+			}
+			rt.pools = append(rt.pools, p)
+		}
+		s.routes[r.Type] = rt
+	}
+	return s, nil
+}
+
+func (s *Sink) closePools() {
+	for _, p := range s.pools {
+		p.conn.Close()
+	}
+}
+
+// Run connects to every processor target and keeps the streams open until
+// ctx ends or [Sink.Close] is called; then it closes them, failing requests
+// still pending with UNAVAILABLE, and returns nil. Run may be called once.
+func (s *Sink) Run(ctx context.Context) error {
+	started := false
+	s.runOnce.Do(func() {
+		started = true
+		ctx, s.stop = context.WithCancel(ctx)
+	})
+	if !started {
+		return errors.New("sink: Run called twice")
+	}
+	defer close(s.done)
+	defer s.stop()
+	var wg sync.WaitGroup
+	for _, p := range s.pools {
+		wg.Go(func() { p.run(ctx) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// Close stops a running sink and waits for Run to return. It is idempotent
+// and safe to call when Run was never called.
+func (s *Sink) Close() {
+	ran := true
+	s.runOnce.Do(func() { ran = false })
+	if !ran {
+		s.closePools()
+		return
+	}
+	s.stop()
+	<-s.done
+}
+
+// publish receives events processors publish.
+func (s *Sink) publish(ev *eventv1.Event) {}
+
+// Dispatch routes ev to a processor and returns its answer. Errors are gRPC
+// status errors: INVALID_ARGUMENT for a missing or unknown type,
+// UNIMPLEMENTED for a type without a route, UNAVAILABLE when no processor
+// stream is live or the stream broke, RESOURCE_EXHAUSTED when too many
+// requests are pending, DEADLINE_EXCEEDED or CANCELED when ctx ended first,
+// or the status the processor answered. Without a deadline in ctx, the
+// configured Timeout applies. Dispatch fills in ev's id and time when unset.
+func (s *Sink) Dispatch(ctx context.Context, ev *eventv1.Event) (*eventv1.SendResponse, error) {
+	r, err := s.routeFor(ev)
+	if err != nil {
+		return nil, err
+	}
+	if ev.Id == "" {
+		ev.Id = s.ids.next()
+	}
+	if ev.Time == nil {
+		ev.Time = timestamppb.Now()
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.Timeout)
+		defer cancel()
+	}
+	if r.broadcast {
+		return s.broadcast(ctx, r, ev)
+	}
+	req := &eventv1.ProcessRequest{Event: ev}
+	var failed *stream
+	for attempt := 0; ; attempt++ {
+		st := r.pick(failed)
+		if st == nil {
+			if err := ctx.Err(); err != nil {
+				return nil, status.FromContextError(err).Err()
+			}
+			return nil, status.Errorf(codes.Unavailable, "no live processor for %s", r.name)
+		}
+		resp, err := st.do(ctx, req)
+		switch {
+		case err == nil:
+			return answer(resp)
+		case errors.Is(err, errNotSent) && attempt == 0:
+			failed = st // no processor saw it: try once more elsewhere
+		case errors.Is(err, errNotSent):
+			return nil, status.Errorf(codes.Unavailable, "processor stream for %s closed before the event was sent", r.name)
+		case errors.Is(err, errBusy):
+			return nil, status.Errorf(codes.ResourceExhausted,
+				"too many events pending for %s (limit %d per processor stream); retry later", r.name, s.cfg.MaxPendingPerStream)
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+			return nil, status.FromContextError(err).Err()
+		default:
+			return nil, err
+		}
+	}
+}
+
+// routeFor validates ev's type and returns its route.
+func (s *Sink) routeFor(ev *eventv1.Event) (*route, error) {
+	if ev == nil {
+		return nil, status.Error(codes.InvalidArgument, "missing event")
+	}
+	t := ev.GetType()
+	if t == eventv1.Type_TYPE_UNSPECIFIED {
+		return nil, status.Error(codes.InvalidArgument, "event type is required (TYPE_UNSPECIFIED is not a valid type)")
+	}
+	r := s.routes.lookup(t)
+	if r == nil {
+		if _, known := eventv1.Type_name[int32(t)]; !known {
+			return nil, status.Errorf(codes.InvalidArgument, "unknown event type %d", t)
+		}
+		return nil, status.Errorf(codes.Unimplemented, "no route for event type %s", t)
+	}
+	return r, nil
+}
+
+// answer turns a processor's answer into the client's.
+func answer(resp *eventv1.ProcessResponse) (*eventv1.SendResponse, error) {
+	switch res := resp.GetResult().(type) {
+	case *eventv1.ProcessResponse_Reply:
+		return &eventv1.SendResponse{Event: res.Reply, Outcome: eventv1.Outcome_OUTCOME_REPLIED}, nil
+	case *eventv1.ProcessResponse_Consumed:
+		return &eventv1.SendResponse{Outcome: eventv1.Outcome_OUTCOME_CONSUMED}, nil
+	case *eventv1.ProcessResponse_Error:
+		st := status.FromProto(res.Error)
+		if st.Code() == codes.OK {
+			return nil, status.Error(codes.Internal, "processor answered with an error status of OK")
+		}
+		return nil, st.Err()
+	default:
+		return nil, status.Error(codes.Internal, "processor answered without a result")
+	}
+}
+
+// broadcast hands ev to every target of r that has a live stream and waits
+// until each has answered.
+func (s *Sink) broadcast(ctx context.Context, r *route, ev *eventv1.Event) (*eventv1.SendResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "broadcast routes are not supported yet (%s)", r.name)
+}

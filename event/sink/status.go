@@ -1,0 +1,64 @@
+package sink
+
+// RouteStatus describes the health of one route.
+type RouteStatus struct {
+	// Type is the route's event type name, e.g. "TYPE_HELLO".
+	Type string `json:"type"`
+	// Broadcast is true for broadcast routes.
+	Broadcast bool `json:"broadcast,omitempty"`
+	// Ready is true when at least one target has a live stream.
+	Ready bool `json:"ready"`
+	// Targets lists the route's processor targets.
+	Targets []TargetStatus `json:"targets"`
+}
+
+// TargetStatus describes the streams to one processor target.
+type TargetStatus struct {
+	// Target is the gRPC target as configured.
+	Target string `json:"target"`
+	// LiveStreams is how many of Streams are open.
+	LiveStreams int `json:"live_streams"`
+	// Streams is how many streams the sink keeps to the target.
+	Streams int `json:"streams"`
+	// Pending is the number of requests in flight to the target.
+	Pending int64 `json:"pending"`
+}
+
+// Status reports every route's health, in the order routes were configured.
+func (s *Sink) Status() []RouteStatus {
+	out := make([]RouteStatus, 0, len(s.cfg.Routes))
+	for _, cr := range s.cfg.Routes {
+		r := s.routes[cr.Type]
+		rs := RouteStatus{Type: r.name, Broadcast: r.broadcast}
+		for _, p := range r.pools {
+			ts := TargetStatus{Target: p.target, Streams: len(p.slots)}
+			for i := range p.slots {
+				if st := p.slots[i].Load(); st != nil {
+					ts.LiveStreams++
+					ts.Pending += st.pending.Load()
+				}
+			}
+			rs.Ready = rs.Ready || ts.LiveStreams > 0
+			rs.Targets = append(rs.Targets, ts)
+		}
+		out = append(out, rs)
+	}
+	return out
+}
+
+// Ready reports whether every route has at least one live processor stream.
+func (s *Sink) Ready() bool {
+	for _, r := range s.routes {
+		live := false
+		for _, p := range r.pools {
+			if p.live() > 0 {
+				live = true
+				break
+			}
+		}
+		if !live {
+			return false
+		}
+	}
+	return true
+}

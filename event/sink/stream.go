@@ -1,0 +1,254 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+)
+
+// Errors a stream gives a caller; dispatch turns them into statuses.
+var (
+	// errNotSent: the stream ended before the request was written, so no
+	// processor can have seen it and it is safe to try elsewhere.
+	errNotSent = errors.New("stream closed before the request was sent")
+	// errBusy: the stream has MaxPendingPerStream requests in flight.
+	errBusy = errors.New("stream has too many pending requests")
+)
+
+// call is one request waiting for its answer on a stream.
+type call struct {
+	ctx  context.Context
+	req  *eventv1.ProcessRequest
+	done chan result // capacity 1: the owner of the answer never blocks
+	sent atomic.Bool // set by the writer just before it writes req
+}
+
+type result struct {
+	resp *eventv1.ProcessResponse
+	err  error
+}
+
+// outgoing is what the writer goroutine sends: a request, or the
+// cancellation of one (c == nil).
+type outgoing struct {
+	c        *call
+	cancelID uint64
+}
+
+// processStream is the client side of ProcessorService.Process as the
+// multiplexer needs it; the generated client stream implements it.
+type processStream interface {
+	Send(*eventv1.ProcessRequest) error
+	Recv() (*eventv1.ProcessResponse, error)
+}
+
+// stream multiplexes requests over one open Process stream. A stream is
+// used once: when the gRPC stream ends, every pending call is failed and the
+// pool opens a new stream object.
+type stream struct {
+	p       *pool
+	sendq   chan outgoing
+	pending atomic.Int64 // mirrors len(calls), read without the lock to pick streams
+
+	mu     sync.Mutex
+	calls  map[uint64]*call
+	nextID uint64
+	closed bool
+}
+
+func newStream(p *pool) *stream {
+	return &stream{
+		p:     p,
+		sendq: make(chan outgoing, p.cfg.MaxPendingPerStream),
+		calls: make(map[uint64]*call),
+	}
+}
+
+// do sends req and waits for its answer or ctx. It returns errNotSent when
+// the stream ended before req was written, errBusy when the stream is full,
+// a context error when ctx ended first.
+func (s *stream) do(ctx context.Context, req *eventv1.ProcessRequest) (*eventv1.ProcessResponse, error) {
+	c := &call{ctx: ctx, req: req, done: make(chan result, 1)}
+	id, err := s.register(c)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case s.sendq <- outgoing{c: c}:
+	default:
+		// The queue also holds abandoned calls, so it can be full while
+		// the pending count is not; treat it as busy.
+		if s.unregister(id) {
+			return nil, errBusy
+		}
+		r := <-c.done
+		return r.resp, r.err
+	}
+	select {
+	case r := <-c.done:
+		return r.resp, r.err
+	case <-ctx.Done():
+		if !s.unregister(id) {
+			// The reader or a failing stream took the call first and is
+			// delivering its answer right now.
+			r := <-c.done
+			return r.resp, r.err
+		}
+		if c.sent.Load() {
+			s.cancel(id)
+		}
+		return nil, ctx.Err()
+	}
+}
+
+func (s *stream) register(c *call) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, errNotSent
+	}
+	if len(s.calls) >= s.p.cfg.MaxPendingPerStream {
+		return 0, errBusy
+	}
+	s.nextID++
+	id := s.nextID
+	c.req.Id = id
+	s.calls[id] = c
+	s.pending.Store(int64(len(s.calls)))
+	return id, nil
+}
+
+// unregister removes call id and reports whether it was still pending, in
+// which case the caller owns its answer.
+func (s *stream) unregister(id uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.calls[id]; !ok {
+		return false
+	}
+	delete(s.calls, id)
+	s.pending.Store(int64(len(s.calls)))
+	return true
+}
+
+// take removes and returns call id, or nil when it is unknown or already
+// answered.
+func (s *stream) take(id uint64) *call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.calls[id]
+	if c != nil {
+		delete(s.calls, id)
+		s.pending.Store(int64(len(s.calls)))
+	}
+	return c
+}
+
+// cancel tells the processor, best effort, that nobody waits for id any more.
+func (s *stream) cancel(id uint64) {
+	select {
+	case s.sendq <- outgoing{cancelID: id}:
+	default: // the queue is full; the processor's answer will be dropped
+	}
+}
+
+// serve runs the writer and reader loops on ps until either fails or ctx
+// ends, then fails every pending call. It always returns a non-nil error.
+func (s *stream) serve(ctx context.Context, ps processStream) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.writeLoop(gctx, ps) })
+	g.Go(func() error { return s.readLoop(ps) })
+	err := g.Wait()
+	s.fail(err)
+	return err
+}
+
+// writeLoop is the only goroutine that sends on the stream.
+func (s *stream) writeLoop(ctx context.Context, ps processStream) error {
+	for {
+		var o outgoing
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case o = <-s.sendq:
+		}
+		if o.c == nil {
+			if err := ps.Send(&eventv1.ProcessRequest{Id: o.cancelID, Cancel: true}); err != nil {
+				return err
+			}
+			continue
+		}
+		c := o.c
+		if c.ctx.Err() != nil {
+			continue // expired or abandoned: never send work nobody waits for
+		}
+		if dl, ok := c.ctx.Deadline(); ok {
+			c.req.Timeout = durationpb.New(time.Until(dl))
+		}
+		if n := proto.Size(c.req); n > s.p.cfg.MaxMessageBytes {
+			if s.unregister(c.req.Id) {
+				c.done <- result{err: status.Errorf(codes.ResourceExhausted,
+					"event is %d bytes encoded, over the %d-byte limit for processors", n, s.p.cfg.MaxMessageBytes)}
+			}
+			continue
+		}
+		c.sent.Store(true)
+		if err := ps.Send(c.req); err != nil {
+			return err
+		}
+	}
+}
+
+// readLoop is the only goroutine that receives from the stream.
+func (s *stream) readLoop(ps processStream) error {
+	for {
+		resp, err := ps.Recv()
+		if err != nil {
+			return err
+		}
+		if resp.GetId() == 0 {
+			if ev := resp.GetPublish(); ev != nil {
+				s.p.onPublish(ev)
+			} else {
+				s.p.dropReply("answer without a request id")
+			}
+			continue
+		}
+		c := s.take(resp.GetId())
+		if c == nil {
+			s.p.dropReply("answer for an unknown or expired request id")
+			continue
+		}
+		c.done <- result{resp: resp}
+	}
+}
+
+// fail closes the stream to new calls and fails every pending one: calls not
+// yet written get errNotSent (safe to retry elsewhere), the others
+// UNAVAILABLE.
+func (s *stream) fail(cause error) {
+	s.mu.Lock()
+	s.closed = true
+	calls := s.calls
+	s.calls = nil
+	s.pending.Store(0)
+	s.mu.Unlock()
+	st := status.Newf(codes.Unavailable, "processor stream to %s broke: %v", s.p.target, cause).Err()
+	for _, c := range calls {
+		if c.sent.Load() {
+			c.done <- result{err: st}
+		} else {
+			c.done <- result{err: errNotSent}
+		}
+	}
+}
