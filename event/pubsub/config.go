@@ -1,0 +1,113 @@
+package pubsub
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Defaults applied by New to the zero fields of a Config.
+const (
+	// DefaultHistorySize is the number of events of each type retained for
+	// resuming subscribers when Config.HistorySize is zero.
+	DefaultHistorySize = 1024
+	// DefaultBufferSize is the per-subscriber buffer when Config.BufferSize
+	// is zero.
+	DefaultBufferSize = 256
+	// DefaultMaxSubscribers is the subscriber limit when
+	// Config.MaxSubscribers is zero.
+	DefaultMaxSubscribers = 10000
+)
+
+// Policy says what the hub does with a subscriber whose buffer is full when
+// an event for it is published. Either way the publisher never waits.
+type Policy int
+
+const (
+	// DropOldest discards the subscriber's oldest buffered event to make
+	// room for the new one, and reports the number discarded in the Missed
+	// field of the next event the subscriber receives. It is the default.
+	DropOldest Policy = iota
+	// Disconnect ends the subscription: its Next returns ErrSlowSubscriber.
+	// The client can resubscribe with the sequence number of the last event
+	// it received and catch up from the history.
+	Disconnect
+)
+
+// String returns the policy's name, as used in configuration.
+func (p Policy) String() string {
+	switch p {
+	case DropOldest:
+		return "drop-oldest"
+	case Disconnect:
+		return "disconnect"
+	default:
+		return fmt.Sprintf("Policy(%d)", int(p))
+	}
+}
+
+// Config configures a Hub. The zero value is valid and means all defaults.
+type Config struct {
+	// HistorySize is how many of the latest events of each type the hub
+	// retains so that a subscriber can resume after a last event id. Zero
+	// means DefaultHistorySize; negative is invalid. To retain nothing, set
+	// DisableHistory instead.
+	HistorySize int
+	// DisableHistory turns the history off: resuming subscribers receive new
+	// events only, the first of them reporting the events missed since the
+	// last event id. HistorySize must then be zero.
+	DisableHistory bool
+	// BufferSize is how many events the hub buffers for each subscriber that
+	// has not taken them yet. Zero means DefaultBufferSize; negative is
+	// invalid.
+	BufferSize int
+	// Policy says what to do when a subscriber's buffer is full. The zero
+	// value is DropOldest.
+	Policy Policy
+	// MaxSubscribers caps the number of live subscriptions; Subscribe past
+	// it returns ErrTooManySubscribers. Zero means DefaultMaxSubscribers;
+	// negative is invalid.
+	MaxSubscribers int
+}
+
+// Validate reports every problem in c, each wrapping ErrInvalidConfig, or nil
+// when New would accept c.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
+	}
+	if c.HistorySize < 0 {
+		bad("HistorySize %d is negative (set DisableHistory to retain nothing)", c.HistorySize)
+	}
+	if c.DisableHistory && c.HistorySize != 0 {
+		bad("HistorySize %d is set together with DisableHistory", c.HistorySize)
+	}
+	if c.BufferSize < 0 {
+		bad("BufferSize %d is negative", c.BufferSize)
+	}
+	if c.Policy != DropOldest && c.Policy != Disconnect {
+		bad("unknown %v (want DropOldest or Disconnect)", c.Policy)
+	}
+	if c.MaxSubscribers < 0 {
+		bad("MaxSubscribers %d is negative", c.MaxSubscribers)
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults returns c with its zero fields replaced by the defaults and
+// HistorySize set to the number of events actually retained per type.
+func (c Config) withDefaults() Config {
+	switch {
+	case c.DisableHistory:
+		c.HistorySize = 0
+	case c.HistorySize == 0:
+		c.HistorySize = DefaultHistorySize
+	}
+	if c.BufferSize == 0 {
+		c.BufferSize = DefaultBufferSize
+	}
+	if c.MaxSubscribers == 0 {
+		c.MaxSubscribers = DefaultMaxSubscribers
+	}
+	return c
+}

@@ -1,0 +1,304 @@
+package pubsub
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+)
+
+// Hub fans published events out to subscriptions and retains a bounded
+// history of each type for subscribers that resume. Create one with New.
+// All methods are safe for concurrent use.
+type Hub struct {
+	cfg Config // with defaults applied
+
+	mu     sync.Mutex
+	seq    uint64                  // last sequence number assigned
+	topics map[eventv1.Type]*topic // by event type, created on first use
+	closed bool
+
+	subscribers atomic.Int64  // live subscriptions, updated under mu
+	published   atomic.Uint64 // mirrors seq for Stats
+	dropped     atomic.Uint64 // events dropped from full buffers
+}
+
+// topic is the state the hub keeps for one event type.
+type topic struct {
+	subs []*Subscription // subscriptions that want this type, in no order
+	hist *history
+}
+
+// Stats is a snapshot of a hub's counters.
+type Stats struct {
+	// Subscribers is the number of live subscriptions.
+	Subscribers int
+	// Published is the number of events published so far; it equals the
+	// last sequence number assigned.
+	Published uint64
+	// Dropped is the number of events discarded from full subscriber
+	// buffers under the DropOldest policy, summed over subscribers.
+	Dropped uint64
+}
+
+// New returns a hub configured by cfg; zero fields take their defaults. It
+// starts no goroutines. New panics if cfg.Validate reports an error, so
+// validate configuration from outside the program at start-up.
+func New(cfg Config) *Hub {
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	return &Hub{cfg: cfg.withDefaults(), topics: make(map[eventv1.Type]*topic)}
+}
+
+// Publish assigns ev the next sequence number, retains it in the history of
+// its type and buffers it for every subscription that wants its type. It
+// returns the sequence number, or 0 without doing anything when ev is nil or
+// the hub is closed.
+//
+// Publish never waits for a subscriber: a full buffer loses its oldest event
+// or ends its subscription, as Config.Policy says. The hub shares ev with
+// every subscriber, so nobody may modify it once published.
+func (h *Hub) Publish(ev *eventv1.Event) uint64 {
+	if ev == nil {
+		return 0
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return 0
+	}
+	h.seq++
+	e := entry{seq: h.seq, ev: ev}
+	t := h.topicLocked(ev.GetType())
+	t.hist.add(e)
+	var slow []*Subscription
+	for _, s := range t.subs {
+		if !s.push(e, h.cfg.Policy) {
+			slow = append(slow, s)
+		}
+	}
+	// Remove after the loop: removal reorders t.subs.
+	for _, s := range slow {
+		h.removeLocked(s)
+	}
+	h.published.Store(h.seq)
+	return e.seq
+}
+
+// Subscribe starts a subscription to the events of the given types. It ends
+// when ctx is done, on Subscription.Close, on Hub.Close, or when it overflows
+// under the Disconnect policy.
+//
+// With an empty lastEventID the subscription receives events published from
+// now on. Otherwise lastEventID is the decimal sequence number of the last
+// event the client received: the subscription first replays the retained
+// events of its types published after it, in sequence order, then continues
+// with new events, with no duplicate and no gap between the two. If matching
+// events after lastEventID were already evicted from the history, the first
+// event delivered reports them in its Missed field; that count is an upper
+// bound, exact unless events of other types were published among the lost
+// ones. A lastEventID beyond the latest sequence number, as after a restart
+// of the hub, replays nothing.
+//
+// Subscribe returns an error wrapping ErrInvalidTypes, ErrInvalidLastEventID,
+// ErrTooManySubscribers or ErrClosed, or ctx.Err() when ctx is already done.
+func (h *Hub) Subscribe(ctx context.Context, types []eventv1.Type, lastEventID string) (*Subscription, error) {
+	types, err := normalizeTypes(types)
+	if err != nil {
+		return nil, err
+	}
+	after, resume, err := parseLastEventID(lastEventID)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s := &Subscription{
+		hub:    h,
+		types:  types,
+		pos:    make([]int, len(types)),
+		notify: make(chan struct{}, 1),
+		done:   make(chan struct{}),
+		limit:  h.cfg.BufferSize,
+	}
+
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if n := h.subscribers.Load(); n >= int64(h.cfg.MaxSubscribers) {
+		h.mu.Unlock()
+		return nil, fmt.Errorf("%w: limit of %d reached", ErrTooManySubscribers, h.cfg.MaxSubscribers)
+	}
+	if resume {
+		// Under h.mu no event is published, so the snapshot and the
+		// registration below meet exactly: no duplicate, no gap.
+		h.replayLocked(s, after)
+	}
+	for i, typ := range types {
+		t := h.topicLocked(typ)
+		s.pos[i] = len(t.subs)
+		t.subs = append(t.subs, s)
+	}
+	s.registered = true
+	h.subscribers.Add(1)
+	h.mu.Unlock()
+
+	// End the subscription when ctx is done. AfterFunc starts a goroutine
+	// only then, and that goroutine returns at once.
+	stop := context.AfterFunc(ctx, func() { s.end(ctx.Err()) })
+	s.mu.Lock()
+	if s.err == nil {
+		s.stop = stop
+		stop = nil
+	}
+	s.mu.Unlock()
+	if stop != nil {
+		stop() // Already ended, by Hub.Close.
+	}
+	return s, nil
+}
+
+// Stats returns the hub's current counters.
+func (h *Hub) Stats() Stats {
+	return Stats{
+		Subscribers: int(h.subscribers.Load()),
+		Published:   h.published.Load(),
+		Dropped:     h.dropped.Load(),
+	}
+}
+
+// Close ends every subscription with ErrClosed; afterwards Publish does
+// nothing and Subscribe fails with ErrClosed. Close is idempotent.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	h.closed = true
+	for _, t := range h.topics {
+		for _, s := range t.subs {
+			s.mu.Lock()
+			if s.err == nil {
+				s.endLocked(ErrClosed)
+			}
+			s.mu.Unlock()
+			if s.registered {
+				s.registered = false
+				h.subscribers.Add(-1)
+			}
+		}
+		t.subs = nil
+	}
+	h.topics = nil
+}
+
+// topicLocked returns the topic of typ, creating it on first use.
+func (h *Hub) topicLocked(typ eventv1.Type) *topic {
+	t := h.topics[typ]
+	if t == nil {
+		t = &topic{hist: newHistory(h.cfg.HistorySize)}
+		h.topics[typ] = t
+	}
+	return t
+}
+
+// replayLocked queues for s the retained events of its types published after
+// the sequence number after, merged in sequence order, and accounts for the
+// matching events already evicted.
+func (h *Hub) replayLocked(s *Subscription, after uint64) {
+	var (
+		runs         = make([][]entry, 0, len(s.types))
+		total        int
+		lost, newest uint64
+	)
+	for _, typ := range s.types {
+		t := h.topics[typ]
+		if t == nil {
+			continue
+		}
+		run := t.hist.appendAfter(nil, after)
+		runs = append(runs, run)
+		total += len(run)
+		l, n := t.hist.lostAfter(after)
+		lost += l
+		newest = max(newest, n)
+	}
+	// Events lost per type overlap in the sequence range they bound; the
+	// whole range holds at most newest-after events.
+	if lost > 0 {
+		lost = min(lost, newest-after)
+		s.missed.Add(lost)
+	}
+	if total == 0 {
+		s.carry = lost
+		return
+	}
+	s.replay = make([]item, 0, total)
+	for len(s.replay) < total {
+		k := -1
+		for i, run := range runs {
+			if len(run) > 0 && (k < 0 || run[0].seq < runs[k][0].seq) {
+				k = i
+			}
+		}
+		s.replay = append(s.replay, item{seq: runs[k][0].seq, ev: runs[k][0].ev})
+		runs[k] = runs[k][1:]
+	}
+	s.replay[0].missed = lost
+}
+
+// removeLocked takes s out of the hub's lists, if it is still there.
+func (h *Hub) removeLocked(s *Subscription) {
+	if !s.registered {
+		return
+	}
+	s.registered = false
+	h.subscribers.Add(-1)
+	for i, typ := range s.types {
+		t := h.topics[typ]
+		last := len(t.subs) - 1
+		moved := t.subs[last]
+		t.subs[s.pos[i]] = moved
+		moved.pos[slices.Index(moved.types, typ)] = s.pos[i]
+		t.subs[last] = nil
+		t.subs = t.subs[:last]
+	}
+}
+
+// normalizeTypes validates a subscription's types and returns them sorted
+// without duplicates.
+func normalizeTypes(types []eventv1.Type) ([]eventv1.Type, error) {
+	if len(types) == 0 {
+		return nil, fmt.Errorf("%w: no types given", ErrInvalidTypes)
+	}
+	for _, typ := range types {
+		if _, ok := eventv1.Type_name[int32(typ)]; !ok || typ == eventv1.Type_TYPE_UNSPECIFIED {
+			return nil, fmt.Errorf("%w: %v is not a valid type", ErrInvalidTypes, typ)
+		}
+	}
+	types = slices.Clone(types)
+	slices.Sort(types)
+	return slices.Compact(types), nil
+}
+
+// parseLastEventID parses a last event id: resume is false for the empty
+// string, else after is the decimal sequence number it holds.
+func parseLastEventID(id string) (after uint64, resume bool, err error) {
+	if id == "" {
+		return 0, false, nil
+	}
+	after, err = strconv.ParseUint(id, 10, 64)
+	if err != nil {
+		return 0, false, fmt.Errorf("%w: %q is not a decimal sequence number", ErrInvalidLastEventID, id)
+	}
+	return after, true, nil
+}

@@ -1,0 +1,206 @@
+package pubsub
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+)
+
+// item is one event waiting for delivery to a subscriber.
+type item struct {
+	seq    uint64
+	ev     *eventv1.Event
+	missed uint64 // matching events lost just before this one
+}
+
+// Subscription is one subscriber's stream of events, created by
+// Hub.Subscribe. Events wait in a bounded buffer until Next takes them.
+//
+// One goroutine at a time may call Next. Close and Missed may be called from
+// any goroutine, also while Next is blocked.
+type Subscription struct {
+	hub   *Hub
+	types []eventv1.Type // sorted and unique; never changes
+
+	// Guarded by hub.mu.
+	pos        []int // pos[i] is the index of s in the hub's list for types[i]
+	registered bool
+
+	notify chan struct{} // capacity 1: something was pushed
+	done   chan struct{} // closed when the subscription ends
+
+	missed atomic.Uint64 // total events missed
+
+	mu     sync.Mutex
+	err    error       // why the subscription ended; nil while live
+	stop   func() bool // stops the context.AfterFunc that ends s
+	replay []item      // history to deliver before buf
+	buf    []item      // ring of live events, len(buf) <= limit
+	head   int         // index in buf of the oldest item
+	n      int         // number of items in buf
+	limit  int         // Config.BufferSize
+	carry  uint64      // missed count owed to the next item pushed
+}
+
+// Next returns the next event, waiting until one is published, ctx is done
+// or the subscription ends. The response's Missed field counts the matching
+// events the subscriber lost just before this one.
+//
+// When ctx is done Next returns ctx.Err() and the subscription stays live.
+// Once the subscription has ended Next returns why, every time: the error of
+// the context given to Subscribe, ErrSlowSubscriber, or ErrClosed. Events
+// still buffered at that point are discarded.
+func (s *Subscription) Next(ctx context.Context) (*eventv1.SubscribeResponse, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		if s.err != nil {
+			err := s.err
+			s.mu.Unlock()
+			return nil, err
+		}
+		it, ok := s.popLocked()
+		s.mu.Unlock()
+		if ok {
+			return &eventv1.SubscribeResponse{Event: it.ev, Sequence: it.seq, Missed: it.missed}, nil
+		}
+		select {
+		case <-s.notify:
+		case <-s.done:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// Close ends the subscription, removes it from the hub and releases its
+// buffer; Next then returns ErrClosed. Close is idempotent.
+func (s *Subscription) Close() { s.end(ErrClosed) }
+
+// Done returns a channel closed when the subscription has ended.
+func (s *Subscription) Done() <-chan struct{} { return s.done }
+
+// Err returns why the subscription ended, or nil while it is live.
+func (s *Subscription) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Missed returns the total number of matching events this subscription has
+// missed so far: dropped because its buffer was full, plus those already
+// evicted from the history when it resumed. Missed includes losses not yet
+// reported by the Missed field of a response.
+func (s *Subscription) Missed() uint64 { return s.missed.Load() }
+
+// popLocked removes and returns the oldest pending item: replayed history
+// first, then live events.
+func (s *Subscription) popLocked() (item, bool) {
+	if len(s.replay) > 0 {
+		it := s.replay[0]
+		s.replay[0] = item{}
+		s.replay = s.replay[1:]
+		if len(s.replay) == 0 {
+			s.replay = nil
+		}
+		return it, true
+	}
+	if s.n == 0 {
+		return item{}, false
+	}
+	it := s.buf[s.head]
+	s.buf[s.head] = item{}
+	s.head = (s.head + 1) % len(s.buf)
+	s.n--
+	return it, true
+}
+
+// push buffers an event for the subscriber, making room as the policy says.
+// It reports false when the subscription just ended because its buffer was
+// full; the hub must then remove it. The hub calls push with its mutex held.
+func (s *Subscription) push(e entry, policy Policy) bool {
+	s.mu.Lock()
+	if s.err != nil {
+		// Ending concurrently; end removes it from the hub.
+		s.mu.Unlock()
+		return true
+	}
+	if s.n == s.limit {
+		if policy == Disconnect {
+			s.endLocked(ErrSlowSubscriber)
+			s.mu.Unlock()
+			return false
+		}
+		s.dropOldestLocked()
+	}
+	if s.n == len(s.buf) {
+		s.growLocked()
+	}
+	s.buf[(s.head+s.n)%len(s.buf)] = item{seq: e.seq, ev: e.ev, missed: s.carry}
+	s.carry = 0
+	s.n++
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// dropOldestLocked discards the oldest buffered item and hands its missed
+// count, plus one for itself, to the item that now follows the last one
+// delivered.
+func (s *Subscription) dropOldestLocked() {
+	old := s.buf[s.head]
+	s.buf[s.head] = item{}
+	s.head = (s.head + 1) % len(s.buf)
+	s.n--
+	if s.n > 0 {
+		s.buf[s.head].missed += old.missed + 1
+	} else {
+		s.carry += old.missed + 1
+	}
+	s.missed.Add(1)
+	s.hub.dropped.Add(1)
+}
+
+// growLocked enlarges the full ring, doubling it up to the limit, so that
+// idle subscribers hold small buffers.
+func (s *Subscription) growLocked() {
+	size := min(max(2*len(s.buf), 8), s.limit)
+	buf := make([]item, size)
+	for i := range s.n {
+		buf[i] = s.buf[(s.head+i)%len(s.buf)]
+	}
+	s.buf, s.head = buf, 0
+}
+
+// end ends the subscription with err unless it has already ended, and
+// removes it from the hub. It must not be called with hub.mu held.
+func (s *Subscription) end(err error) {
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.endLocked(err)
+	s.mu.Unlock()
+	s.hub.mu.Lock()
+	s.hub.removeLocked(s)
+	s.hub.mu.Unlock()
+}
+
+// endLocked records why the subscription ended, releases its buffers, wakes
+// Next and stops watching the context. The caller removes s from the hub.
+func (s *Subscription) endLocked(err error) {
+	s.err = err
+	s.replay, s.buf, s.head, s.n = nil, nil, 0, 0
+	close(s.done)
+	if s.stop != nil {
+		s.stop()
+		s.stop = nil
+	}
+}
