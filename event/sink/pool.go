@@ -32,6 +32,8 @@ type pool struct {
 	sinkID string
 	// onPublish receives events the processor publishes.
 	onPublish func(*eventv1.Event)
+	// onChange is called whenever a stream goes up or down.
+	onChange func()
 
 	conn  *grpc.ClientConn
 	slots []atomic.Pointer[stream] // the live stream of each slot, nil while down
@@ -41,7 +43,7 @@ type pool struct {
 	reconnects atomic.Uint64
 }
 
-func newPool(target string, cfg *Config, sinkID string, onPublish func(*eventv1.Event)) (*pool, error) {
+func newPool(target string, cfg *Config, sinkID string, onPublish func(*eventv1.Event), onChange func()) (*pool, error) {
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{
@@ -71,6 +73,7 @@ func newPool(target string, cfg *Config, sinkID string, onPublish func(*eventv1.
 		log:       cfg.Logger.With("target", target),
 		sinkID:    sinkID,
 		onPublish: onPublish,
+		onChange:  onChange,
 		conn:      conn,
 		slots:     make([]atomic.Pointer[stream], cfg.StreamsPerTarget),
 	}, nil
@@ -132,9 +135,12 @@ func (p *pool) serveOnce(ctx context.Context, client eventv1.ProcessorServiceCli
 	}
 	s := newStream(p)
 	p.slots[i].Store(s)
+	p.onChange()
 	p.log.Debug("processor stream up", "slot", i)
 	err = s.serve(ctx, ps)
-	p.slots[i].CompareAndSwap(s, nil)
+	p.slots[i].CompareAndSwap(s, nil) // stop picking it before failing its calls
+	s.fail(err)
+	p.onChange()
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return ctx.Err()
 	}

@@ -26,6 +26,9 @@ type Sink struct {
 	runOnce sync.Once
 	stop    context.CancelFunc
 	done    chan struct{}
+
+	stateMu sync.Mutex
+	changed chan struct{} // closed and replaced whenever a stream goes up or down
 }
 
 // New validates cfg and builds a Sink. It starts no goroutines and opens no
@@ -39,7 +42,8 @@ func New(cfg Config) (*Sink, error) {
 		cfg:    cfg,
 		routes: make(router, len(cfg.Routes)),
 		ids:    newIDGenerator(),
-		done:   make(chan struct{}),
+		done:    make(chan struct{}),
+		changed: make(chan struct{}),
 	}
 	sinkID := s.ids.prefix[:len(s.ids.prefix)-1]
 	byTarget := make(map[string]*pool)
@@ -48,7 +52,7 @@ func New(cfg Config) (*Sink, error) {
 		for _, t := range r.Targets {
 			p, ok := byTarget[t]
 			if !ok {
-				p, err = newPool(t, &s.cfg, sinkID, s.publish)
+				p, err = newPool(t, &s.cfg, sinkID, s.publish, s.notify)
 				if err != nil {
 					s.closePools()
 					return nil, fmt.Errorf("%w: route for %s: target %q: %v", ErrInvalidConfig, r.Type, t, err)
@@ -102,6 +106,31 @@ func (s *Sink) Close() {
 	}
 	s.stop()
 	<-s.done
+}
+
+// notify wakes everyone waiting in WaitReady.
+func (s *Sink) notify() {
+	s.stateMu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.stateMu.Unlock()
+}
+
+// WaitReady blocks until [Sink.Ready] is true or ctx ends.
+func (s *Sink) WaitReady(ctx context.Context) error {
+	for {
+		s.stateMu.Lock()
+		ch := s.changed
+		s.stateMu.Unlock()
+		if s.Ready() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
 }
 
 // publish receives events processors publish.

@@ -163,14 +163,12 @@ func (s *stream) cancel(id uint64) {
 }
 
 // serve runs the writer and reader loops on ps until either fails or ctx
-// ends, then fails every pending call. It always returns a non-nil error.
+// ends. It always returns a non-nil error; the caller then calls fail.
 func (s *stream) serve(ctx context.Context, ps processStream) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.writeLoop(gctx, ps) })
 	g.Go(func() error { return s.readLoop(ps) })
-	err := g.Wait()
-	s.fail(err)
-	return err
+	return g.Wait()
 }
 
 // writeLoop is the only goroutine that sends on the stream.

@@ -1,0 +1,127 @@
+package sink
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+)
+
+// fakeProcessor is a ProcessorService whose answers a test scripts. Each
+// request is answered from its own goroutine, so answers come back in any
+// order; sends are serialised with a mutex.
+type fakeProcessor struct {
+	eventv1.UnimplementedProcessorServiceServer
+	// answer returns the answer to req, or nil to answer nothing. It may
+	// block; ctx ends when the stream does.
+	answer func(ctx context.Context, req *eventv1.ProcessRequest) *eventv1.ProcessResponse
+
+	mu      sync.Mutex
+	streams []eventv1.ProcessorService_ProcessServer
+}
+
+func (f *fakeProcessor) Process(ps eventv1.ProcessorService_ProcessServer) error {
+	if err := ps.SendHeader(metadata.MD{}); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.streams = append(f.streams, ps)
+	f.mu.Unlock()
+	var sendMu sync.Mutex
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		req, err := ps.Recv()
+		if err != nil {
+			return nil
+		}
+		if req.GetCancel() {
+			continue
+		}
+		wg.Go(func() {
+			resp := f.answer(ps.Context(), req)
+			if resp == nil {
+				return
+			}
+			sendMu.Lock()
+			defer sendMu.Unlock()
+			_ = ps.Send(resp)
+		})
+	}
+}
+
+// echo answers every request with its own event.
+func echo(_ context.Context, req *eventv1.ProcessRequest) *eventv1.ProcessResponse {
+	return &eventv1.ProcessResponse{Id: req.GetId(), Result: &eventv1.ProcessResponse_Reply{Reply: req.GetEvent()}}
+}
+
+// startFake serves f on a loopback port until the test ends and returns its
+// address and server (Stop it to break the sink's streams).
+func startFake(t *testing.T, f eventv1.ProcessorServiceServer) (string, *grpc.Server) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lis.Addr().String(), serveFake(t, f, lis)
+}
+
+// serveFake serves f on lis until the test ends.
+func serveFake(t *testing.T, f eventv1.ProcessorServiceServer, lis net.Listener) *grpc.Server {
+	t.Helper()
+	srv := grpc.NewServer()
+	eventv1.RegisterProcessorServiceServer(srv, f)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(lis)
+	}()
+	t.Cleanup(func() {
+		srv.Stop()
+		<-done
+	})
+	return srv
+}
+
+// startSink builds a sink from cfg, runs it until the test ends and waits
+// until it is ready.
+func startSink(t *testing.T, cfg Config) *Sink {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = discard()
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.Run(context.Background())
+	}()
+	t.Cleanup(func() {
+		s.Close()
+		<-done
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.WaitReady(ctx); err != nil {
+		t.Fatalf("sink not ready: %v", err)
+	}
+	return s
+}
+
+func hello(payload string) *eventv1.Event {
+	return &eventv1.Event{Type: eventv1.Type_TYPE_HELLO, Payload: structpb.NewStringValue(payload)}
+}
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
