@@ -1,0 +1,46 @@
+package processor
+
+import (
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+)
+
+// Defaults for the zero fields of [Options].
+const (
+	DefaultMaxConcurrency = 1024
+	DefaultShutdownGrace  = 10 * time.Second
+)
+
+// Options configure a [Server]. The zero value is usable.
+type Options struct {
+	// MaxConcurrency bounds the handlers running at once across all streams
+	// of the Server. Zero or less means DefaultMaxConcurrency.
+	MaxConcurrency int
+	// ShutdownGrace is how long Serve lets in-flight handlers finish and
+	// their answers be sent after its context is done, before it cuts the
+	// streams and stops hard. Zero or less means DefaultShutdownGrace.
+	ShutdownGrace time.Duration
+	// Logger receives handler panics and lifecycle messages. Nil means
+	// slog.Default().
+	Logger *slog.Logger
+	// ServerOptions are added to the options of the grpc.Server built by
+	// Serve (for example credentials or interceptors). They do not apply to
+	// Register.
+	ServerOptions []grpc.ServerOption
+}
+
+// withDefaults returns o with its zero fields set to their defaults.
+func (o Options) withDefaults() Options {
+	if o.MaxConcurrency <= 0 {
+		o.MaxConcurrency = DefaultMaxConcurrency
+	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = DefaultShutdownGrace
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}

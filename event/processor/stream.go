@@ -1,0 +1,252 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"sync"
+)
+
+// outQueueLen bounds the answers waiting for a stream's writer. A handler
+// whose answer does not fit waits (holding its concurrency slot), which
+// slows down the reading of new requests in turn.
+const outQueueLen = 256
+
+// stream is the state of one Process call.
+//
+// Its goroutines: the gRPC handler goroutine runs write, the only caller of
+// Send; one goroutine runs receive, the only caller of Recv; every event
+// runs in a goroutine of its own (run) that hands its answer to write over
+// out. Publish also hands its messages to write over out.
+type stream struct {
+	srv    *Server
+	grpc   grpc.BidiStreamingServer[eventv1.ProcessRequest, eventv1.ProcessResponse]
+	ctx    context.Context // done when Process returns
+	cancel context.CancelFunc
+	sinkID string // value of SinkIDMetadataKey, "" when absent
+
+	out      chan *eventv1.ProcessResponse
+	finished chan struct{} // poked (non-blocking) whenever a handler is done
+
+	mu      sync.Mutex
+	pending map[uint64]context.CancelFunc // running handlers by request id
+}
+
+func newStream(s *Server, gs grpc.BidiStreamingServer[eventv1.ProcessRequest, eventv1.ProcessResponse]) *stream {
+	ctx, cancel := context.WithCancel(gs.Context())
+	st := &stream{
+		srv:      s,
+		grpc:     gs,
+		ctx:      ctx,
+		cancel:   cancel,
+		out:      make(chan *eventv1.ProcessResponse, outQueueLen),
+		finished: make(chan struct{}, 1),
+		pending:  make(map[uint64]context.CancelFunc),
+	}
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(SinkIDMetadataKey); len(v) > 0 {
+			st.sinkID = v[0]
+		}
+	}
+	return st
+}
+
+// serve runs the stream until it ends and returns its final status.
+func (st *stream) serve() error {
+	defer st.cancel() // cancels every handler still running
+	st.srv.addStream(st)
+	defer st.srv.removeStream(st)
+	// The sink counts a stream as live once it has the header.
+	if err := st.grpc.SendHeader(metadata.MD{}); err != nil {
+		return err
+	}
+	st.srv.log.DebugContext(st.ctx, "processor: stream opened", "sink_id", st.sinkID)
+	recvDone := make(chan error, 1)
+	go func() { recvDone <- st.receive() }()
+	err := st.write(recvDone)
+	st.srv.log.DebugContext(st.ctx, "processor: stream closed", "sink_id", st.sinkID, "err", err)
+	return err
+}
+
+// write sends everything handed over on out until the stream ends.
+func (st *stream) write(recvDone <-chan error) error {
+	drainCh := st.srv.drainCh
+	draining := false
+	for {
+		select {
+		case resp := <-st.out:
+			if err := st.grpc.Send(resp); err != nil {
+				return err
+			}
+		case err := <-recvDone:
+			if errors.Is(err, io.EOF) {
+				return nil // the sink closed its side; nobody waits for answers
+			}
+			return err
+		case <-drainCh:
+			drainCh, draining = nil, true
+			if st.idle() {
+				return st.flush()
+			}
+		case <-st.finished:
+			if draining && st.idle() {
+				return st.flush()
+			}
+		case <-st.srv.closing:
+			return errShuttingDown.Err()
+		case <-st.ctx.Done():
+			return status.FromContextError(st.ctx.Err()).Err()
+		}
+	}
+}
+
+// idle reports whether no handler runs on the stream.
+func (st *stream) idle() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return len(st.pending) == 0
+}
+
+// flush sends the answers already queued, when draining is over.
+func (st *stream) flush() error {
+	for {
+		select {
+		case resp := <-st.out:
+			if err := st.grpc.Send(resp); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+	}
+}
+
+// receive reads requests until the stream ends and returns Recv's error
+// (io.EOF when the sink closed its side).
+func (st *stream) receive() error {
+	for {
+		req, err := st.grpc.Recv()
+		if err != nil {
+			return err
+		}
+		if req.GetCancel() {
+			st.cancelRequest(req.GetId())
+			continue
+		}
+		if err := st.dispatch(req, time.Now()); err != nil {
+			return err
+		}
+	}
+}
+
+// cancelRequest cancels the handler of request id, if it still runs.
+func (st *stream) cancelRequest(id uint64) {
+	st.mu.Lock()
+	cancel := st.pending[id]
+	st.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// dispatch starts the handler for req, received at now, or answers it at
+// once when it cannot run. It blocks while MaxConcurrency handlers run. It
+// returns an error only when the stream is over.
+func (st *stream) dispatch(req *eventv1.ProcessRequest, now time.Time) error {
+	id := req.GetId()
+	if id == 0 {
+		st.srv.log.WarnContext(st.ctx, "processor: dropped request with id 0", "sink_id", st.sinkID)
+		return nil
+	}
+	ev := req.GetEvent()
+	if ev == nil {
+		return st.answer(errorResponse(id, status.New(codes.InvalidArgument, "processor: request has neither event nor cancel")))
+	}
+	var deadline time.Time
+	if t := req.GetTimeout(); t != nil {
+		if err := t.CheckValid(); err != nil {
+			return st.answer(errorResponse(id, status.Newf(codes.InvalidArgument, "processor: bad timeout: %v", err)))
+		}
+		deadline = now.Add(t.AsDuration())
+		if !deadline.After(now) {
+			return st.answer(errorResponse(id, status.New(codes.DeadlineExceeded, "processor: request expired before it was handled")))
+		}
+	}
+
+	select {
+	case st.srv.sem <- struct{}{}:
+	case <-st.srv.drainCh:
+		return st.answer(errorResponse(id, errShuttingDown))
+	case <-st.ctx.Done():
+		return st.ctx.Err()
+	}
+	if !deadline.IsZero() && !time.Now().Before(deadline) {
+		<-st.srv.sem
+		return st.answer(errorResponse(id, status.New(codes.DeadlineExceeded, "processor: request expired before it was handled")))
+	}
+
+	ctx, cancel := st.handlerContext(deadline, req.GetTraceContext())
+	st.mu.Lock()
+	if st.srv.draining.Load() { // checked under mu: see write's idle check
+		st.mu.Unlock()
+		cancel()
+		<-st.srv.sem
+		return st.answer(errorResponse(id, errShuttingDown))
+	}
+	if _, dup := st.pending[id]; dup {
+		st.mu.Unlock()
+		cancel()
+		<-st.srv.sem
+		st.srv.log.WarnContext(st.ctx, "processor: dropped request reusing a running id", "request_id", id, "sink_id", st.sinkID)
+		return nil
+	}
+	st.pending[id] = cancel
+	st.mu.Unlock()
+
+	go st.run(ctx, cancel, id, ev)
+	return nil
+}
+
+// handlerContext returns the context for one handler: the stream's, with
+// the request's deadline (when not zero) and trace context.
+func (st *stream) handlerContext(deadline time.Time, tc map[string]string) (context.Context, context.CancelFunc) {
+	ctx := withTraceContext(st.ctx, tc)
+	if deadline.IsZero() {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, deadline)
+}
+
+// run handles request id, hands the answer to the writer, then frees the
+// request's slot.
+func (st *stream) run(ctx context.Context, cancel context.CancelFunc, id uint64, ev *eventv1.Event) {
+	resp := st.srv.handle(ctx, id, ev)
+	_ = st.answer(resp) // fails only when the stream is over: nobody to tell
+	st.mu.Lock()
+	delete(st.pending, id)
+	st.mu.Unlock()
+	cancel()
+	<-st.srv.sem
+	select {
+	case st.finished <- struct{}{}:
+	default:
+	}
+}
+
+// answer hands resp to the writer; it fails when the stream is over.
+func (st *stream) answer(resp *eventv1.ProcessResponse) error {
+	select {
+	case st.out <- resp:
+		return nil
+	case <-st.ctx.Done():
+		return st.ctx.Err()
+	}
+}
