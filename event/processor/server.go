@@ -37,10 +37,10 @@ type Server struct {
 	closeMu  sync.Once
 
 	mu      sync.Mutex
-	procs   int                 // running Process calls
-	drained chan struct{}       // closed when draining and procs is 0
-	streams map[*stream]uint64  // live streams, by open order, for Publish
-	nextSeq uint64              // order of the next stream to open
+	procs   int                // running Process calls
+	drained chan struct{}      // closed when draining and procs is 0
+	streams map[*stream]uint64 // live streams, by open order, for Publish
+	nextSeq uint64             // order of the next stream to open
 }
 
 // NewServer returns a Server that answers events with h. It panics if h is

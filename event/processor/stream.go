@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 	"time"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
@@ -11,8 +12,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-
-	"sync"
 )
 
 // outQueueLen bounds the answers waiting for a stream's writer. A handler
