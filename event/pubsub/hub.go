@@ -82,9 +82,9 @@ func (h *Hub) Publish(ev *eventv1.Event) uint64 {
 			slow = append(slow, s)
 		}
 	}
-	// Remove after the loop: removal reorders t.subs.
+	// End them after the loop: removal reorders t.subs.
 	for _, s := range slow {
-		h.removeLocked(s)
+		h.endLocked(s, ErrSlowSubscriber)
 	}
 	h.published.Store(h.seq)
 	return e.seq
@@ -184,19 +184,12 @@ func (h *Hub) Close() {
 		return
 	}
 	h.closed = true
+	var all []*Subscription
 	for _, t := range h.topics {
-		for _, s := range t.subs {
-			s.mu.Lock()
-			if s.err == nil {
-				s.endLocked(ErrClosed)
-			}
-			s.mu.Unlock()
-			if s.registered {
-				s.registered = false
-				h.subscribers.Add(-1)
-			}
-		}
-		t.subs = nil
+		all = append(all, t.subs...)
+	}
+	for _, s := range all {
+		h.endLocked(s, ErrClosed) // once per subscription; repeats do nothing
 	}
 	h.topics = nil
 }
@@ -254,6 +247,27 @@ func (h *Hub) replayLocked(s *Subscription, after uint64) {
 		runs[k] = runs[k][1:]
 	}
 	s.replay[0].missed = lost
+}
+
+// endLocked ends s with err unless it has already ended: it records err,
+// releases the buffers, stops watching the context, removes s from the hub
+// and finally closes s.done, waking Next.
+func (h *Hub) endLocked(s *Subscription, err error) {
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.err = err
+	s.replay, s.buf, s.head, s.n = nil, nil, 0, 0
+	stop := s.stop
+	s.stop = nil
+	s.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	h.removeLocked(s)
+	close(s.done)
 }
 
 // removeLocked takes s out of the hub's lists, if it is still there.

@@ -80,7 +80,8 @@ func (s *Subscription) Next(ctx context.Context) (*eventv1.SubscribeResponse, er
 // buffer; Next then returns ErrClosed. Close is idempotent.
 func (s *Subscription) Close() { s.end(ErrClosed) }
 
-// Done returns a channel closed when the subscription has ended.
+// Done returns a channel closed once the subscription has ended and left the
+// hub.
 func (s *Subscription) Done() <-chan struct{} { return s.done }
 
 // Err returns why the subscription ended, or nil while it is live.
@@ -119,18 +120,17 @@ func (s *Subscription) popLocked() (item, bool) {
 }
 
 // push buffers an event for the subscriber, making room as the policy says.
-// It reports false when the subscription just ended because its buffer was
-// full; the hub must then remove it. The hub calls push with its mutex held.
+// It reports false when the buffer is full under the Disconnect policy; the
+// hub must then end the subscription. The hub calls push with its mutex
+// held.
 func (s *Subscription) push(e entry, policy Policy) bool {
 	s.mu.Lock()
 	if s.err != nil {
-		// Ending concurrently; end removes it from the hub.
 		s.mu.Unlock()
 		return true
 	}
 	if s.n == s.limit {
 		if policy == Disconnect {
-			s.endLocked(ErrSlowSubscriber)
 			s.mu.Unlock()
 			return false
 		}
@@ -178,29 +178,10 @@ func (s *Subscription) growLocked() {
 	s.buf, s.head = buf, 0
 }
 
-// end ends the subscription with err unless it has already ended, and
-// removes it from the hub. It must not be called with hub.mu held.
+// end ends the subscription with err unless it has already ended. It must
+// not be called with hub.mu held.
 func (s *Subscription) end(err error) {
-	s.mu.Lock()
-	if s.err != nil {
-		s.mu.Unlock()
-		return
-	}
-	s.endLocked(err)
-	s.mu.Unlock()
 	s.hub.mu.Lock()
-	s.hub.removeLocked(s)
-	s.hub.mu.Unlock()
-}
-
-// endLocked records why the subscription ended, releases its buffers, wakes
-// Next and stops watching the context. The caller removes s from the hub.
-func (s *Subscription) endLocked(err error) {
-	s.err = err
-	s.replay, s.buf, s.head, s.n = nil, nil, 0, 0
-	close(s.done)
-	if s.stop != nil {
-		s.stop()
-		s.stop = nil
-	}
+	defer s.hub.mu.Unlock()
+	s.hub.endLocked(s, err)
 }
