@@ -9,8 +9,8 @@ import (
 	"sync"
 	"testing"
 
-	eventv1 "github.com/eventproc/eventproc/event/v1"
 	"github.com/eventproc/eventproc/event/pubsub"
+	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
 
 // TestFanOut has several goroutines publish to 1,000 subscribers with

@@ -8,8 +8,8 @@ import (
 
 	"go.uber.org/goleak"
 
-	eventv1 "github.com/eventproc/eventproc/event/v1"
 	"github.com/eventproc/eventproc/event/pubsub"
+	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
 
 func TestMain(m *testing.M) {
