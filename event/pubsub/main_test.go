@@ -85,3 +85,5 @@ func waitEnded(t testing.TB, ctx context.Context, s *pubsub.Subscription) error 
 		return nil
 	}
 }
+
+func uint64ToString(n uint64) string { return strconv.FormatUint(n, 10) }
