@@ -1,0 +1,119 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/eventproc/eventproc/event/processor"
+)
+
+// envPrefix starts the environment variable of every flag: PROC_ and the
+// flag name in upper case with "-" as "_".
+const envPrefix = "PROC_"
+
+// config is proc's configuration, from flags and environment.
+type config struct {
+	addr           string
+	consume        bool
+	publish        bool
+	maxConcurrency int
+	shutdownGrace  time.Duration
+	logFormat      string
+	logLevel       slog.Level
+}
+
+// parseConfig reads the environment through getenv, then args; a flag on
+// the command line wins over its variable. For -h it writes the usage to
+// help and returns flag.ErrHelp.
+func parseConfig(args []string, getenv func(string) string, help io.Writer) (config, error) {
+	var cfg config
+	fs := flag.NewFlagSet("proc", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are returned, usage is printed on -h only
+	fs.Usage = func() {}
+	fs.StringVar(&cfg.addr, "addr", ":9090", "`address` to listen on (host:port; port 0 picks a free one)")
+	fs.BoolVar(&cfg.consume, "consume", false, "consume events without replying (metadata consume=false still asks for a reply)")
+	fs.BoolVar(&cfg.publish, "publish", false, "also publish every received event to the connected sinks")
+	fs.IntVar(&cfg.maxConcurrency, "max-concurrency", processor.DefaultMaxConcurrency, "maximum events handled at once")
+	fs.DurationVar(&cfg.shutdownGrace, "shutdown-grace", processor.DefaultShutdownGrace, "time in-flight events get to finish on SIGINT/SIGTERM")
+	fs.StringVar(&cfg.logFormat, "log-format", "text", "log `format` on stderr: text or json")
+	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "minimum log `level`: debug, info, warn or error")
+
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		if v := getenv(name); v != "" && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("invalid value %q for %s (flag --%s): %w", v, name, f.Name, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return config{}, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(help, fs)
+			return config{}, err
+		}
+		return config{}, fmt.Errorf("%w (see proc -h)", err)
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected argument %q (see proc -h)", fs.Arg(0))
+	}
+	switch {
+	case cfg.logFormat != "text" && cfg.logFormat != "json":
+		return config{}, fmt.Errorf("invalid value %q for flag --log-format: want text or json", cfg.logFormat)
+	case cfg.maxConcurrency < 1:
+		return config{}, fmt.Errorf("invalid value %d for flag --max-concurrency: want at least 1", cfg.maxConcurrency)
+	case cfg.shutdownGrace <= 0:
+		return config{}, fmt.Errorf("invalid value %v for flag --shutdown-grace: want more than 0", cfg.shutdownGrace)
+	}
+	return cfg, nil
+}
+
+// envName is the environment variable for flag name.
+func envName(name string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// printUsage writes proc's help to w.
+func printUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprint(w, `Usage: proc [flags]
+
+proc is the echo processor: it serves event.v1.ProcessorService and answers
+every event with the same event. It prints "listening on HOST:PORT" on
+stdout once it accepts connections, and logs on stderr. SIGINT or SIGTERM
+stop it gracefully.
+
+Event metadata changes the answer for that event:
+  delay=DURATION   wait that long first (a Go duration such as 50ms), within
+                   the event's deadline
+  error=CODE       fail with that gRPC code (a name such as NOT_FOUND)
+  consume=BOOL     consume without reply (true) or reply (false), whatever
+                   --consume says
+
+Every flag can also be set with an environment variable: PROC_ and the flag
+name in upper case with - as _ (PROC_ADDR, PROC_CONSUME, PROC_PUBLISH,
+PROC_MAX_CONCURRENCY, PROC_SHUTDOWN_GRACE, PROC_LOG_FORMAT, PROC_LOG_LEVEL).
+A flag given on the command line wins over its variable.
+
+Flags:
+`)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}
+
+// newLogger returns the logger cfg asks for, writing to w.
+func newLogger(cfg config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.logLevel}
+	if cfg.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

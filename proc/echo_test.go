@@ -1,0 +1,41 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// FuzzEchoMetadata checks that no metadata makes echo panic or answer with
+// anything but a reply, a consume or a proper status.
+func FuzzEchoMetadata(f *testing.F) {
+	f.Add("20ms", "NOT_FOUND", "true")
+	f.Add("", "", "")
+	f.Add("-1s", "ok", "0")
+	f.Add("1e9h", "17", "FALSE")
+	f.Add("soon", " NOT_FOUND", "maybe")
+	f.Fuzz(func(t *testing.T, delay, code, consume string) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // any real delay ends at once
+		e := &echo{log: slog.New(slog.DiscardHandler)}
+		ev := &eventv1.Event{Id: "e", Metadata: map[string]string{"delay": delay, "error": code, "consume": consume}}
+		reply, err := e.Handle(ctx, ev)
+		if err != nil {
+			st, ok := status.FromError(err)
+			if !ok && err != context.Canceled {
+				t.Fatalf("Handle = %v, want a status or context error", err)
+			}
+			if ok && (st.Code() == codes.OK || st.Code() > codes.Unauthenticated) {
+				t.Fatalf("Handle = %v, want a valid failure code", err)
+			}
+			return
+		}
+		if reply != nil && reply != ev {
+			t.Fatalf("reply = %v, want the event itself", reply)
+		}
+	})
+}

@@ -1,0 +1,24 @@
+// Command proc is the echo processor: it serves event.v1.ProcessorService
+// with the processor SDK and answers every event with the same event. A
+// flag or per-event metadata makes it consume events, fail them with a
+// chosen status or take its time, to exercise the sink. Run `proc -h` for
+// the flags.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "proc:", err)
+		os.Exit(1)
+	}
+}

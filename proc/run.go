@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/eventproc/eventproc/event/processor"
+)
+
+// run is proc: it parses args and the environment (read through getenv),
+// listens, and serves the echo processor until ctx is done, then stops
+// gracefully and returns nil.
+//
+// Once it accepts connections it writes exactly one line to stdout:
+//
+//	listening on 127.0.0.1:40123
+//
+// with the real address, so that `--addr 127.0.0.1:0` is usable by tests
+// and scripts that read it. Logs go to stderr; -h writes the usage to
+// stdout.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+
+	lis, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("listen on --addr %s: %w", cfg.addr, err)
+	}
+	h := &echo{consume: cfg.consume, log: log}
+	srv := processor.NewServer(h, processor.Options{
+		MaxConcurrency: cfg.maxConcurrency,
+		ShutdownGrace:  cfg.shutdownGrace,
+		Logger:         log,
+	})
+	if cfg.publish {
+		h.publish = srv.Publish
+	}
+
+	fmt.Fprintf(stdout, "listening on %s\n", lis.Addr())
+	log.Info("proc: serving", "addr", lis.Addr().String(), "consume", cfg.consume, "publish", cfg.publish,
+		"max_concurrency", cfg.maxConcurrency)
+	if err := srv.Serve(ctx, lis); err != nil {
+		return err
+	}
+	log.Info("proc: stopped")
+	return nil
+}
