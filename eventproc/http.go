@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/eventproc/eventproc/event/sink"
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+)
+
+// backend is what the HTTP API needs of the sink.
+type backend interface {
+	eventv1.SinkServiceServer
+	Status() []sink.RouteStatus
+}
+
+// httpAPI is the HTTP front: the grpc-gateway mux with SinkService
+// registered in-process, the health endpoints, and the middleware that
+// bounds bodies and deadlines.
+type httpAPI struct {
+	mux     *runtime.ServeMux
+	backend backend
+	ready   func() bool
+	log     *slog.Logger
+	maxBody int64
+	errors  runtime.Marshaler
+	allow   map[string]string // path → the methods it serves, for 405s
+}
+
+// newHTTPAPI builds the HTTP handler. ready reports whether the sink can
+// take traffic (/readyz); maxBody bounds request bodies.
+func newHTTPAPI(b backend, ready func() bool, maxBody int64, log *slog.Logger) (*httpAPI, error) {
+	a := &httpAPI{
+		backend: b,
+		ready:   ready,
+		log:     log,
+		maxBody: maxBody,
+		errors:  errorMarshaler(),
+		allow: map[string]string{
+			"/v1/events":           http.MethodPost,
+			"/v1/events:subscribe": http.MethodGet,
+			"/healthz":             http.MethodGet,
+			"/readyz":              http.MethodGet,
+		},
+	}
+	a.mux = runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, eventMarshaler{&runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: false, UseProtoNames: false},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		}}),
+		runtime.WithErrorHandler(a.gatewayError),
+		runtime.WithRoutingErrorHandler(a.routingError),
+		runtime.WithForwardResponseOption(forwardOutcome),
+		// No method or path games: POST /v1/events is the only way to send.
+		runtime.WithDisableHTTPMethodOverride(),
+		runtime.WithDisablePathLengthFallback(),
+	)
+	// In-process: HTTP requests call the sink directly, without a gRPC hop.
+	if err := eventv1.RegisterSinkServiceHandlerServer(context.Background(), a.mux, b); err != nil {
+		return nil, err
+	}
+	if err := a.mux.HandlePath(http.MethodGet, "/healthz", a.healthz); err != nil {
+		return nil, err
+	}
+	if err := a.mux.HandlePath(http.MethodGet, "/readyz", a.readyz); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// ServeHTTP implements [http.Handler].
+func (a *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	if r.ContentLength > a.maxBody {
+		a.writeError(w, r, errBodyTooLarge(a.maxBody))
+		return
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		// Bodies without a Content-Length (chunked) are cut off at the limit;
+		// gatewayError turns the resulting decode error into a 413.
+		r.Body = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, a.maxBody)}
+	}
+	rw := &responseWriter{ResponseWriter: w}
+	if v := r.Header.Get("Request-Timeout"); v != "" {
+		d, err := parseTimeout(v)
+		if err != nil || d <= 0 {
+			a.writeError(rw, r, status.Errorf(codes.InvalidArgument,
+				"invalid Request-Timeout %q: want a positive duration such as 500ms or 2s, or a number of seconds", v))
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
+	a.mux.ServeHTTP(rw, r)
+	if a.log.Enabled(r.Context(), slog.LevelDebug) {
+		a.log.Debug("http request", "method", r.Method, "path", r.URL.Path,
+			"status", rw.status, "duration", time.Since(start))
+	}
+}
+
+// healthz answers the liveness probe: the process is up.
+func (a *httpAPI) healthz(w http.ResponseWriter, _ *http.Request, _ map[string]string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = io.WriteString(w, "ok")
+}
+
+// readiness is the /readyz body.
+type readiness struct {
+	Ready  bool               `json:"ready"`
+	Routes []sink.RouteStatus `json:"routes"`
+}
+
+// readyz answers the readiness probe: 200 when every route has a live
+// processor stream and the sink is not shutting down, else 503.
+func (a *httpAPI) readyz(w http.ResponseWriter, _ *http.Request, _ map[string]string) {
+	body := readiness{Ready: a.ready(), Routes: a.backend.Status()}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if !body.Ready {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// limitedBody is a request body cut off at the size limit, remembering
+// whether it was.
+type limitedBody struct {
+	io.ReadCloser
+	exceeded atomic.Bool
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		b.exceeded.Store(true)
+	}
+	return n, err
+}
+
+// eventMarshaler is the gateway's JSON marshaler (protojson) with a stricter
+// decoder: error messages say the body is at fault, an empty body is an
+// error, and nothing may follow the event.
+type eventMarshaler struct {
+	*runtime.JSONPb
+}
+
+// NewDecoder implements [runtime.Marshaler].
+func (m eventMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
+	d := json.NewDecoder(r)
+	return eventDecoder{d: d, inner: runtime.DecoderWrapper{Decoder: d, UnmarshalOptions: m.UnmarshalOptions}}
+}
+
+type eventDecoder struct {
+	d     *json.Decoder
+	inner runtime.DecoderWrapper
+}
+
+func (e eventDecoder) Decode(v any) error {
+	if err := e.inner.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return errors.New(`empty request body: want a JSON event such as {"type":"TYPE_HELLO"}`)
+		}
+		return errBadJSON(err)
+	}
+	if _, err := e.d.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("invalid JSON event: unexpected data after the event object")
+	}
+	return nil
+}

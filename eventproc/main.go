@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// After the first signal starts a graceful shutdown, a second one kills
+	// the process at once.
+	context.AfterFunc(ctx, stop)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "eventproc: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole program: it parses args and the environment read through
+// getenv, serves until ctx ends, then shuts down gracefully. It writes --help
+// to stdout and logs to stderr.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		printUsage(stdout)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	srv, err := newServer(cfg, newLogger(cfg, stderr))
+	if err != nil {
+		return err
+	}
+	var lc net.ListenConfig
+	grpcLis, err := lc.Listen(ctx, "tcp", cfg.GRPCAddr)
+	if err != nil {
+		srv.close()
+		return fmt.Errorf("--grpc-addr %q: %w", cfg.GRPCAddr, err)
+	}
+	httpLis, err := lc.Listen(ctx, "tcp", cfg.HTTPAddr)
+	if err != nil {
+		grpcLis.Close()
+		srv.close()
+		return fmt.Errorf("--http-addr %q: %w", cfg.HTTPAddr, err)
+	}
+	return srv.serve(ctx, grpcLis, httpLis)
+}

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/eventproc/eventproc/event/sink"
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+)
+
+// readinessInterval is how often the gRPC health status follows the sink's
+// readiness.
+const readinessInterval = 250 * time.Millisecond
+
+// server is the running program: the sink and the gRPC and HTTP servers in
+// front of it.
+type server struct {
+	cfg      Config
+	log      *slog.Logger
+	sink     *sink.Sink
+	grpc     *grpc.Server
+	health   *health.Server
+	http     *http.Server
+	draining atomic.Bool // set when shutdown starts
+}
+
+// newServer builds the sink and both servers from cfg. It starts nothing and
+// listens on nothing; [server.serve] does. Call close if serve is never
+// called.
+func newServer(cfg Config, log *slog.Logger) (*server, error) {
+	sk, err := sink.New(cfg.sinkConfig(log))
+	if err != nil {
+		return nil, fmt.Errorf("invalid configuration: %s", withoutSentinel(err))
+	}
+	s := &server{cfg: cfg, log: log, sink: sk, health: health.NewServer()}
+	api, err := newHTTPAPI(sk, s.ready, cfg.MaxBodyBytes, log)
+	if err != nil {
+		sk.Close()
+		return nil, err
+	}
+	s.http = &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	s.grpc = grpc.NewServer(
+		// An event over the limit is answered RESOURCE_EXHAUSTED, as HTTP
+		// answers 413.
+		grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)),
+		// Ping idle clients so half-dead connections under long-lived
+		// streams are found; let clients ping as often as every 5s, even
+		// with no stream open.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	)
+	eventv1.RegisterSinkServiceServer(s.grpc, sk)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	s.setHealth(healthpb.HealthCheckResponse_NOT_SERVING)
+	return s, nil
+}
+
+// close releases what newServer built, for when serve is never called.
+func (s *server) close() {
+	s.sink.Close()
+	s.grpc.Stop()
+}
+
+// ready reports whether the sink takes traffic: every route has a live
+// processor stream and shutdown has not begun.
+func (s *server) ready() bool {
+	return !s.draining.Load() && s.sink.Ready()
+}
+
+// serve runs the sink and serves gRPC on grpcLis and HTTP on httpLis until
+// ctx ends or a server fails; then it shuts down gracefully (see shutdown)
+// and returns the first error. It closes both listeners.
+func (s *server) serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
+	s.log.Info("grpc listening on "+grpcLis.Addr().String(), "addr", grpcLis.Addr().String())
+	s.log.Info("http listening on "+httpLis.Addr().String(), "addr", httpLis.Addr().String())
+	for _, r := range s.cfg.Routes {
+		s.log.Info("route", "type", r.Type.String(), "targets", r.Targets, "broadcast", r.Broadcast)
+	}
+
+	// The sink outlives the servers: requests in flight during the grace
+	// period still need it.
+	sinkCtx, stopSink := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSink()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.sink.Run(sinkCtx) })
+	g.Go(func() error {
+		if err := s.grpc.Serve(grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("grpc server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := s.http.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		s.followReadiness(gctx)
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		s.shutdown()
+		stopSink()
+		return nil
+	})
+	err := g.Wait()
+	s.sink.Close()
+	s.log.Info("stopped")
+	return err
+}
+
+// shutdown stops both servers gracefully: readiness turns false first, the
+// listeners close, and requests in flight get ShutdownGrace to finish before
+// their connections are closed.
+func (s *server) shutdown() {
+	s.draining.Store(true)
+	s.health.Shutdown() // every service NOT_SERVING from now on
+	s.log.Info("shutting down", "grace", s.cfg.ShutdownGrace)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := s.http.Shutdown(ctx); err != nil {
+			s.log.Warn("http: grace period over; closing connections", "err", err)
+			s.http.Close()
+		}
+	})
+	wg.Go(func() {
+		stopped := make(chan struct{})
+		go func() {
+			s.grpc.GracefulStop()
+			close(stopped)
+		}()
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			s.log.Warn("grpc: grace period over; cancelling open calls")
+			s.grpc.Stop()
+			<-stopped
+		}
+	})
+	wg.Wait()
+}
+
+// followReadiness keeps the gRPC health status in step with ready until ctx
+// ends, and logs each change.
+func (s *server) followReadiness(ctx context.Context) {
+	t := time.NewTicker(readinessInterval)
+	defer t.Stop()
+	was := false
+	for {
+		if now := s.ready(); now != was {
+			was = now
+			if now {
+				s.setHealth(healthpb.HealthCheckResponse_SERVING)
+				s.log.Info("ready: every route has a live processor")
+			} else {
+				s.setHealth(healthpb.HealthCheckResponse_NOT_SERVING)
+				s.log.Warn("not ready: a route has no live processor")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *server) setHealth(st healthpb.HealthCheckResponse_ServingStatus) {
+	s.health.SetServingStatus("", st)
+	s.health.SetServingStatus(eventv1.SinkService_ServiceDesc.ServiceName, st)
+}
