@@ -9,8 +9,10 @@ import (
 
 // Defaults for the zero fields of [Options].
 const (
+	// DefaultMaxConcurrency is the default for Options.MaxConcurrency.
 	DefaultMaxConcurrency = 1024
-	DefaultShutdownGrace  = 10 * time.Second
+	// DefaultShutdownGrace is the default for Options.ShutdownGrace.
+	DefaultShutdownGrace = 10 * time.Second
 )
 
 // Options configure a [Server]. The zero value is usable.

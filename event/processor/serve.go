@@ -13,13 +13,16 @@ import (
 	"google.golang.org/grpc/keepalive"
 )
 
-// Keepalive settings of the server built by Serve. Sinks ping about every
-// 5s on their long-lived streams; pings down to every second are allowed,
-// also without active streams.
-var (
-	serverKeepalive = keepalive.ServerParameters{Time: 5 * time.Second, Timeout: 2 * time.Second}
-	clientKeepalive = keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}
-)
+// keepaliveOptions returns the keepalive settings of the server built by
+// Serve: it pings idle connections every 5s and drops those that do not
+// answer within 2s; sinks, which ping about every 5s on their long-lived
+// streams, may ping down to every second, also without active streams.
+func keepaliveOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 5 * time.Second, Timeout: 2 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
+	}
+}
 
 // Serve serves the processor on lis with a gRPC server of its own, which
 // also offers the standard gRPC health service (SERVING for "" and for
@@ -36,11 +39,8 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	// long-lived calls (health Watch) that would hold up GracefulStop.
 	callsCtx, endCalls := context.WithCancel(context.Background())
 	defer endCalls()
-	opts := append([]grpc.ServerOption{
-		grpc.KeepaliveParams(serverKeepalive),
-		grpc.KeepaliveEnforcementPolicy(clientKeepalive),
-		grpc.ChainStreamInterceptor(endWith(callsCtx)),
-	}, s.opts.ServerOptions...)
+	opts := append(keepaliveOptions(), grpc.ChainStreamInterceptor(endWith(callsCtx)))
+	opts = append(opts, s.opts.ServerOptions...)
 	gs := grpc.NewServer(opts...)
 	s.Register(gs)
 	hs := health.NewServer()
