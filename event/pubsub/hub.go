@@ -76,11 +76,20 @@ func (h *Hub) Publish(ev *eventv1.Event) uint64 {
 	e := entry{seq: h.seq, ev: ev}
 	t := h.topicLocked(ev.GetType())
 	t.hist.add(e)
-	var slow []*Subscription
+	var (
+		slow    []*Subscription
+		dropped uint64
+	)
 	for _, s := range t.subs {
-		if !s.push(e, h.cfg.Policy) {
+		switch s.push(e, h.cfg.Policy) {
+		case pushedDrop:
+			dropped++
+		case pushFull:
 			slow = append(slow, s)
 		}
+	}
+	if dropped > 0 {
+		h.dropped.Add(dropped)
 	}
 	// End them after the loop: removal reorders t.subs.
 	for _, s := range slow {

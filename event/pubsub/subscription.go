@@ -28,20 +28,22 @@ type Subscription struct {
 	pos        []int // pos[i] is the index of s in the hub's list for types[i]
 	registered bool
 
-	notify chan struct{} // capacity 1: something was pushed
+	notify chan struct{} // capacity 1: something was pushed while waiting
 	done   chan struct{} // closed when the subscription ends
 
 	missed atomic.Uint64 // total events missed
 
-	mu     sync.Mutex
-	err    error       // why the subscription ended; nil while live
-	stop   func() bool // stops the context.AfterFunc that ends s
-	replay []item      // history to deliver before buf
-	buf    []item      // ring of live events, len(buf) <= limit
-	head   int         // index in buf of the oldest item
-	n      int         // number of items in buf
-	limit  int         // Config.BufferSize
-	carry  uint64      // missed count owed to the next item pushed
+	// Guarded by mu; the fields push uses come first, to share cache lines.
+	mu      sync.Mutex
+	n       int         // number of items in buf
+	head    int         // index in buf of the oldest item
+	limit   int         // Config.BufferSize
+	carry   uint64      // missed count owed to the next item pushed
+	waiting bool        // Next found nothing and waits on notify
+	buf     []item      // ring of live events, len(buf) <= limit
+	err     error       // why the subscription ended; nil while live
+	replay  []item      // history to deliver before buf
+	stop    func() bool // stops the context.AfterFunc that ends s
 }
 
 // Next returns the next event, waiting until one is published, ctx is done
@@ -64,6 +66,7 @@ func (s *Subscription) Next(ctx context.Context) (*eventv1.SubscribeResponse, er
 			return nil, err
 		}
 		it, ok := s.popLocked()
+		s.waiting = !ok
 		s.mu.Unlock()
 		if ok {
 			return &eventv1.SubscribeResponse{Event: it.ev, Sequence: it.seq, Missed: it.missed}, nil
@@ -119,22 +122,32 @@ func (s *Subscription) popLocked() (item, bool) {
 	return it, true
 }
 
+// pushResult says what push did.
+type pushResult int
+
+const (
+	pushed     pushResult = iota // buffered the event
+	pushedDrop                   // buffered it, dropping the oldest event
+	pushFull                     // buffer full under Disconnect: end s
+)
+
 // push buffers an event for the subscriber, making room as the policy says.
-// It reports false when the buffer is full under the Disconnect policy; the
-// hub must then end the subscription. The hub calls push with its mutex
-// held.
-func (s *Subscription) push(e entry, policy Policy) bool {
+// On pushFull the hub must end the subscription. The hub calls push with its
+// mutex held.
+func (s *Subscription) push(e entry, policy Policy) pushResult {
 	s.mu.Lock()
 	if s.err != nil {
 		s.mu.Unlock()
-		return true
+		return pushed // ended meanwhile; end removes it from the hub
 	}
+	result := pushed
 	if s.n == s.limit {
 		if policy == Disconnect {
 			s.mu.Unlock()
-			return false
+			return pushFull
 		}
 		s.dropOldestLocked()
+		result = pushedDrop
 	}
 	if s.n == len(s.buf) {
 		s.growLocked()
@@ -142,12 +155,18 @@ func (s *Subscription) push(e entry, policy Policy) bool {
 	s.buf[(s.head+s.n)%len(s.buf)] = item{seq: e.seq, ev: e.ev, missed: s.carry}
 	s.carry = 0
 	s.n++
+	// Signal only a waiting Next: that spares the channel while the
+	// subscriber is busy.
+	wake := s.waiting
+	s.waiting = false
 	s.mu.Unlock()
-	select {
-	case s.notify <- struct{}{}:
-	default:
+	if wake {
+		select {
+		case s.notify <- struct{}{}:
+		default:
+		}
 	}
-	return true
+	return result
 }
 
 // dropOldestLocked discards the oldest buffered item and hands its missed
@@ -164,7 +183,6 @@ func (s *Subscription) dropOldestLocked() {
 		s.carry += old.missed + 1
 	}
 	s.missed.Add(1)
-	s.hub.dropped.Add(1)
 }
 
 // growLocked enlarges the full ring, doubling it up to the limit, so that
