@@ -28,10 +28,13 @@
 //
 // The hub retains the latest Config.HistorySize events of each type
 // (DefaultHistorySize unless set; Config.DisableHistory retains none). A
-// subscriber resuming from a sequence number whose successors were already
-// evicted gets the retained ones, the first carrying in Missed an upper bound
-// of the matching events lost, exact unless events of other types were
-// published among them.
+// subscriber resuming from a sequence number whose successors were partly
+// evicted gets the retained ones, the first carrying in Missed the number
+// of matching events lost. That number is exact as long as the hub still
+// remembers the sequence numbers of the lost events, which it does for the
+// latest max(4*HistorySize, 1024) events evicted from each type's history.
+// For events evicted longer ago it is an upper bound, and it is never zero
+// when an event was lost.
 //
 // # Concurrency
 //

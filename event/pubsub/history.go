@@ -12,66 +12,69 @@ type entry struct {
 	ev  *eventv1.Event
 }
 
-// history is a bounded ring of the latest events of one type, oldest first.
-// It grows on demand up to its limit, so that types seldom published cost
-// little. It is not safe for concurrent use: the hub's mutex guards it.
+// history is what the hub remembers of one event type: the latest events,
+// for resuming subscribers, and the sequence numbers of the latest events
+// evicted from them, to count exactly what a resuming subscriber lost. It is
+// not safe for concurrent use: the hub's mutex guards it.
 type history struct {
-	limit   int     // most entries retained; 0 retains nothing
-	buf     []entry // ring storage, len(buf) <= limit
-	start   int     // index in buf of the oldest entry
-	n       int     // number of entries retained
-	evicted uint64  // number of events evicted (or never retained)
-	lastOut uint64  // sequence number of the newest evicted event, 0 if none
+	events  ring[entry]  // retained events, oldest first
+	evicted ring[uint64] // sequence numbers of evicted events, oldest first
+
+	// Evicted events whose sequence numbers were evicted in turn: how many,
+	// and the newest sequence number among them.
+	forgotten     uint64
+	lastForgotten uint64
 }
 
-func newHistory(limit int) *history { return &history{limit: limit} }
+// newHistory returns a history retaining limit events and the sequence
+// numbers of evictedLimit evicted ones.
+func newHistory(limit, evictedLimit int) *history {
+	return &history{events: ring[entry]{limit: limit}, evicted: ring[uint64]{limit: evictedLimit}}
+}
 
-// add appends e, evicting the oldest entry when the history is full.
+// evictedLimit is how many sequence numbers of evicted events a history
+// keeps per type, given the number of events it retains.
+func evictedLimit(historySize int) int { return max(4*historySize, 1024) }
+
+// add appends e, evicting the oldest event when the history is full.
 // Sequence numbers must be added in increasing order.
 func (h *history) add(e entry) {
-	switch {
-	case h.limit == 0:
-		h.evict(e.seq)
-	case h.n < len(h.buf):
-		h.buf[(h.start+h.n)%len(h.buf)] = e
-		h.n++
-	case len(h.buf) < h.limit:
-		// Not yet full and start == 0 while growing: append in place.
-		h.buf = append(h.buf, e)
-		h.buf = h.buf[:min(cap(h.buf), h.limit)]
-		h.n++
-	default:
-		h.evict(h.buf[h.start].seq)
-		h.buf[h.start] = e
-		h.start = (h.start + 1) % len(h.buf)
+	old, ok := h.events.push(e)
+	if !ok {
+		return
+	}
+	if seq, ok := h.evicted.push(old.seq); ok {
+		h.forgotten++
+		h.lastForgotten = seq
 	}
 }
 
-func (h *history) evict(seq uint64) {
-	h.evicted++
-	h.lastOut = seq
-}
-
-// at returns the i-th retained entry, oldest first.
-func (h *history) at(i int) entry { return h.buf[(h.start+i)%len(h.buf)] }
-
-// appendAfter appends the retained entries with a sequence number greater
+// appendAfter appends the retained events with a sequence number greater
 // than after to dst, oldest first.
 func (h *history) appendAfter(dst []entry, after uint64) []entry {
-	i := sort.Search(h.n, func(i int) bool { return h.at(i).seq > after })
-	for ; i < h.n; i++ {
-		dst = append(dst, h.at(i))
+	n := h.events.len()
+	i := sort.Search(n, func(i int) bool { return h.events.at(i).seq > after })
+	for ; i < n; i++ {
+		dst = append(dst, h.events.at(i))
 	}
 	return dst
 }
 
-// lostAfter returns an upper bound of the number of events of this type with
-// a sequence number greater than after that were evicted, and the sequence
-// number of the newest evicted event. The bound is exact when no event of
-// another type was published between after and that newest evicted event.
+// lostAfter returns how many evicted events have a sequence number greater
+// than after, and the newest such sequence number (0 if none). The count is
+// exact while their sequence numbers are remembered; beyond that it adds an
+// upper bound of the forgotten ones, which assumes that every event
+// published between after and the newest forgotten one was of this type.
 func (h *history) lostAfter(after uint64) (lost, newest uint64) {
-	if h.lastOut <= after {
-		return 0, 0
+	n := h.evicted.len()
+	i := sort.Search(n, func(i int) bool { return h.evicted.at(i) > after })
+	lost = uint64(n - i)
+	if lost > 0 {
+		newest = h.evicted.at(n - 1)
 	}
-	return min(h.evicted, h.lastOut-after), h.lastOut
+	if h.lastForgotten > after {
+		lost += min(h.forgotten, h.lastForgotten-after)
+		newest = max(newest, h.lastForgotten)
+	}
+	return lost, newest
 }

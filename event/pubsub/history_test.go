@@ -18,6 +18,7 @@ func TestHistory(t *testing.T) {
 	tests := []struct {
 		name      string
 		limit     int
+		evicted   int      // evictedLimit; 0 means 1024
 		added     []uint64 // sequence numbers added, increasing
 		after     uint64
 		wantAfter []uint64
@@ -31,7 +32,12 @@ func TestHistory(t *testing.T) {
 		{name: "wrapped, nothing lost", limit: 3, added: []uint64{1, 2, 3, 4, 5, 6, 7}, after: 4, wantAfter: []uint64{5, 6, 7}},
 		{name: "wrapped, some lost", limit: 3, added: []uint64{1, 2, 3, 4, 5, 6, 7}, after: 1, wantAfter: []uint64{5, 6, 7}, wantLost: 3},
 		{name: "sparse, lost bounded by count", limit: 2, added: []uint64{10, 20, 30, 40}, after: 0, wantAfter: []uint64{30, 40}, wantLost: 2},
-		{name: "sparse, lost bounded by range", limit: 2, added: []uint64{10, 20, 30, 40}, after: 18, wantAfter: []uint64{30, 40}, wantLost: 2},
+		{name: "sparse, lost after the id", limit: 2, added: []uint64{10, 20, 30, 40}, after: 18, wantAfter: []uint64{30, 40}, wantLost: 1},
+		{name: "sparse, lost before the id", limit: 2, added: []uint64{10, 20, 30, 40}, after: 20, wantAfter: []uint64{30, 40}},
+		// 20, 30 and 40 were lost; 20 is forgotten, and bounded by 20-15.
+		{name: "forgotten, upper bound", limit: 1, evicted: 2, added: []uint64{10, 20, 30, 40, 50}, after: 15, wantAfter: []uint64{50}, wantLost: 4},
+		{name: "forgotten before the id", limit: 1, evicted: 2, added: []uint64{10, 20, 30, 40, 50}, after: 25, wantAfter: []uint64{50}, wantLost: 2},
+		{name: "forgotten, bounded by count", limit: 1, evicted: 1, added: []uint64{10, 20, 30, 40, 50}, after: 0, wantAfter: []uint64{50}, wantLost: 4},
 		{name: "disabled", limit: 0, added: []uint64{1, 2, 3}, after: 1, wantLost: 2},
 		{name: "disabled, nothing after", limit: 0, added: []uint64{1, 2, 3}, after: 3},
 		{name: "grows past first allocation", limit: 100, added: seqRange(1, 60), after: 50, wantAfter: seqRange(51, 60)},
@@ -39,7 +45,11 @@ func TestHistory(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHistory(tt.limit)
+			evicted := tt.evicted
+			if evicted == 0 {
+				evicted = 1024
+			}
+			h := newHistory(tt.limit, evicted)
 			for _, seq := range tt.added {
 				h.add(entry{seq: seq})
 			}
@@ -49,8 +59,8 @@ func TestHistory(t *testing.T) {
 			if got, _ := h.lostAfter(tt.after); got != tt.wantLost {
 				t.Errorf("lostAfter(%d) = %d, want %d", tt.after, got, tt.wantLost)
 			}
-			if h.n > tt.limit || len(h.buf) > max(tt.limit, 0) {
-				t.Errorf("retains %d entries in a buffer of %d, want at most the limit %d", h.n, len(h.buf), tt.limit)
+			if got := h.events.len(); got != min(len(tt.added), tt.limit) {
+				t.Errorf("retains %d events, want %d", got, min(len(tt.added), tt.limit))
 			}
 		})
 	}

@@ -25,6 +25,7 @@ type Hub struct {
 	subscribers atomic.Int64  // live subscriptions, updated under mu
 	published   atomic.Uint64 // mirrors seq for Stats
 	dropped     atomic.Uint64 // events dropped from full buffers
+	disconnect  atomic.Uint64 // subscriptions ended by a full buffer
 }
 
 // topic is the state the hub keeps for one event type.
@@ -43,6 +44,9 @@ type Stats struct {
 	// Dropped is the number of events discarded from full subscriber
 	// buffers under the DropOldest policy, summed over subscribers.
 	Dropped uint64
+	// Disconnected is the number of subscriptions ended with
+	// ErrSlowSubscriber under the Disconnect policy.
+	Disconnected uint64
 }
 
 // New returns a hub configured by cfg; zero fields take their defaults. It
@@ -95,6 +99,9 @@ func (h *Hub) Publish(ev *eventv1.Event) uint64 {
 	for _, s := range slow {
 		h.endLocked(s, ErrSlowSubscriber)
 	}
+	if len(slow) > 0 {
+		h.disconnect.Add(uint64(len(slow)))
+	}
 	h.published.Store(h.seq)
 	return e.seq
 }
@@ -107,12 +114,12 @@ func (h *Hub) Publish(ev *eventv1.Event) uint64 {
 // now on. Otherwise lastEventID is the decimal sequence number of the last
 // event the client received: the subscription first replays the retained
 // events of its types published after it, in sequence order, then continues
-// with new events, with no duplicate and no gap between the two. If matching
-// events after lastEventID were already evicted from the history, the first
-// event delivered reports them in its Missed field; that count is an upper
-// bound, exact unless events of other types were published among the lost
-// ones. A lastEventID beyond the latest sequence number, as after a restart
-// of the hub, replays nothing.
+// with new events, with no duplicate and no gap between the two. Replayed
+// events do not count against the buffer. If matching events after
+// lastEventID were already evicted from the history, the first event
+// delivered reports how many in its Missed field (see the package comment
+// for when that count is exact). A lastEventID beyond the latest sequence
+// number, as after a restart of the hub, replays nothing.
 //
 // Subscribe returns an error wrapping ErrInvalidTypes, ErrInvalidLastEventID,
 // ErrTooManySubscribers or ErrClosed, or ctx.Err() when ctx is already done.
@@ -134,7 +141,7 @@ func (h *Hub) Subscribe(ctx context.Context, types []eventv1.Type, lastEventID s
 		pos:    make([]int, len(types)),
 		notify: make(chan struct{}, 1),
 		done:   make(chan struct{}),
-		limit:  h.cfg.BufferSize,
+		buf:    ring[item]{limit: h.cfg.BufferSize},
 	}
 
 	h.mu.Lock()
@@ -178,9 +185,10 @@ func (h *Hub) Subscribe(ctx context.Context, types []eventv1.Type, lastEventID s
 // Stats returns the hub's current counters.
 func (h *Hub) Stats() Stats {
 	return Stats{
-		Subscribers: int(h.subscribers.Load()),
-		Published:   h.published.Load(),
-		Dropped:     h.dropped.Load(),
+		Subscribers:  int(h.subscribers.Load()),
+		Published:    h.published.Load(),
+		Dropped:      h.dropped.Load(),
+		Disconnected: h.disconnect.Load(),
 	}
 }
 
@@ -207,7 +215,7 @@ func (h *Hub) Close() {
 func (h *Hub) topicLocked(typ eventv1.Type) *topic {
 	t := h.topics[typ]
 	if t == nil {
-		t = &topic{hist: newHistory(h.cfg.HistorySize)}
+		t = &topic{hist: newHistory(h.cfg.HistorySize, evictedLimit(h.cfg.HistorySize))}
 		h.topics[typ] = t
 	}
 	return t
@@ -268,7 +276,7 @@ func (h *Hub) endLocked(s *Subscription, err error) {
 		return
 	}
 	s.err = err
-	s.replay, s.buf, s.head, s.n = nil, nil, 0, 0
+	s.replay, s.buf = nil, ring[item]{}
 	stop := s.stop
 	s.stop = nil
 	s.mu.Unlock()

@@ -70,9 +70,20 @@ func TestResume(t *testing.T) {
 			after: []eventv1.Type{hello}, want: []delivery{{Seq: 7, Missed: 3}, {Seq: 9}, {Seq: 11}},
 		},
 		{
-			// Exactly 2 were lost (3 and 5); the bound also counts goodbye 4.
-			name: "evicted, upper bound", cfg: pubsub.Config{HistorySize: 2}, before: alternate(10), types: []eventv1.Type{hello}, lastEventID: "2",
-			after: []eventv1.Type{hello}, want: []delivery{{Seq: 7, Missed: 3}, {Seq: 9}, {Seq: 11}},
+			name: "evicted, other types interleaved after the id", cfg: pubsub.Config{HistorySize: 2}, before: alternate(10), types: []eventv1.Type{hello}, lastEventID: "2",
+			after: []eventv1.Type{hello}, want: []delivery{{Seq: 7, Missed: 2}, {Seq: 9}, {Seq: 11}},
+		},
+		{
+			// The hub remembers the sequence numbers of the latest 1024
+			// evicted events of a type: hello 51 to 2097 here. It forgot
+			// those of hello 1 to 49, so it bounds how many of them came
+			// after 10 by min(25 forgotten, 49-10) = 25, where 19 did.
+			name: "evicted long ago, upper bound", cfg: pubsub.Config{HistorySize: 1}, before: alternate(2100), types: []eventv1.Type{hello}, lastEventID: "10",
+			after: []eventv1.Type{hello}, want: []delivery{{Seq: 2099, Missed: 1024 + 25}, {Seq: 2101}},
+		},
+		{
+			name: "evicted long ago, exact count bound", cfg: pubsub.Config{HistorySize: 1}, before: alternate(2100), types: []eventv1.Type{hello}, lastEventID: "0",
+			after: []eventv1.Type{hello}, want: []delivery{{Seq: 2099, Missed: 1049}, {Seq: 2101}},
 		},
 		{
 			name: "evicted, both types", cfg: pubsub.Config{HistorySize: 2}, before: alternate(10), types: both, lastEventID: "0",

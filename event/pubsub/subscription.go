@@ -35,12 +35,9 @@ type Subscription struct {
 
 	// Guarded by mu; the fields push uses come first, to share cache lines.
 	mu      sync.Mutex
-	n       int         // number of items in buf
-	head    int         // index in buf of the oldest item
-	limit   int         // Config.BufferSize
+	buf     ring[item]  // live events; limit Config.BufferSize
 	carry   uint64      // missed count owed to the next item pushed
 	waiting bool        // Next found nothing and waits on notify
-	buf     []item      // ring of live events, len(buf) <= limit
 	err     error       // why the subscription ended; nil while live
 	replay  []item      // history to deliver before buf
 	stop    func() bool // stops the context.AfterFunc that ends s
@@ -112,14 +109,7 @@ func (s *Subscription) popLocked() (item, bool) {
 		}
 		return it, true
 	}
-	if s.n == 0 {
-		return item{}, false
-	}
-	it := s.buf[s.head]
-	s.buf[s.head] = item{}
-	s.head = (s.head + 1) % len(s.buf)
-	s.n--
-	return it, true
+	return s.buf.pop()
 }
 
 // pushResult says what push did.
@@ -140,21 +130,19 @@ func (s *Subscription) push(e entry, policy Policy) pushResult {
 		s.mu.Unlock()
 		return pushed // ended meanwhile; end removes it from the hub
 	}
+	if s.buf.len() == s.buf.limit && policy == Disconnect {
+		s.mu.Unlock()
+		return pushFull
+	}
 	result := pushed
-	if s.n == s.limit {
-		if policy == Disconnect {
-			s.mu.Unlock()
-			return pushFull
-		}
-		s.dropOldestLocked()
+	if old, full := s.buf.push(item{seq: e.seq, ev: e.ev, missed: s.carry}); full {
+		// DropOldest: the item now oldest reports the one dropped, and
+		// those that one reported.
+		s.buf.front().missed += old.missed + 1
+		s.missed.Add(1)
 		result = pushedDrop
 	}
-	if s.n == len(s.buf) {
-		s.growLocked()
-	}
-	s.buf[(s.head+s.n)%len(s.buf)] = item{seq: e.seq, ev: e.ev, missed: s.carry}
 	s.carry = 0
-	s.n++
 	// Signal only a waiting Next: that spares the channel while the
 	// subscriber is busy.
 	wake := s.waiting
@@ -167,33 +155,6 @@ func (s *Subscription) push(e entry, policy Policy) pushResult {
 		}
 	}
 	return result
-}
-
-// dropOldestLocked discards the oldest buffered item and hands its missed
-// count, plus one for itself, to the item that now follows the last one
-// delivered.
-func (s *Subscription) dropOldestLocked() {
-	old := s.buf[s.head]
-	s.buf[s.head] = item{}
-	s.head = (s.head + 1) % len(s.buf)
-	s.n--
-	if s.n > 0 {
-		s.buf[s.head].missed += old.missed + 1
-	} else {
-		s.carry += old.missed + 1
-	}
-	s.missed.Add(1)
-}
-
-// growLocked enlarges the full ring, doubling it up to the limit, so that
-// idle subscribers hold small buffers.
-func (s *Subscription) growLocked() {
-	size := min(max(2*len(s.buf), 8), s.limit)
-	buf := make([]item, size)
-	for i := range s.n {
-		buf[i] = s.buf[(s.head+i)%len(s.buf)]
-	}
-	s.buf, s.head = buf, 0
 }
 
 // end ends the subscription with err unless it has already ended. It must

@@ -39,7 +39,7 @@ func TestStuckSubscriber(t *testing.T) {
 			name:    "disconnect",
 			policy:  pubsub.Disconnect,
 			wantErr: pubsub.ErrSlowSubscriber,
-			stats:   pubsub.Stats{Subscribers: 1, Published: n},
+			stats:   pubsub.Stats{Subscribers: 1, Published: n, Disconnected: 1},
 		},
 	}
 	for _, tt := range tests {
