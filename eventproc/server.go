@@ -36,6 +36,11 @@ type server struct {
 	health   *health.Server
 	http     *http.Server
 	draining atomic.Bool // set when shutdown starts
+	// streamsCtx ends long-lived streaming calls (health Watch, reflection,
+	// Subscribe) when shutdown starts, so that they do not hold up
+	// GracefulStop for the whole grace period.
+	streamsCtx context.Context
+	endStreams context.CancelFunc
 }
 
 // newServer builds the sink and both servers from cfg. It starts nothing and
@@ -47,6 +52,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		return nil, fmt.Errorf("invalid configuration: %s", withoutSentinel(err))
 	}
 	s := &server{cfg: cfg, log: log, sink: sk, health: health.NewServer()}
+	s.streamsCtx, s.endStreams = context.WithCancel(context.Background())
 	api, err := newHTTPAPI(sk, s.ready, cfg.MaxBodyBytes, log)
 	if err != nil {
 		sk.Close()
@@ -67,6 +73,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		// with no stream open.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.ChainStreamInterceptor(s.endOnShutdown),
 	)
 	eventv1.RegisterSinkServiceServer(s.grpc, sk)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -79,6 +86,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 func (s *server) close() {
 	s.sink.Close()
 	s.grpc.Stop()
+	s.endStreams()
 }
 
 // ready reports whether the sink takes traffic: every route has a live
@@ -126,6 +134,7 @@ func (s *server) serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		return nil
 	})
 	err := g.Wait()
+	s.endStreams()
 	s.sink.Close()
 	s.log.Info("stopped")
 	return err
@@ -137,6 +146,7 @@ func (s *server) serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 func (s *server) shutdown() {
 	s.draining.Store(true)
 	s.health.Shutdown() // every service NOT_SERVING from now on
+	s.endStreams()
 	s.log.Info("shutting down", "grace", s.cfg.ShutdownGrace)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
 	defer cancel()
@@ -193,3 +203,25 @@ func (s *server) setHealth(st healthpb.HealthCheckResponse_ServingStatus) {
 	s.health.SetServingStatus("", st)
 	s.health.SetServingStatus(eventv1.SinkService_ServiceDesc.ServiceName, st)
 }
+
+// endOnShutdown is a stream interceptor that ends streaming calls when
+// shutdown starts, except SinkService.Stream, whose events in flight get the
+// grace period like unary calls.
+func (s *server) endOnShutdown(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if info.FullMethod == eventv1.SinkService_Stream_FullMethodName {
+		return handler(srv, ss)
+	}
+	ctx, cancel := context.WithCancel(ss.Context())
+	defer cancel()
+	stop := context.AfterFunc(s.streamsCtx, cancel)
+	defer stop()
+	return handler(srv, &streamWithContext{ServerStream: ss, ctx: ctx})
+}
+
+// streamWithContext is a grpc.ServerStream with another context.
+type streamWithContext struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *streamWithContext) Context() context.Context { return s.ctx }
