@@ -84,13 +84,13 @@ func TestFanOut(t *testing.T) {
 			}
 		})
 	}
-	pubs.Wait()
+	waitFor(t, ctx, doneChan(&pubs), "publishers")
 	// Everything published before the end markers reaches a subscriber
 	// before the first of them.
 	for _, typ := range []eventv1.Type{hello, goodbye} {
 		h.Publish(&eventv1.Event{Type: typ, Metadata: map[string]string{"end": "1"}})
 	}
-	readers.Wait()
+	waitFor(t, ctx, doneChan(&readers), "subscribers")
 
 	if got, want := h.Stats(), (pubsub.Stats{Subscribers: subscribers, Published: publishers*perPub + 2}); got != want {
 		t.Errorf("Stats() = %+v, want %+v", got, want)

@@ -3,6 +3,7 @@ package pubsub_test
 import (
 	"context"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -87,3 +88,23 @@ func waitEnded(t testing.TB, ctx context.Context, s *pubsub.Subscription) error 
 }
 
 func uint64ToString(n uint64) string { return strconv.FormatUint(n, 10) }
+
+// waitFor waits until ch is closed, failing the test when ctx is done first.
+func waitFor(t testing.TB, ctx context.Context, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-ctx.Done():
+		t.Fatalf("waiting for %s: %v", what, ctx.Err())
+	}
+}
+
+// doneChan returns a channel closed when wg.Wait returns.
+func doneChan(wg *sync.WaitGroup) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(ch)
+	}()
+	return ch
+}

@@ -143,8 +143,8 @@ func TestResumeWhilePublishing(t *testing.T) {
 		iterations = 200
 		events     = 300
 	)
+	ctx := testContext(t)
 	for i := range iterations {
-		ctx := testContext(t)
 		h := pubsub.New(pubsub.Config{BufferSize: events})
 		halfway := make(chan struct{})
 		done := make(chan struct{})
@@ -157,7 +157,7 @@ func TestResumeWhilePublishing(t *testing.T) {
 				}
 			}
 		}()
-		<-halfway
+		waitFor(t, ctx, halfway, "half the events")
 		last := h.Stats().Published - uint64(i%20) // sometimes "0"-like, mostly recent
 		id := uint64ToString(last)
 		s := subscribe(t, ctx, h, []eventv1.Type{hello, goodbye}, id)
@@ -169,7 +169,7 @@ func TestResumeWhilePublishing(t *testing.T) {
 			}
 			want++
 		}
-		<-done
+		waitFor(t, ctx, done, "the publisher")
 		s.Close()
 		h.Close()
 	}
