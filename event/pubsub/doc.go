@@ -40,13 +40,16 @@
 //
 // Hub methods are safe for concurrent use. Publish holds the hub's mutex
 // while it assigns the sequence number, records the event in the history and
-// appends it to each matching buffer (O(1) each, under that subscription's
-// own short mutex); holding it across the fan-out is what makes per-
-// subscription order equal sequence order and lets Subscribe snapshot the
-// history and register atomically with respect to Publish. Subscribers are
-// indexed by type, so Publish visits only the subscriptions that want the
-// event. A Subscription's Next must be called by one goroutine at a time;
-// its Close, Done, Err and Missed may be called from any goroutine.
+// appends it to each matching buffer: O(1) per subscriber, under that
+// subscription's own short mutex, never waiting for the subscriber to read.
+// Holding the hub's mutex across the fan-out is what makes each
+// subscription's order the sequence order, and what lets Subscribe snapshot
+// the history and register atomically with respect to Publish. Subscribers
+// are indexed by type, so Publish visits only the subscriptions that want
+// the event; concurrent publishers take turns.
+//
+// A Subscription's Next must be called by one goroutine at a time; its
+// Close, Done, Err and Missed may be called from any goroutine.
 //
 // The package starts no goroutines of its own: Next waits on a channel, and
 // a subscription watches its context with context.AfterFunc, whose goroutine

@@ -67,6 +67,10 @@ func New(cfg Config) *Hub {
 // Publish never waits for a subscriber: a full buffer loses its oldest event
 // or ends its subscription, as Config.Policy says. The hub shares ev with
 // every subscriber, so nobody may modify it once published.
+//
+// An event of a type Subscribe does not accept (TYPE_UNSPECIFIED or a value
+// the enum does not define) gets a sequence number but is neither retained
+// nor delivered, so that such events cannot grow the hub.
 func (h *Hub) Publish(ev *eventv1.Event) uint64 {
 	if ev == nil {
 		return 0
@@ -77,7 +81,11 @@ func (h *Hub) Publish(ev *eventv1.Event) uint64 {
 		return 0
 	}
 	h.seq++
+	h.published.Store(h.seq)
 	e := entry{seq: h.seq, ev: ev}
+	if !validType(ev.GetType()) {
+		return e.seq // nobody can subscribe to it
+	}
 	t := h.topicLocked(ev.GetType())
 	t.hist.add(e)
 	var (
@@ -102,7 +110,6 @@ func (h *Hub) Publish(ev *eventv1.Event) uint64 {
 	if len(slow) > 0 {
 		h.disconnect.Add(uint64(len(slow)))
 	}
-	h.published.Store(h.seq)
 	return e.seq
 }
 
@@ -312,13 +319,20 @@ func normalizeTypes(types []eventv1.Type) ([]eventv1.Type, error) {
 		return nil, fmt.Errorf("%w: no types given", ErrInvalidTypes)
 	}
 	for _, typ := range types {
-		if _, ok := eventv1.Type_name[int32(typ)]; !ok || typ == eventv1.Type_TYPE_UNSPECIFIED {
+		if !validType(typ) {
 			return nil, fmt.Errorf("%w: %v is not a valid type", ErrInvalidTypes, typ)
 		}
 	}
 	types = slices.Clone(types)
 	slices.Sort(types)
 	return slices.Compact(types), nil
+}
+
+// validType reports whether typ can be subscribed to: a value of the enum
+// other than TYPE_UNSPECIFIED.
+func validType(typ eventv1.Type) bool {
+	_, ok := eventv1.Type_name[int32(typ)]
+	return ok && typ != eventv1.Type_TYPE_UNSPECIFIED
 }
 
 // parseLastEventID parses a last event id: resume is false for the empty

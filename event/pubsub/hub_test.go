@@ -235,3 +235,20 @@ func TestHubClose(t *testing.T) {
 		t.Errorf("Stats().Subscribers = %d after Close, want 0", got)
 	}
 }
+
+func TestPublishUnsubscribableTypes(t *testing.T) {
+	ctx := testContext(t)
+	h := pubsub.New(pubsub.Config{})
+	t.Cleanup(h.Close)
+	for i, typ := range []eventv1.Type{eventv1.Type_TYPE_UNSPECIFIED, eventv1.Type(77), eventv1.Type(-5)} {
+		if got, want := h.Publish(newEvent(typ, 0, i)), uint64(i+1); got != want {
+			t.Errorf("Publish(%v) = %d, want %d", typ, got, want)
+		}
+	}
+	// Replaying everything finds only the valid event.
+	h.Publish(newEvent(hello, 0, 3))
+	s := subscribe(t, ctx, h, []eventv1.Type{hello, goodbye}, "0")
+	if r := next(t, ctx, s); r.GetSequence() != 4 || r.GetMissed() != 0 {
+		t.Errorf("Next() = sequence %d missed %d, want 4 missed 0", r.GetSequence(), r.GetMissed())
+	}
+}
