@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bytes"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eventproc/eventproc/event/sink"
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+)
+
+func envOf(kv ...string) func(string) string {
+	m := make(map[string]string)
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+func TestParseConfig(t *testing.T) {
+	hello := sink.Route{Type: eventv1.Type_TYPE_HELLO, Targets: []string{"localhost:9090"}}
+	tests := []struct {
+		name  string
+		args  []string
+		env   func(string) string
+		check func(t *testing.T, c Config)
+	}{{
+		name: "defaults",
+		args: []string{"--route", "hello=localhost:9090"},
+		env:  noEnv,
+		check: func(t *testing.T, c Config) {
+			want := Config{HTTPAddr: ":8080", GRPCAddr: ":8081", Routes: []sink.Route{hello}, Timeout: 10 * time.Second,
+				MaxBodyBytes: 1 << 20, LogFormat: "text", LogLevel: slog.LevelInfo, ShutdownGrace: 10 * time.Second}
+			if !equalConfig(c, want) {
+				t.Errorf("config = %+v, want %+v", c, want)
+			}
+		},
+	}, {
+		name: "every flag",
+		args: []string{"--http-addr", "127.0.0.1:1", "--grpc-addr=[::1]:2", "--route", "TYPE_HELLO=a:1, b:2",
+			"--route", "goodbye=dns:///c:3", "--broadcast", "GOODBYE", "--timeout", "1.5", "--max-body-bytes", "10",
+			"--streams-per-target", "3", "--max-pending", "4", "--log-format", "JSON", "--log-level", "debug",
+			"--shutdown-grace", "0"},
+		env: noEnv,
+		check: func(t *testing.T, c Config) {
+			want := Config{HTTPAddr: "127.0.0.1:1", GRPCAddr: "[::1]:2",
+				Routes: []sink.Route{
+					{Type: eventv1.Type_TYPE_HELLO, Targets: []string{"a:1", "b:2"}},
+					{Type: eventv1.Type_TYPE_GOODBYE, Targets: []string{"dns:///c:3"}, Broadcast: true},
+				},
+				Timeout: 1500 * time.Millisecond, MaxBodyBytes: 10, StreamsPerTarget: 3, MaxPending: 4,
+				LogFormat: "json", LogLevel: slog.LevelDebug}
+			if !equalConfig(c, want) {
+				t.Errorf("config = %+v, want %+v", c, want)
+			}
+		},
+	}, {
+		name: "environment",
+		env: envOf("EVENTPROC_HTTP_ADDR", ":1", "EVENTPROC_GRPC_ADDR", ":2",
+			"EVENTPROC_ROUTES", "hello=a:1,b:2; goodbye=c:3\n", "EVENTPROC_BROADCAST", "hello,goodbye",
+			"EVENTPROC_TIMEOUT", "2s", "EVENTPROC_MAX_BODY_BYTES", "99", "EVENTPROC_STREAMS_PER_TARGET", "5",
+			"EVENTPROC_MAX_PENDING", "6", "EVENTPROC_LOG_FORMAT", "json", "EVENTPROC_LOG_LEVEL", "warn",
+			"EVENTPROC_SHUTDOWN_GRACE", "1m"),
+		check: func(t *testing.T, c Config) {
+			want := Config{HTTPAddr: ":1", GRPCAddr: ":2",
+				Routes: []sink.Route{
+					{Type: eventv1.Type_TYPE_HELLO, Targets: []string{"a:1", "b:2"}, Broadcast: true},
+					{Type: eventv1.Type_TYPE_GOODBYE, Targets: []string{"c:3"}, Broadcast: true},
+				},
+				Timeout: 2 * time.Second, MaxBodyBytes: 99, StreamsPerTarget: 5, MaxPending: 6,
+				LogFormat: "json", LogLevel: slog.LevelWarn, ShutdownGrace: time.Minute}
+			if !equalConfig(c, want) {
+				t.Errorf("config = %+v, want %+v", c, want)
+			}
+		},
+	}, {
+		name: "flags win over the environment",
+		args: []string{"--route", "hello=localhost:9090", "--timeout", "3s", "--http-addr", ":7"},
+		env:  envOf("EVENTPROC_ROUTES", "goodbye=x:1", "EVENTPROC_TIMEOUT", "bogus", "EVENTPROC_HTTP_ADDR", ":1"),
+		check: func(t *testing.T, c Config) {
+			if c.Timeout != 3*time.Second || c.HTTPAddr != ":7" || !slices.EqualFunc(c.Routes, []sink.Route{hello}, equalRoute) {
+				t.Errorf("config = %+v, want the flags' values", c)
+			}
+		},
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := parseConfig(tc.args, tc.env)
+			if err != nil {
+				t.Fatalf("parseConfig: %v", err)
+			}
+			tc.check(t, c)
+		})
+	}
+}
+
+func equalRoute(a, b sink.Route) bool {
+	return a.Type == b.Type && a.Broadcast == b.Broadcast && slices.Equal(a.Targets, b.Targets)
+}
+
+func equalConfig(a, b Config) bool {
+	return slices.EqualFunc(a.Routes, b.Routes, equalRoute) &&
+		a.HTTPAddr == b.HTTPAddr && a.GRPCAddr == b.GRPCAddr && a.Timeout == b.Timeout &&
+		a.MaxBodyBytes == b.MaxBodyBytes && a.StreamsPerTarget == b.StreamsPerTarget &&
+		a.MaxPending == b.MaxPending && a.LogFormat == b.LogFormat && a.LogLevel == b.LogLevel &&
+		a.ShutdownGrace == b.ShutdownGrace
+}
+
+// TestBadConfig: every bad value stops the program with a message naming
+// the flag or variable.
+func TestBadConfig(t *testing.T) {
+	const route = "hello=localhost:9090"
+	tests := []struct {
+		args []string
+		env  func(string) string
+		want string
+	}{
+		{nil, noEnv, "no routes: give at least one --route"},
+		{[]string{"--route", "foo=x:1"}, noEnv, `--route "foo=x:1": unknown event type "foo" (known: HELLO, GOODBYE)`},
+		{[]string{"--route", "hello"}, noEnv, `--route "hello": want TYPE=TARGET`},
+		{[]string{"--route", "hello="}, noEnv, `--route "hello=": route for TYPE_HELLO has no targets`},
+		{[]string{"--route", "hello=a b"}, noEnv, `--route "hello=a b": route for TYPE_HELLO: bad target "a b"`},
+		{[]string{"--route", "unspecified=x:1"}, noEnv, `--route "unspecified=x:1": unknown event type`},
+		{[]string{"--route", route, "--route", "TYPE_HELLO=y:2"}, noEnv, `--route "TYPE_HELLO=y:2": second route for TYPE_HELLO`},
+		{[]string{"--route", route, "--broadcast", "goodbye"}, noEnv, `--broadcast "goodbye": no --route for TYPE_GOODBYE`},
+		{[]string{"--route", route, "--broadcast", "wave"}, noEnv, `--broadcast "wave": unknown event type "wave"`},
+		{[]string{"--route", route, "--timeout", "soon"}, noEnv, `--timeout "soon": want a duration`},
+		{[]string{"--route", route, "--timeout", "0"}, noEnv, `--timeout "0": want a positive duration`},
+		{[]string{"--route", route, "--shutdown-grace", "-1s"}, noEnv, `--shutdown-grace "-1s": want a positive duration`},
+		{[]string{"--route", route, "--max-body-bytes", "0"}, noEnv, `--max-body-bytes "0": want at least 1`},
+		{[]string{"--route", route, "--max-body-bytes", "1e9x"}, noEnv, `--max-body-bytes "1e9x": want a whole number`},
+		{[]string{"--route", route, "--max-body-bytes", "99999999999"}, noEnv, `--max-body-bytes "99999999999": want at most`},
+		{[]string{"--route", route, "--streams-per-target", "-1"}, noEnv, `--streams-per-target "-1": want at least 0`},
+		{[]string{"--route", route, "--max-pending", "many"}, noEnv, `--max-pending "many": want a whole number`},
+		{[]string{"--route", route, "--log-format", "xml"}, noEnv, `--log-format "xml": want text or json`},
+		{[]string{"--route", route, "--log-level", "loud"}, noEnv, `--log-level "loud": want debug, info, warn or error`},
+		{[]string{"--route", route, "--http-addr", "8080"}, noEnv, `--http-addr "8080": want HOST:PORT`},
+		{[]string{"--route", route, "--bogus"}, noEnv, "flag provided but not defined: -bogus"},
+		{[]string{"--route"}, noEnv, "flag needs an argument: -route"},
+		{[]string{"--route", route, "extra"}, noEnv, `unexpected argument "extra"`},
+		{nil, envOf("EVENTPROC_ROUTES", "hello=a:1;bye=b:2"), `EVENTPROC_ROUTES "bye=b:2": unknown event type "bye"`},
+		{[]string{"--route", route}, envOf("EVENTPROC_TIMEOUT", "x"), `EVENTPROC_TIMEOUT "x": want a duration`},
+		{[]string{"--route", route}, envOf("EVENTPROC_MAX_PENDING", "-5"), `EVENTPROC_MAX_PENDING "-5": want at least 0`},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			ctx := testContext(t)
+			var stdout, stderr bytes.Buffer
+			err := run(ctx, tc.args, tc.env, &stdout, &stderr)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("run(%q) = %v, want an error containing %q", tc.args, err, tc.want)
+			}
+			if stdout.Len() > 0 || stderr.Len() > 0 {
+				t.Errorf("run printed %q %q; main prints the error", stdout.String(), stderr.String())
+			}
+		})
+	}
+}
+
+// TestListenError names the address that could not be used.
+func TestListenError(t *testing.T) {
+	ctx := testContext(t)
+	s := startSink(t, "--route", "hello="+deadAddr(t))
+	err := run(ctx, []string{"--route", "hello=x:1", "--grpc-addr", "127.0.0.1:0", "--http-addr", strings.TrimPrefix(s.url, "http://")},
+		noEnv, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "--http-addr") {
+		t.Fatalf("run on a busy address = %v, want an error naming --http-addr", err)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, arg := range []string{"--help", "-h", "-help"} {
+		t.Run(arg, func(t *testing.T) {
+			var stdout bytes.Buffer
+			if err := run(testContext(t), []string{arg}, noEnv, &stdout, &bytes.Buffer{}); err != nil {
+				t.Fatalf("run(%s) = %v, want nil", arg, err)
+			}
+			out := stdout.String()
+			for _, o := range options() {
+				if !strings.Contains(out, "--"+o.name) || !strings.Contains(out, o.env) {
+					t.Errorf("usage lacks --%s or %s", o.name, o.env)
+				}
+			}
+			for _, want := range []string{"Usage: eventproc", "POST /v1/events", "/readyz", "Grpc-Timeout"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("usage lacks %q", want)
+				}
+			}
+		})
+	}
+}
