@@ -39,9 +39,9 @@ func New(cfg Config) (*Sink, error) {
 		return nil, err
 	}
 	s := &Sink{
-		cfg:    cfg,
-		routes: make(router, len(cfg.Routes)),
-		ids:    newIDGenerator(),
+		cfg:     cfg,
+		routes:  make(router, len(cfg.Routes)),
+		ids:     newIDGenerator(),
 		done:    make(chan struct{}),
 		changed: make(chan struct{}),
 	}
@@ -178,16 +178,24 @@ func (s *Sink) Dispatch(ctx context.Context, ev *eventv1.Event) (*eventv1.SendRe
 			return answer(resp)
 		case errors.Is(err, errNotSent) && attempt == 0:
 			failed = st // no processor saw it: try once more elsewhere
-		case errors.Is(err, errNotSent):
-			return nil, status.Errorf(codes.Unavailable, "processor stream for %s closed before the event was sent", r.name)
-		case errors.Is(err, errBusy):
-			return nil, status.Errorf(codes.ResourceExhausted,
-				"too many events pending for %s (limit %d per processor stream); retry later", r.name, s.cfg.MaxPendingPerStream)
-		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-			return nil, status.FromContextError(err).Err()
 		default:
-			return nil, err
+			return nil, s.streamError(ctx, r, err)
 		}
+	}
+}
+
+// streamError turns an error from stream.do into a status error.
+func (s *Sink) streamError(ctx context.Context, r *route, err error) error {
+	switch {
+	case errors.Is(err, errNotSent):
+		return status.Errorf(codes.Unavailable, "processor stream for %s closed before the event was sent", r.name)
+	case errors.Is(err, errBusy):
+		return status.Errorf(codes.ResourceExhausted,
+			"too many events pending for %s (limit %d per processor stream); retry later", r.name, s.cfg.MaxPendingPerStream)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return status.FromContextError(err).Err()
+	default:
+		return err
 	}
 }
 
@@ -228,8 +236,46 @@ func answer(resp *eventv1.ProcessResponse) (*eventv1.SendResponse, error) {
 	}
 }
 
-// broadcast hands ev to every target of r that has a live stream and waits
-// until each has answered.
+// broadcast hands ev to one live stream of every target of r, in parallel,
+// and waits until each has answered. It answers OUTCOME_ACCEPTED when every
+// live target replied or consumed the event, or the first failure, naming its
+// target. Targets without a live stream are skipped; none at all is
+// UNAVAILABLE.
 func (s *Sink) broadcast(ctx context.Context, r *route, ev *eventv1.Event) (*eventv1.SendResponse, error) {
-	return nil, status.Errorf(codes.Unimplemented, "broadcast routes are not supported yet (%s)", r.name)
+	type outcome struct {
+		target string
+		err    error
+	}
+	results := make(chan outcome, len(r.pools))
+	sent := 0
+	for _, p := range r.pools {
+		st := p.pick(nil)
+		if st == nil {
+			continue
+		}
+		sent++
+		go func() {
+			resp, err := st.do(ctx, &eventv1.ProcessRequest{Event: ev})
+			if err == nil {
+				_, err = answer(resp)
+			}
+			results <- outcome{p.target, err}
+		}()
+	}
+	if sent == 0 {
+		return nil, status.Errorf(codes.Unavailable, "no live processor for %s", r.name)
+	}
+	var first error
+	for range sent {
+		o := <-results
+		if o.err != nil && first == nil {
+			first = s.streamError(ctx, r, o.err)
+			st := status.Convert(first)
+			first = status.Errorf(st.Code(), "broadcast to %s: %s", o.target, st.Message())
+		}
+	}
+	if first != nil {
+		return nil, first
+	}
+	return &eventv1.SendResponse{Outcome: eventv1.Outcome_OUTCOME_ACCEPTED}, nil
 }

@@ -17,9 +17,12 @@ import (
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
 
+// testTimeout bounds every test's context.
+const testTimeout = 30 * time.Second
+
 func testCtx(t *testing.T) context.Context {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	t.Cleanup(cancel)
 	return ctx
 }
