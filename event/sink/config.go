@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/eventproc/eventproc/event/pubsub"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
 
@@ -61,6 +62,10 @@ type Config struct {
 	Keepalive, KeepaliveTimeout time.Duration
 	// ReconnectMax caps the backoff between attempts to reach a processor.
 	ReconnectMax time.Duration
+	// PubSub configures the hub that fans events processors publish out
+	// to subscribers: history kept for resume, per-subscriber buffer, and
+	// what happens to a subscriber that falls behind.
+	PubSub pubsub.Config
 	// Logger receives the sink's logs; slog.Default() when nil.
 	Logger *slog.Logger
 	// DialOptions are appended to the sink's own when dialing processors
@@ -116,6 +121,9 @@ func (c Config) withDefaults() (Config, error) {
 		case *n.v == 0:
 			*n.v = n.def
 		}
+	}
+	if err := c.PubSub.Validate(); err != nil {
+		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/eventproc/eventproc/event/pubsub"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
 
@@ -22,6 +23,7 @@ type Sink struct {
 	routes router
 	pools  []*pool // every target's pool, once each
 	ids    *idGenerator
+	hub    *pubsub.Hub
 
 	runOnce sync.Once
 	stop    context.CancelFunc
@@ -42,6 +44,7 @@ func New(cfg Config) (*Sink, error) {
 		cfg:     cfg,
 		routes:  make(router, len(cfg.Routes)),
 		ids:     newIDGenerator(),
+		hub:     pubsub.New(cfg.PubSub),
 		done:    make(chan struct{}),
 		changed: make(chan struct{}),
 	}
@@ -86,6 +89,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		return errors.New("sink: Run called twice")
 	}
 	defer close(s.done)
+	defer s.hub.Close()
 	defer s.stop()
 	var wg sync.WaitGroup
 	for _, p := range s.pools {
@@ -102,6 +106,7 @@ func (s *Sink) Close() {
 	s.runOnce.Do(func() { ran = false })
 	if !ran {
 		s.closePools()
+		s.hub.Close()
 		return
 	}
 	s.stop()
@@ -134,7 +139,19 @@ func (s *Sink) WaitReady(ctx context.Context) error {
 }
 
 // publish receives events processors publish.
-func (s *Sink) publish(ev *eventv1.Event) {}
+func (s *Sink) publish(ev *eventv1.Event) {
+	if ev.GetType() == eventv1.Type_TYPE_UNSPECIFIED {
+		s.cfg.Logger.Warn("dropped published event without a type", "id", ev.GetId())
+		return
+	}
+	if ev.Id == "" {
+		ev.Id = s.ids.next()
+	}
+	if ev.Time == nil {
+		ev.Time = timestamppb.Now()
+	}
+	s.hub.Publish(ev)
+}
 
 // Dispatch routes ev to a processor and returns its answer. Errors are gRPC
 // status errors: INVALID_ARGUMENT for a missing or unknown type,

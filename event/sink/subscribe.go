@@ -1,0 +1,84 @@
+package sink
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/eventproc/eventproc/event/pubsub"
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+)
+
+// SubscribeEvents subscribes to the events processors publish, as
+// [Sink.Subscribe] does, for callers that deliver them another way (the
+// HTTP front's Server-Sent Events). Errors are status errors. The
+// subscription ends when ctx does; close it when done with it.
+func (s *Sink) SubscribeEvents(ctx context.Context, types []eventv1.Type, lastEventID string) (*pubsub.Subscription, error) {
+	sub, err := s.hub.Subscribe(ctx, types, lastEventID)
+	if err != nil {
+		return nil, SubscriptionError(err)
+	}
+	return sub, nil
+}
+
+// Subscribe implements [eventv1.SinkServiceServer]: it streams published
+// events of the requested types until the client goes away, the subscriber
+// falls too far behind under the Disconnect policy (RESOURCE_EXHAUSTED), or
+// the sink shuts down (UNAVAILABLE).
+func (s *Sink) Subscribe(req *eventv1.SubscribeRequest, ss eventv1.SinkService_SubscribeServer) error {
+	ctx := ss.Context()
+	sub, err := s.SubscribeEvents(ctx, req.GetTypes(), req.GetLastEventId())
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	for {
+		resp, err := sub.Next(ctx)
+		if err != nil {
+			return SubscriptionError(err)
+		}
+		if err := ss.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+// SubscriptionError turns an error of package pubsub into a status error.
+func SubscriptionError(err error) error {
+	switch {
+	case errors.Is(err, pubsub.ErrInvalidTypes), errors.Is(err, pubsub.ErrInvalidLastEventID):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, pubsub.ErrTooManySubscribers):
+		return status.Error(codes.ResourceExhausted, err.Error())
+	case errors.Is(err, pubsub.ErrSlowSubscriber):
+		return status.Error(codes.ResourceExhausted, "subscriber too slow: "+err.Error())
+	case errors.Is(err, pubsub.ErrClosed):
+		return status.Error(codes.Unavailable, "sink is shutting down")
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Err()
+	default:
+		return status.Convert(err).Err()
+	}
+}
+
+// Stats reports counters for monitoring.
+func (s *Sink) Stats() Stats {
+	st := Stats{PubSub: s.hub.Stats()}
+	for _, p := range s.pools {
+		st.DroppedReplies += p.dropped.Load()
+		st.Reconnects += p.reconnects.Load()
+	}
+	return st
+}
+
+// Stats are the sink's counters.
+type Stats struct {
+	// DroppedReplies counts processor answers for unknown or expired ids.
+	DroppedReplies uint64
+	// Reconnects counts processor streams re-opened after breaking.
+	Reconnects uint64
+	// PubSub are the hub's counters.
+	PubSub pubsub.Stats
+}
