@@ -249,9 +249,11 @@ func (s *sinkProc) waitRoute(ctx context.Context, typ string, live bool) {
 //
 // block and slow report the event id on started.
 type testProcessor struct {
-	t       *testing.T
-	addr    string
-	started chan string
+	t    testing.TB
+	addr string
+	// echoOnly ignores "act": every event is echoed.
+	echoOnly bool
+	started  chan string
 
 	mu      sync.Mutex
 	srv     *grpc.Server
@@ -261,7 +263,7 @@ type testProcessor struct {
 }
 
 // startProcessor serves a testProcessor on 127.0.0.1:0 until the test ends.
-func startProcessor(t *testing.T) *testProcessor {
+func startProcessor(t testing.TB) *testProcessor {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -272,8 +274,22 @@ func startProcessor(t *testing.T) *testProcessor {
 	return p
 }
 
+// startEchoProcessor is startProcessor for a processor that echoes every
+// event, whatever its metadata.
+func startEchoProcessor(t testing.TB) *testProcessor {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newTestProcessor(t, lis.Addr().String())
+	p.echoOnly = true
+	p.serve(lis)
+	return p
+}
+
 // newTestProcessor returns a processor for addr that is not serving yet.
-func newTestProcessor(t *testing.T, addr string) *testProcessor {
+func newTestProcessor(t testing.TB, addr string) *testProcessor {
 	p := &testProcessor{t: t, addr: addr, started: make(chan string, 64), release: make(chan struct{}), once: new(sync.Once)}
 	t.Cleanup(p.kill)
 	return p
@@ -311,7 +327,6 @@ func (p *testProcessor) restart() {
 // kill stops the processor abruptly, as if the process died: its
 // connections close and its handlers' contexts end.
 func (p *testProcessor) kill() {
-	p.unblock()
 	p.mu.Lock()
 	srv, served := p.srv, p.served
 	p.srv = nil
@@ -320,6 +335,7 @@ func (p *testProcessor) kill() {
 		srv.Stop()
 		<-served
 	}
+	p.unblock() // let slow handlers, which ignore their context, return
 }
 
 // unblock releases every blocked and slow handler.
@@ -331,6 +347,9 @@ func (p *testProcessor) unblock() {
 }
 
 func (p *testProcessor) handle(ctx context.Context, ev *eventv1.Event) (*eventv1.Event, error) {
+	if p.echoOnly {
+		return ev, nil
+	}
 	md := ev.GetMetadata()
 	p.mu.Lock()
 	release := p.release

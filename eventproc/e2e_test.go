@@ -1,0 +1,191 @@
+//go:build unix
+
+package main
+
+import (
+	"context"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+)
+
+// TestEndToEnd builds the real eventproc and proc binaries, runs them
+// against each other, sends an event over HTTP, and stops both with
+// SIGTERM.
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binaries")
+	}
+	t.Parallel()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to build the binaries: %v", err)
+	}
+	dir := t.TempDir()
+	buildCtx, cancel := context.WithTimeout(t.Context(), 5*time.Minute) // a cold build takes a while
+	defer cancel()
+	build := exec.CommandContext(buildCtx, goBin, "build", "-o", dir+string(filepath.Separator),
+		"github.com/eventproc/eventproc/eventproc", "github.com/eventproc/eventproc/proc")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	ctx := testContext(t)
+	proc := startBinary(t, ctx, filepath.Join(dir, "proc"), `listening on (\S+)`, "--addr", "127.0.0.1:0")
+	procAddr := proc.wait(ctx)["1"]
+	sink := startBinary(t, ctx, filepath.Join(dir, "eventproc"), `(http|grpc) listening on ([^\s"]+)`,
+		"--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--route", "hello="+procAddr)
+	httpAddr := sink.wait(ctx)["http"]
+
+	s := &sinkProc{t: t, url: "http://" + httpAddr, client: &http.Client{Transport: &http.Transport{}}}
+	defer s.client.CloseIdleConnections()
+	s.waitRoute(ctx, "TYPE_HELLO", true)
+	resp, body := s.post(ctx, `{"type":"TYPE_HELLO","payload":{"greeting":"hello, world"},"metadata":{"from":"e2e"}}`)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /v1/events: %d %s, want 200", resp.StatusCode, body)
+	}
+	var ev eventv1.Event
+	if err := protojson.Unmarshal(body, &ev); err != nil {
+		t.Fatalf("reply %s: %v", body, err)
+	}
+	if ev.GetId() == "" || ev.GetType() != eventv1.Type_TYPE_HELLO || ev.GetMetadata()["from"] != "e2e" ||
+		ev.GetPayload().GetStructValue().GetFields()["greeting"].GetStringValue() != "hello, world" {
+		t.Errorf("reply %s, want the event echoed with an id", body)
+	}
+	s.client.CloseIdleConnections()
+
+	sink.terminate()
+	proc.terminate()
+	sink.checkExit(ctx)
+	proc.checkExit(ctx)
+	if !strings.Contains(sink.out.String(), "stopped") {
+		t.Errorf("sink did not log that it stopped:\n%s", sink.out)
+	}
+}
+
+// binary is a program started by a test.
+type binary struct {
+	t    *testing.T
+	name string
+	cmd  *exec.Cmd
+	out  *matchWriter
+	done chan error
+}
+
+// startBinary starts path with args and watches its output (stdout and
+// stderr) for re. The process is killed if still running when ctx ends.
+func startBinary(t *testing.T, ctx context.Context, path, re string, args ...string) *binary {
+	t.Helper()
+	b := &binary{t: t, name: filepath.Base(path), out: newMatchWriter(re), done: make(chan error, 1)}
+	b.cmd = exec.CommandContext(ctx, path, args...)
+	b.cmd.Stdout, b.cmd.Stderr = b.out, b.out
+	b.cmd.WaitDelay = 10 * time.Second
+	if err := b.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { b.done <- b.cmd.Wait() }()
+	t.Cleanup(func() {
+		if b.cmd.ProcessState == nil {
+			_ = b.cmd.Process.Kill()
+			<-b.done
+		}
+		if t.Failed() {
+			t.Logf("%s output:\n%s", b.name, b.out)
+		}
+	})
+	return b
+}
+
+// wait returns the submatches of re, by group number or by the first
+// group's text, once the output has them all.
+func (b *binary) wait(ctx context.Context) map[string]string {
+	b.t.Helper()
+	select {
+	case <-b.out.ready:
+		return b.out.matches()
+	case err := <-b.done:
+		b.done <- err
+		b.t.Fatalf("%s exited before it listened: %v\n%s", b.name, err, b.out)
+	case <-ctx.Done():
+		b.t.Fatalf("%s did not say where it listens:\n%s", b.name, b.out)
+	}
+	return nil
+}
+
+func (b *binary) terminate() {
+	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		b.t.Errorf("SIGTERM %s: %v", b.name, err)
+	}
+}
+
+// checkExit waits for the process and checks it exited with status 0.
+func (b *binary) checkExit(ctx context.Context) {
+	b.t.Helper()
+	select {
+	case err := <-b.done:
+		if err != nil || b.cmd.ProcessState.ExitCode() != 0 {
+			b.t.Errorf("%s exited with %v, want status 0", b.name, err)
+		}
+	case <-ctx.Done():
+		b.t.Errorf("%s did not exit after SIGTERM", b.name)
+	}
+}
+
+// matchWriter keeps a program's output and finds a pattern in it.
+type matchWriter struct {
+	re    *regexp.Regexp
+	mu    sync.Mutex
+	buf   strings.Builder
+	found map[string]string
+	ready chan struct{}
+}
+
+func newMatchWriter(re string) *matchWriter {
+	return &matchWriter{re: regexp.MustCompile(re), found: make(map[string]string), ready: make(chan struct{})}
+}
+
+func (w *matchWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	had := len(w.found)
+	w.buf.Write(p)
+	for _, m := range w.re.FindAllStringSubmatch(w.buf.String(), -1) {
+		switch len(m) {
+		case 2: // one group: its value
+			w.found["1"] = m[1]
+		case 3: // two groups: the first names the second
+			w.found[m[1]] = m[2]
+		}
+	}
+	want := w.re.NumSubexp() // one match for a single group, two names otherwise
+	if had < want && len(w.found) >= want {
+		close(w.ready)
+	}
+	return len(p), nil
+}
+
+func (w *matchWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+func (w *matchWriter) matches() map[string]string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]string, len(w.found))
+	for k, v := range w.found {
+		out[k] = v
+	}
+	return out
+}
