@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	"github.com/eventproc/eventproc/event/pubsub"
@@ -66,6 +67,8 @@ type Config struct {
 	// to subscribers: history kept for resume, per-subscriber buffer, and
 	// what happens to a subscriber that falls behind.
 	PubSub pubsub.Config
+	// Metrics, when set, receives the sink's Prometheus metrics.
+	Metrics prometheus.Registerer
 	// Logger receives the sink's logs; slog.Default() when nil.
 	Logger *slog.Logger
 	// DialOptions are appended to the sink's own when dialing processors

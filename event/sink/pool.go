@@ -166,6 +166,17 @@ func (p *pool) pick(skip *stream) *stream {
 	return best
 }
 
+// pending reports the requests in flight on the pool's live streams.
+func (p *pool) pending() int64 {
+	var n int64
+	for i := range p.slots {
+		if s := p.slots[i].Load(); s != nil {
+			n += s.pending.Load()
+		}
+	}
+	return n
+}
+
 // live reports how many of the pool's streams are up.
 func (p *pool) live() int {
 	n := 0

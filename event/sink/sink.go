@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -24,6 +25,8 @@ type Sink struct {
 	pools  []*pool // every target's pool, once each
 	ids    *idGenerator
 	hub    *pubsub.Hub
+	// metrics is nil when Config.Metrics is.
+	metrics *metrics
 
 	runOnce sync.Once
 	stop    context.CancelFunc
@@ -48,6 +51,11 @@ func New(cfg Config) (*Sink, error) {
 		done:    make(chan struct{}),
 		changed: make(chan struct{}),
 	}
+	defer func() {
+		if err != nil {
+			s.closePools()
+		}
+	}()
 	sinkID := s.ids.prefix[:len(s.ids.prefix)-1]
 	byTarget := make(map[string]*pool)
 	for _, r := range cfg.Routes {
@@ -57,7 +65,6 @@ func New(cfg Config) (*Sink, error) {
 			if !ok {
 				p, err = newPool(t, &s.cfg, sinkID, s.publish, s.notify)
 				if err != nil {
-					s.closePools()
 					return nil, fmt.Errorf("%w: route for %s: target %q: %v", ErrInvalidConfig, r.Type, t, err)
 				}
 				byTarget[t] = p
@@ -66,6 +73,11 @@ func New(cfg Config) (*Sink, error) {
 			rt.pools = append(rt.pools, p)
 		}
 		s.routes[r.Type] = rt
+	}
+	if cfg.Metrics != nil {
+		if s.metrics, err = newMetrics(cfg.Metrics, s); err != nil {
+			return nil, fmt.Errorf("%w: registering metrics: %v", ErrInvalidConfig, err)
+		}
 	}
 	return s, nil
 }
@@ -161,6 +173,13 @@ func (s *Sink) publish(ev *eventv1.Event) {
 // or the status the processor answered. Without a deadline in ctx, the
 // configured Timeout applies. Dispatch fills in ev's id and time when unset.
 func (s *Sink) Dispatch(ctx context.Context, ev *eventv1.Event) (*eventv1.SendResponse, error) {
+	start := time.Now()
+	resp, err := s.dispatch(ctx, ev)
+	s.metrics.observe(ev.GetType(), status.Code(err), start)
+	return resp, err
+}
+
+func (s *Sink) dispatch(ctx context.Context, ev *eventv1.Event) (*eventv1.SendResponse, error) {
 	r, err := s.routeFor(ev)
 	if err != nil {
 		return nil, err
@@ -179,7 +198,7 @@ func (s *Sink) Dispatch(ctx context.Context, ev *eventv1.Event) (*eventv1.SendRe
 	if r.broadcast {
 		return s.broadcast(ctx, r, ev)
 	}
-	req := &eventv1.ProcessRequest{Event: ev}
+	req := &eventv1.ProcessRequest{Event: ev, TraceContext: traceContext(ctx)}
 	var failed *stream
 	for attempt := 0; ; attempt++ {
 		st := r.pick(failed)
@@ -264,6 +283,7 @@ func (s *Sink) broadcast(ctx context.Context, r *route, ev *eventv1.Event) (*eve
 		err    error
 	}
 	results := make(chan outcome, len(r.pools))
+	tc := traceContext(ctx)
 	sent := 0
 	for _, p := range r.pools {
 		st := p.pick(nil)
@@ -272,7 +292,7 @@ func (s *Sink) broadcast(ctx context.Context, r *route, ev *eventv1.Event) (*eve
 		}
 		sent++
 		go func() {
-			resp, err := st.do(ctx, &eventv1.ProcessRequest{Event: ev})
+			resp, err := st.do(ctx, &eventv1.ProcessRequest{Event: ev, TraceContext: tc})
 			if err == nil {
 				_, err = answer(resp)
 			}

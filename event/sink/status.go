@@ -31,13 +31,7 @@ func (s *Sink) Status() []RouteStatus {
 		r := s.routes[cr.Type]
 		rs := RouteStatus{Type: r.name, Broadcast: r.broadcast}
 		for _, p := range r.pools {
-			ts := TargetStatus{Target: p.target, Streams: len(p.slots)}
-			for i := range p.slots {
-				if st := p.slots[i].Load(); st != nil {
-					ts.LiveStreams++
-					ts.Pending += st.pending.Load()
-				}
-			}
+			ts := TargetStatus{Target: p.target, Streams: len(p.slots), LiveStreams: p.live(), Pending: p.pending()}
 			rs.Ready = rs.Ready || ts.LiveStreams > 0
 			rs.Targets = append(rs.Targets, ts)
 		}

@@ -1,0 +1,37 @@
+package sink
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/metadata"
+)
+
+// A long-lived Process stream is one RPC, so gRPC's own per-call trace
+// propagation cannot tell the processor which trace each event belongs to.
+// The sink therefore copies the W3C trace context of each client request
+// into ProcessRequest.trace_context, and the processor SDK continues it.
+
+var w3c propagation.TraceContext
+
+// traceContext returns the W3C trace context of the request behind ctx: the
+// current span when the server is instrumented, else the traceparent and
+// tracestate the client sent (gRPC metadata, or HTTP headers forwarded by
+// the gateway). It returns nil, allocating nothing, when there is none.
+func traceContext(ctx context.Context) map[string]string {
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		m := make(map[string]string, 2)
+		w3c.Inject(ctx, propagation.MapCarrier(m))
+		return m
+	}
+	tp := metadata.ValueFromIncomingContext(ctx, "traceparent")
+	if len(tp) == 0 {
+		return nil
+	}
+	m := map[string]string{"traceparent": tp[0]}
+	if ts := metadata.ValueFromIncomingContext(ctx, "tracestate"); len(ts) > 0 {
+		m["tracestate"] = ts[0]
+	}
+	return m
+}
