@@ -10,6 +10,7 @@ import (
 
 	"github.com/eventproc/eventproc/event/processor"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -40,6 +41,9 @@ func answerHandler(ctx context.Context, ev *eventv1.Event) (*eventv1.Event, erro
 		panic("handler bug")
 	case "trace":
 		return &eventv1.Event{Id: ev.GetId(), Metadata: processor.TraceContext(ctx)}, nil
+	case "otel-trace":
+		sc := trace.SpanContextFromContext(ctx)
+		return &eventv1.Event{Id: ev.GetId(), Metadata: map[string]string{"trace_id": sc.TraceID().String(), "remote_or_valid": fmt.Sprint(sc.IsValid())}}, nil
 	}
 	return nil, status.Errorf(codes.Internal, "test has no case %q", ev.GetId())
 }
@@ -132,6 +136,22 @@ func TestTraceContext(t *testing.T) {
 	}
 	if md := got[2].GetReply().GetMetadata(); len(md) != 0 {
 		t.Errorf("TraceContext without one = %v, want empty", md)
+	}
+	closeAndExpectEnd(t, st)
+}
+
+// The sink's trace context becomes the OpenTelemetry parent of the
+// handler's context, so handlers continue the client's trace.
+func TestTraceContextContinuesOTelTrace(t *testing.T) {
+	ctx := testCtx(t)
+	h := start(t, processor.HandlerFunc(answerHandler), processor.Options{})
+	st := h.open(t, ctx, "")
+	req := request(1, "otel-trace", 0)
+	req.TraceContext = map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+	send(t, st, req)
+	got := recvAnswers(t, st, 1)
+	if id := got[1].GetReply().GetMetadata()["trace_id"]; id != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Errorf("handler's trace id %q, want the client's 4bf92f3577b34da6a3ce929d0e0e4736", id)
 	}
 	closeAndExpectEnd(t, st)
 }

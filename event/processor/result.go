@@ -13,6 +13,8 @@ import (
 // handle runs the handler for request id and turns its outcome, or its
 // panic, into the answer for the sink.
 func (s *Server) handle(ctx context.Context, id uint64, ev *eventv1.Event) (resp *eventv1.ProcessResponse) {
+	ctx, span := startSpan(ctx, ev)
+	defer func() { endSpan(span, resp) }()
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.ErrorContext(ctx, "processor: handler panicked",
