@@ -41,6 +41,13 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	ctx := testContext(t)
+	// A bad flag: exit status 1 and a message naming it.
+	out, err := exec.CommandContext(ctx, filepath.Join(dir, "eventproc"), "--route", "foo=x:1").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 ||
+		!strings.Contains(string(out), `eventproc: --route "foo=x:1": unknown event type "foo"`) {
+		t.Errorf("eventproc --route foo=x:1: %v, %q; want exit status 1 and a message naming --route", err, out)
+	}
+
 	proc := startBinary(t, ctx, filepath.Join(dir, "proc"), `listening on (\S+)`, "--addr", "127.0.0.1:0")
 	procAddr := proc.wait(ctx)["1"]
 	sink := startBinary(t, ctx, filepath.Join(dir, "eventproc"), `(http|grpc) listening on ([^\s"]+)`,
