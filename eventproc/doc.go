@@ -82,6 +82,11 @@
 // deadline applies. A gRPC client's deadline applies as is. Without one,
 // --timeout applies. The deadline travels with the event to the processor.
 //
+// # Tracing
+//
+// The W3C trace context of a request (traceparent and tracestate HTTP
+// headers, or gRPC metadata) travels with its event to the processor.
+//
 // # Shutdown
 //
 // On SIGINT or SIGTERM, /readyz and the health service turn not ready, both

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/textproto"
 	"sync/atomic"
 	"time"
 
@@ -62,6 +63,7 @@ func newHTTPAPI(b backend, ready func() bool, maxBody int64, log *slog.Logger) (
 		runtime.WithErrorHandler(a.gatewayError),
 		runtime.WithRoutingErrorHandler(a.routingError),
 		runtime.WithForwardResponseOption(forwardOutcome),
+		runtime.WithIncomingHeaderMatcher(incomingHeader),
 		// No method or path games: POST /v1/events is the only way to send.
 		runtime.WithDisableHTTPMethodOverride(),
 		runtime.WithDisablePathLengthFallback(),
@@ -108,6 +110,19 @@ func (a *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.log.Debug("http request", "method", r.Method, "path", r.URL.Path,
 			"status", rw.status, "duration", time.Since(start))
 	}
+}
+
+// incomingHeader picks the HTTP headers passed to the sink as gRPC
+// metadata: the gateway's defaults plus the W3C trace context, which the
+// sink forwards to the processor with each event.
+func incomingHeader(key string) (string, bool) {
+	switch textproto.CanonicalMIMEHeaderKey(key) {
+	case "Traceparent":
+		return "traceparent", true
+	case "Tracestate":
+		return "tracestate", true
+	}
+	return runtime.DefaultHeaderMatcher(key)
 }
 
 // healthz answers the liveness probe: the process is up.

@@ -246,6 +246,7 @@ func (s *sinkProc) waitRoute(ctx context.Context, typ string, live bool) {
 //	error    fail with the gRPC code named by metadata "code"
 //	block    wait until unblock (or the handler's context ends), then reply
 //	slow     wait until unblock, ignoring the context, then reply (late)
+//	trace    reply with the trace context as metadata
 //
 // block and slow report the event id on started.
 type testProcessor struct {
@@ -371,6 +372,10 @@ func (p *testProcessor) handle(ctx context.Context, ev *eventv1.Event) (*eventv1
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+	case "trace":
+		// Reply with the trace context the sink passed on.
+		ev.Metadata = processor.TraceContext(ctx)
+		return ev, nil
 	case "slow":
 		p.started <- ev.GetId()
 		<-release

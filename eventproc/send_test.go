@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -25,6 +26,9 @@ type fixture struct {
 	sink *sinkProc
 	proc *testProcessor
 }
+
+// testTraceparent is a valid W3C traceparent.
+const testTraceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 // The sinks the table test runs against. Bodies are limited to 4 KiB.
 const testMaxBody = 4096
@@ -92,6 +96,7 @@ type sendCase struct {
 	deadline   time.Duration
 	noDeadline bool
 	grpcMsg    string
+	grpcMD     []string // outgoing metadata, key value ...
 
 	// before runs once the fixture is up; the func it returns runs after the
 	// request. during runs while the request is in flight.
@@ -182,6 +187,20 @@ func sendCases(t *testing.T) []sendCase {
 		event:      &eventv1.Event{Id: "client-1", Type: eventv1.Type_TYPE_HELLO, Payload: structpb.NewStringValue("hello there"), Data: []byte{0, 1, 2}},
 		wantStatus: http.StatusOK,
 		wantReply:  echoed("client-1"),
+	}, {
+		name:       "W3C trace context reaches the processor",
+		fixture:    echoFixture,
+		body:       `{"type":"TYPE_HELLO","metadata":{"act":"trace"}}`,
+		header:     map[string]string{"Traceparent": testTraceparent, "Tracestate": "k=v"},
+		event:      hello("act", "trace"),
+		grpcMD:     []string{"traceparent", testTraceparent, "tracestate", "k=v"},
+		wantStatus: http.StatusOK,
+		wantReply: func(t *testing.T, _, got *eventv1.SendResponse) {
+			md := got.GetEvent().GetMetadata()
+			if md["traceparent"] != testTraceparent || md["tracestate"] != "k=v" {
+				t.Errorf("processor saw trace context %v, want the client's", md)
+			}
+		},
 	}, {
 		name:       "numeric type",
 		fixture:    echoFixture,
@@ -470,6 +489,9 @@ func sendGRPC(ctx context.Context, f *fixture, tc *sendCase) (*eventv1.SendRespo
 		ctx, cancel = context.WithCancel(ctx)
 	}
 	defer cancel()
+	if len(tc.grpcMD) > 0 {
+		ctx = metadata.AppendToOutgoingContext(ctx, tc.grpcMD...)
+	}
 	return f.sink.sinkClient().Send(ctx, &eventv1.SendRequest{Event: tc.event})
 }
 
