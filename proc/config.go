@@ -19,6 +19,7 @@ const envPrefix = "PROC_"
 // config is proc's configuration, from flags and environment.
 type config struct {
 	addr           string
+	name           string // "" means hostname:port, known once listening
 	consume        bool
 	publish        bool
 	maxConcurrency int
@@ -36,6 +37,7 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.SetOutput(io.Discard) // errors are returned, usage is printed on -h only
 	fs.Usage = func() {}
 	fs.StringVar(&cfg.addr, "addr", ":9090", "`address` to listen on (host:port; port 0 picks a free one)")
+	fs.StringVar(&cfg.name, "name", "", "`name` put in every reply's metadata as processed_by=NAME (default HOSTNAME:PORT, the port listened on)")
 	fs.BoolVar(&cfg.consume, "consume", false, "consume events without replying (metadata consume=false still asks for a reply)")
 	fs.BoolVar(&cfg.publish, "publish", false, "also publish every received event to the connected sinks")
 	fs.IntVar(&cfg.maxConcurrency, "max-concurrency", processor.DefaultMaxConcurrency, "maximum events handled at once")
@@ -97,9 +99,13 @@ Event metadata changes the answer for that event:
   consume=BOOL     consume without reply (true) or reply (false), whatever
                    --consume says
 
+Every reply carries metadata processed_by=NAME (--name), so that a client
+of a sink with several replicas can tell which one answered.
+
 Every flag can also be set with an environment variable: PROC_ and the flag
-name in upper case with - as _ (PROC_ADDR, PROC_CONSUME, PROC_PUBLISH,
-PROC_MAX_CONCURRENCY, PROC_SHUTDOWN_GRACE, PROC_LOG_FORMAT, PROC_LOG_LEVEL).
+name in upper case with - as _ (PROC_ADDR, PROC_NAME, PROC_CONSUME,
+PROC_PUBLISH, PROC_MAX_CONCURRENCY, PROC_SHUTDOWN_GRACE, PROC_LOG_FORMAT,
+PROC_LOG_LEVEL).
 A flag given on the command line wins over its variable.
 
 Flags:

@@ -18,19 +18,23 @@ const (
 	metaDelay   = "delay"   // a Go duration to wait before answering
 	metaError   = "error"   // a gRPC code name to fail with
 	metaConsume = "consume" // "true" to consume, "false" to reply
+	// metaProcessedBy is set in every reply to the processor's --name.
+	metaProcessedBy = "processed_by"
 )
 
 // echo is proc's processor.Handler: it answers every event with the event
 // itself, unless the event's metadata asks otherwise.
 type echo struct {
-	consume bool // consume events unless their metadata says consume=false
+	name    string // stamped into every reply as metadata processed_by
+	consume bool   // consume events unless their metadata says consume=false
 	// publish, when set, publishes a copy of every event received.
 	publish func(context.Context, *eventv1.Event) error
 	log     *slog.Logger
 }
 
 // Handle answers ev: after metadata delay, with metadata error's status,
-// or consumed, or with ev itself.
+// or consumed, or with ev itself, its metadata stamped with
+// processed_by=<name>.
 func (e *echo) Handle(ctx context.Context, ev *eventv1.Event) (*eventv1.Event, error) {
 	if e.publish != nil {
 		if err := e.publish(ctx, proto.CloneOf(ev)); err != nil {
@@ -67,6 +71,10 @@ func (e *echo) Handle(ctx context.Context, ev *eventv1.Event) (*eventv1.Event, e
 	if consume {
 		return nil, nil
 	}
+	if ev.Metadata == nil {
+		ev.Metadata = make(map[string]string, 1)
+	}
+	ev.Metadata[metaProcessedBy] = e.name
 	return ev, nil
 }
 

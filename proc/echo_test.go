@@ -39,3 +39,20 @@ func FuzzEchoMetadata(f *testing.F) {
 		}
 	})
 }
+
+func TestEchoStampsName(t *testing.T) {
+	e := &echo{name: "A", log: slog.New(slog.DiscardHandler)}
+	for _, md := range []map[string]string{nil, {}, {"k": "v"}, {"processed_by": "someone else"}} {
+		ev := &eventv1.Event{Id: "e", Metadata: md}
+		reply, err := e.Handle(t.Context(), ev)
+		if err != nil {
+			t.Fatalf("metadata %v: Handle = %v", md, err)
+		}
+		if got := reply.GetMetadata()["processed_by"]; got != "A" {
+			t.Errorf("metadata %v: reply processed_by = %q, want %q", md, got, "A")
+		}
+		if md["k"] != "" && reply.GetMetadata()["k"] != md["k"] {
+			t.Errorf("metadata %v: reply metadata %v lost k", md, reply.GetMetadata())
+		}
+	}
+}

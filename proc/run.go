@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 
 	"github.com/eventproc/eventproc/event/processor"
 )
@@ -36,7 +37,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("listen on --addr %s: %w", cfg.addr, err)
 	}
-	h := &echo{consume: cfg.consume, log: log}
+	name := cfg.name
+	if name == "" {
+		name, err = defaultName(lis.Addr())
+		if err != nil {
+			_ = lis.Close()
+			return err
+		}
+	}
+	h := &echo{name: name, consume: cfg.consume, log: log}
 	srv := processor.NewServer(h, processor.Options{
 		MaxConcurrency: cfg.maxConcurrency,
 		ShutdownGrace:  cfg.shutdownGrace,
@@ -47,11 +56,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	fmt.Fprintf(stdout, "listening on %s\n", lis.Addr())
-	log.Info("proc: serving", "addr", lis.Addr().String(), "consume", cfg.consume, "publish", cfg.publish,
+	log.Info("proc: serving", "addr", lis.Addr().String(), "name", name, "consume", cfg.consume, "publish", cfg.publish,
 		"max_concurrency", cfg.maxConcurrency)
 	if err := srv.Serve(ctx, lis); err != nil {
 		return err
 	}
 	log.Info("proc: stopped")
 	return nil
+}
+
+// defaultName is the name proc goes by without --name: this host's name and
+// the port of addr, as HOST:PORT.
+func defaultName(addr net.Addr) (string, error) {
+	host, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("no --name given and no host name to default to: %w", err)
+	}
+	_, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "", fmt.Errorf("no --name given and no port in %s: %w", addr, err)
+	}
+	return net.JoinHostPort(host, port), nil
 }

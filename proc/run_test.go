@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -65,6 +67,7 @@ func (o *output) String() string {
 
 // proc is run started in-process.
 type proc struct {
+	addr   string // from the listening line
 	stop   context.CancelFunc
 	done   chan error
 	client eventv1.ProcessorServiceClient
@@ -99,6 +102,7 @@ func startProc(t *testing.T, ctx context.Context, env map[string]string, args ..
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
+	p.addr = addr
 	p.client = eventv1.NewProcessorServiceClient(conn)
 	return p
 }
@@ -176,11 +180,18 @@ type want struct {
 	code     codes.Code
 }
 
+// check checks resp against w. A reply must be ev with metadata
+// processed_by added (any name: TestName checks the names).
 func check(t *testing.T, resp *eventv1.ProcessResponse, ev *eventv1.Event, w want) {
 	t.Helper()
 	switch {
 	case w.reply:
-		if !proto.Equal(resp.GetReply(), ev) {
+		reply := proto.CloneOf(resp.GetReply())
+		if reply.GetMetadata()["processed_by"] == "" {
+			t.Errorf("got %v, want a reply with metadata processed_by", resp)
+		}
+		delete(reply.GetMetadata(), "processed_by")
+		if !proto.Equal(reply, ev) {
 			t.Errorf("got %v, want reply %v", resp, ev)
 		}
 	case w.consumed:
@@ -258,6 +269,52 @@ func TestConsumeFlagAndEnv(t *testing.T) {
 			st := p.open(t, ctx)
 			ev := event("e", tt.md)
 			check(t, ask(t, st, 1, ev, 0), ev, tt.want)
+			closeSend(t, st)
+		})
+	}
+}
+
+func TestName(t *testing.T) {
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string // "" means HOSTNAME:PORT
+	}{
+		{"flag", nil, []string{"--name", "A"}, "A"},
+		{"env", map[string]string{"PROC_NAME": "replica-b"}, nil, "replica-b"},
+		{"flag wins over env", map[string]string{"PROC_NAME": "env"}, []string{"--name=flag"}, "flag"},
+		{"default", nil, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			p := startProc(t, ctx, tt.env, tt.args...)
+			name := tt.want
+			if name == "" {
+				_, port, err := net.SplitHostPort(p.addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				name = net.JoinHostPort(host, port)
+			}
+			st := p.open(t, ctx)
+			for i, md := range []map[string]string{nil, {"tenant": "t1"}, {"processed_by": "forged"}} {
+				resp := ask(t, st, uint64(i+1), event("e", md), 0)
+				if got := resp.GetReply().GetMetadata()["processed_by"]; got != name {
+					t.Errorf("metadata %v: reply processed_by = %q, want %q", md, got, name)
+				}
+				if md["tenant"] != "" && resp.GetReply().GetMetadata()["tenant"] != md["tenant"] {
+					t.Errorf("metadata %v: reply %v lost the tenant", md, resp)
+				}
+			}
+			// Consumed events and failures have no metadata to stamp.
+			check(t, ask(t, st, 10, event("e", map[string]string{"consume": "true"}), 0), nil, want{consumed: true})
+			check(t, ask(t, st, 11, event("e", map[string]string{"error": "ABORTED"}), 0), nil, want{code: codes.Aborted})
 			closeSend(t, st)
 		})
 	}
@@ -345,7 +402,7 @@ func TestHelp(t *testing.T) {
 	if err := run(ctx, []string{"-h"}, mapEnv(nil), &stdout, &stderr); err != nil {
 		t.Fatalf("run -h = %v, want nil", err)
 	}
-	for _, want := range []string{"Usage: proc", "-addr", "-max-concurrency", "PROC_ADDR", "wins over", "error=CODE", "listening on"} {
+	for _, want := range []string{"Usage: proc", "-addr", "-name", "PROC_NAME", "processed_by", "-max-concurrency", "PROC_ADDR", "wins over", "error=CODE", "listening on"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("usage lacks %q:\n%s", want, stdout.String())
 		}
