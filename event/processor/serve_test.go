@@ -10,6 +10,7 @@ import (
 
 	"github.com/eventproc/eventproc/event/processor"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -47,6 +48,13 @@ func TestGracefulShutdownWithOpenStream(t *testing.T) {
 	// The idle stream ends at once, cleanly.
 	if resp, err := idle.Recv(); err != io.EOF {
 		t.Errorf("idle stream: Recv = %v, %v; want EOF", resp, err)
+	}
+	// A new request on the draining stream is turned away, marked so the
+	// sink knows it was not handled and sends it elsewhere.
+	send(t, st, request(2, "inflight", 0))
+	turned := recv(t, st)
+	if turned.GetId() != 2 || errorCode(turned) != codes.Unavailable || !hasDrainingReason(turned) {
+		t.Errorf("request during drain answered %v; want UNAVAILABLE with reason PROCESSOR_DRAINING", turned)
 	}
 	// The in-flight handler finishes, and its answer is delivered.
 	g.open("inflight")
@@ -134,4 +142,17 @@ func TestServeErrors(t *testing.T) {
 	if err := srv.Serve(ctx, lis2); err == nil || errors.Is(err, net.ErrClosed) {
 		t.Errorf("second Serve = %v, want an error saying so", err)
 	}
+}
+
+// hasDrainingReason reports whether resp's error carries the ErrorInfo
+// detail of a draining processor.
+func hasDrainingReason(resp *eventv1.ProcessResponse) bool {
+	for _, d := range status.FromProto(resp.GetError()).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok &&
+			info.GetReason() == eventv1.ErrorReason_ERROR_REASON_PROCESSOR_DRAINING.String() &&
+			info.GetDomain() == processor.ErrorDomain {
+			return true
+		}
+	}
+	return false
 }

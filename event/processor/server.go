@@ -6,14 +6,30 @@ import (
 	"sync/atomic"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
 // errShuttingDown answers streams and requests that arrive while the Server
-// drains, so that the sink sends them elsewhere.
-var errShuttingDown = status.New(codes.Unavailable, "processor: shutting down")
+// drains. Its ErrorInfo detail (reason PROCESSOR_DRAINING) tells the sink
+// that the event was not handled, so it sends it to another processor and
+// stops using this stream.
+var errShuttingDown = func() *status.Status {
+	st, err := status.New(codes.Unavailable, "processor: shutting down").WithDetails(&errdetails.ErrorInfo{
+		Reason: eventv1.ErrorReason_ERROR_REASON_PROCESSOR_DRAINING.String(),
+		Domain: ErrorDomain,
+	})
+	if err != nil {
+		panic(err) // ErrorInfo always marshals
+	}
+	return st
+}()
+
+// ErrorDomain is the domain of the google.rpc.ErrorInfo details of the
+// processor protocol; see eventv1.ErrorReason.
+const ErrorDomain = "eventproc"
 
 // Server serves a [Handler] as an eventv1.ProcessorServiceServer.
 //

@@ -147,16 +147,15 @@ func (p *pool) serveOnce(ctx context.Context, client eventv1.ProcessorServiceCli
 	return err
 }
 
-// pick returns the live stream with the fewest pending requests, other than
-// skip, or nil.
-func (p *pool) pick(skip *stream) *stream {
+// pick returns the live stream with the fewest pending requests, or nil.
+func (p *pool) pick() *stream {
 	var best *stream
 	var bestN int64
 	n := len(p.slots)
 	start := int(p.next.Add(1))
 	for k := range n {
 		s := p.slots[(start+k)%n].Load()
-		if s == nil || s == skip {
+		if s == nil || s.draining.Load() {
 			continue
 		}
 		if m := s.pending.Load(); best == nil || m < bestN {
@@ -177,11 +176,11 @@ func (p *pool) pending() int64 {
 	return n
 }
 
-// live reports how many of the pool's streams are up.
+// live reports how many of the pool's streams are up and taking requests.
 func (p *pool) live() int {
 	n := 0
 	for i := range p.slots {
-		if p.slots[i].Load() != nil {
+		if s := p.slots[i].Load(); s != nil && !s.draining.Load() {
 			n++
 		}
 	}

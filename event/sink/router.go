@@ -13,12 +13,16 @@ type route struct {
 }
 
 // pick returns the least loaded live stream over all targets of the route,
-// skipping skip (a stream that just failed), or nil when none is live.
-func (r *route) pick(skip *stream) *stream {
+// skipping the target skip (one that just failed a request), or nil when
+// none is live.
+func (r *route) pick(skip *pool) *stream {
 	var best *stream
 	var bestN int64
 	for _, p := range r.pools {
-		s := p.pick(skip)
+		if p == skip {
+			continue
+		}
+		s := p.pick()
 		if s == nil {
 			continue
 		}

@@ -199,9 +199,12 @@ func (s *Sink) dispatch(ctx context.Context, ev *eventv1.Event) (*eventv1.SendRe
 		return s.broadcast(ctx, r, ev)
 	}
 	req := &eventv1.ProcessRequest{Event: ev, TraceContext: traceContext(ctx)}
-	var failed *stream
+	var failed *pool
 	for attempt := 0; ; attempt++ {
 		st := r.pick(failed)
+		if st == nil && failed != nil {
+			st = failed.pick() // no other target: another stream of the same one
+		}
 		if st == nil {
 			if err := ctx.Err(); err != nil {
 				return nil, status.FromContextError(err).Err()
@@ -210,10 +213,12 @@ func (s *Sink) dispatch(ctx context.Context, ev *eventv1.Event) (*eventv1.SendRe
 		}
 		resp, err := st.do(ctx, req)
 		switch {
+		case err == nil && attempt == 0 && isDraining(resp.GetError()):
+			failed = st.p // the processor did not handle it: try once more elsewhere
 		case err == nil:
 			return answer(resp)
 		case errors.Is(err, errNotSent) && attempt == 0:
-			failed = st // no processor saw it: try once more elsewhere
+			failed = st.p // no processor saw it: try once more elsewhere
 		default:
 			return nil, s.streamError(ctx, r, err)
 		}
@@ -286,7 +291,7 @@ func (s *Sink) broadcast(ctx context.Context, r *route, ev *eventv1.Event) (*eve
 	tc := traceContext(ctx)
 	sent := 0
 	for _, p := range r.pools {
-		st := p.pick(nil)
+		st := p.pick()
 		if st == nil {
 			continue
 		}

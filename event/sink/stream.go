@@ -59,6 +59,9 @@ type stream struct {
 	p       *pool
 	sendq   chan outgoing
 	pending atomic.Int64 // mirrors len(calls), read without the lock to pick streams
+	// draining is set when the processor said it is shutting down: the
+	// stream takes no new requests, and ends when the processor closes it.
+	draining atomic.Bool
 
 	mu     sync.Mutex
 	calls  map[uint64]*call
@@ -221,6 +224,9 @@ func (s *stream) readLoop(ps processStream) error {
 				s.p.dropReply("answer without a request id")
 			}
 			continue
+		}
+		if e := resp.GetError(); e != nil && isDraining(e) && !s.draining.Swap(true) {
+			s.p.log.Info("processor is draining; no new requests on this stream")
 		}
 		c := s.take(resp.GetId())
 		if c == nil {

@@ -23,6 +23,60 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ErrorReason names the conditions of the processor protocol that need a
+// machine-readable signal. A processor reports one as the `reason` of a
+// google.rpc.ErrorInfo detail (domain "eventproc") in the error status of a
+// ProcessResponse, spelled as the enum value's name.
+type ErrorReason int32
+
+const (
+	// Not used.
+	ErrorReason_ERROR_REASON_UNSPECIFIED ErrorReason = 0
+	// The processor is shutting down and did not start handling the event
+	// (status UNAVAILABLE). The sink sends the event to another processor and
+	// sends no more events on that stream.
+	ErrorReason_ERROR_REASON_PROCESSOR_DRAINING ErrorReason = 1
+)
+
+// Enum value maps for ErrorReason.
+var (
+	ErrorReason_name = map[int32]string{
+		0: "ERROR_REASON_UNSPECIFIED",
+		1: "ERROR_REASON_PROCESSOR_DRAINING",
+	}
+	ErrorReason_value = map[string]int32{
+		"ERROR_REASON_UNSPECIFIED":        0,
+		"ERROR_REASON_PROCESSOR_DRAINING": 1,
+	}
+)
+
+func (x ErrorReason) Enum() *ErrorReason {
+	p := new(ErrorReason)
+	*p = x
+	return p
+}
+
+func (x ErrorReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ErrorReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_event_v1_processor_proto_enumTypes[0].Descriptor()
+}
+
+func (ErrorReason) Type() protoreflect.EnumType {
+	return &file_event_v1_processor_proto_enumTypes[0]
+}
+
+func (x ErrorReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ErrorReason.Descriptor instead.
+func (ErrorReason) EnumDescriptor() ([]byte, []int) {
+	return file_event_v1_processor_proto_rawDescGZIP(), []int{0}
+}
+
 // ProcessRequest is one event for the processor to handle, or the
 // cancellation of one it is handling.
 type ProcessRequest struct {
@@ -261,7 +315,10 @@ const file_event_v1_processor_proto_rawDesc = "" +
 	"\bconsumed\x18\x03 \x01(\bH\x00R\bconsumed\x12*\n" +
 	"\x05error\x18\x04 \x01(\v2\x12.google.rpc.StatusH\x00R\x05error\x12+\n" +
 	"\apublish\x18\x05 \x01(\v2\x0f.event.v1.EventH\x00R\apublishB\b\n" +
-	"\x06result2V\n" +
+	"\x06result*P\n" +
+	"\vErrorReason\x12\x1c\n" +
+	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12#\n" +
+	"\x1fERROR_REASON_PROCESSOR_DRAINING\x10\x012V\n" +
 	"\x10ProcessorService\x12B\n" +
 	"\aProcess\x12\x18.event.v1.ProcessRequest\x1a\x19.event.v1.ProcessResponse(\x010\x01B1Z/github.com/eventproc/eventproc/event/v1;eventv1b\x06proto3"
 
@@ -277,24 +334,26 @@ func file_event_v1_processor_proto_rawDescGZIP() []byte {
 	return file_event_v1_processor_proto_rawDescData
 }
 
+var file_event_v1_processor_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_event_v1_processor_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_event_v1_processor_proto_goTypes = []any{
-	(*ProcessRequest)(nil),      // 0: event.v1.ProcessRequest
-	(*ProcessResponse)(nil),     // 1: event.v1.ProcessResponse
-	nil,                         // 2: event.v1.ProcessRequest.TraceContextEntry
-	(*Event)(nil),               // 3: event.v1.Event
-	(*durationpb.Duration)(nil), // 4: google.protobuf.Duration
-	(*status.Status)(nil),       // 5: google.rpc.Status
+	(ErrorReason)(0),            // 0: event.v1.ErrorReason
+	(*ProcessRequest)(nil),      // 1: event.v1.ProcessRequest
+	(*ProcessResponse)(nil),     // 2: event.v1.ProcessResponse
+	nil,                         // 3: event.v1.ProcessRequest.TraceContextEntry
+	(*Event)(nil),               // 4: event.v1.Event
+	(*durationpb.Duration)(nil), // 5: google.protobuf.Duration
+	(*status.Status)(nil),       // 6: google.rpc.Status
 }
 var file_event_v1_processor_proto_depIdxs = []int32{
-	3, // 0: event.v1.ProcessRequest.event:type_name -> event.v1.Event
-	4, // 1: event.v1.ProcessRequest.timeout:type_name -> google.protobuf.Duration
-	2, // 2: event.v1.ProcessRequest.trace_context:type_name -> event.v1.ProcessRequest.TraceContextEntry
-	3, // 3: event.v1.ProcessResponse.reply:type_name -> event.v1.Event
-	5, // 4: event.v1.ProcessResponse.error:type_name -> google.rpc.Status
-	3, // 5: event.v1.ProcessResponse.publish:type_name -> event.v1.Event
-	0, // 6: event.v1.ProcessorService.Process:input_type -> event.v1.ProcessRequest
-	1, // 7: event.v1.ProcessorService.Process:output_type -> event.v1.ProcessResponse
+	4, // 0: event.v1.ProcessRequest.event:type_name -> event.v1.Event
+	5, // 1: event.v1.ProcessRequest.timeout:type_name -> google.protobuf.Duration
+	3, // 2: event.v1.ProcessRequest.trace_context:type_name -> event.v1.ProcessRequest.TraceContextEntry
+	4, // 3: event.v1.ProcessResponse.reply:type_name -> event.v1.Event
+	6, // 4: event.v1.ProcessResponse.error:type_name -> google.rpc.Status
+	4, // 5: event.v1.ProcessResponse.publish:type_name -> event.v1.Event
+	1, // 6: event.v1.ProcessorService.Process:input_type -> event.v1.ProcessRequest
+	2, // 7: event.v1.ProcessorService.Process:output_type -> event.v1.ProcessResponse
 	7, // [7:8] is the sub-list for method output_type
 	6, // [6:7] is the sub-list for method input_type
 	6, // [6:6] is the sub-list for extension type_name
@@ -319,13 +378,14 @@ func file_event_v1_processor_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_event_v1_processor_proto_rawDesc), len(file_event_v1_processor_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_event_v1_processor_proto_goTypes,
 		DependencyIndexes: file_event_v1_processor_proto_depIdxs,
+		EnumInfos:         file_event_v1_processor_proto_enumTypes,
 		MessageInfos:      file_event_v1_processor_proto_msgTypes,
 	}.Build()
 	File_event_v1_processor_proto = out.File
