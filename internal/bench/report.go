@@ -1,0 +1,325 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Targets not relative to a reference.
+const (
+	maxSinkCPU       = 25 * time.Microsecond // sink CPU per event
+	maxManyConnsPeak = 64 << 20              // sink peak RSS with 1,000 HTTP clients
+)
+
+// table is rows of cells under a header, printed aligned as text or as
+// Markdown.
+type table struct {
+	header []string
+	rows   [][]string
+}
+
+func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
+
+// text writes t with aligned columns.
+func (t *table) text(w io.Writer) {
+	width := make([]int, len(t.header))
+	for _, r := range append([][]string{t.header}, t.rows...) {
+		for i, c := range r {
+			width[i] = max(width[i], len([]rune(c)))
+		}
+	}
+	line := func(r []string) {
+		var b strings.Builder
+		for i, c := range r {
+			pad := width[i] - len([]rune(c))
+			if i > 1 && i != len(r)-1 { // numbers right-aligned
+				b.WriteString(strings.Repeat(" ", pad) + c + "  ")
+			} else {
+				b.WriteString(c + strings.Repeat(" ", pad) + "  ")
+			}
+		}
+		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
+	}
+	line(t.header)
+	for _, r := range t.rows {
+		line(r)
+	}
+}
+
+// markdown writes t as a Markdown table.
+func (t *table) markdown(w io.Writer) {
+	fmt.Fprintln(w, "| "+strings.Join(t.header, " | ")+" |")
+	seps := make([]string, len(t.header))
+	for i := range seps {
+		if i > 1 && i != len(seps)-1 {
+			seps[i] = "---:"
+		} else {
+			seps[i] = "---"
+		}
+	}
+	fmt.Fprintln(w, "| "+strings.Join(seps, " | ")+" |")
+	for _, r := range t.rows {
+		fmt.Fprintln(w, "| "+strings.Join(r, " | ")+" |")
+	}
+}
+
+// report is everything one run measured.
+type report struct {
+	started  time.Time
+	command  string
+	duration time.Duration
+	warmup   time.Duration
+	rr       []measurement // request-response scenarios
+	fanout   []fanoutResult
+	conns    *connsResult
+	notes    []string // failures and example errors
+}
+
+func fmtMs(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/1e6) }
+
+func fmtUs(d time.Duration) string {
+	if d == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1fµs", float64(d)/1e3)
+}
+
+func fmtMiB(b int64) string {
+	if b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+}
+
+func fmtRate(r float64) string {
+	switch {
+	case r >= 100:
+		return fmt.Sprintf("%.0f", r)
+	default:
+		return fmt.Sprintf("%.1f", r)
+	}
+}
+
+func passMiss(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "MISS"
+}
+
+// reference returns the measurement of sc's reference at the same
+// concurrency.
+func (r *report) reference(m measurement) *measurement {
+	for i := range r.rr {
+		o := &r.rr[i]
+		if o.scenario.name == m.scenario.ref && o.workers == m.workers && o.err == nil {
+			return o
+		}
+	}
+	return nil
+}
+
+// targetCheck is one target of one line.
+type targetCheck struct {
+	line string // e.g. "rest-sink C=64 throughput"
+	want string // e.g. "≥ 0.60× http-echo"
+	got  string
+	ok   bool
+}
+
+// rrTable builds the request-response table and the target checks.
+func (r *report) rrTable() (*table, []targetCheck) {
+	t := &table{header: []string{"scenario", "C", "req/s", "p50", "p90", "p99", "errors",
+		"server CPU/req", "proc CPU/req", "peak RSS", "RSS after", "× ref req/s", "× ref p99", "targets"}}
+	var checks []targetCheck
+	for _, m := range r.rr {
+		name, c := m.scenario.name, fmt.Sprint(m.workers)
+		if m.err != nil {
+			t.add(name, c, "failed", "", "", "", "", "", "", "", "", "", "", "see notes")
+			continue
+		}
+		l := m.load
+		row := []string{name, c, fmtRate(l.rate()), fmtMs(l.percentile(.5)), fmtMs(l.percentile(.9)),
+			fmtMs(l.percentile(.99)), fmt.Sprint(l.errors), fmtUs(m.serverCPU), fmtUs(m.procCPU),
+			fmtMiB(m.peakRSS), fmtMiB(m.rss)}
+		var verdicts []string
+		if m.scenario.ref == "" {
+			row = append(row, "", "", "")
+			t.add(row...)
+			continue
+		}
+		line := fmt.Sprintf("%s C=%d", name, m.workers)
+		if ref := r.reference(m); ref != nil && ref.load.rate() > 0 && ref.load.percentile(.99) > 0 {
+			thr := l.rate() / ref.load.rate()
+			p99 := float64(l.percentile(.99)) / float64(ref.load.percentile(.99))
+			row = append(row, fmt.Sprintf("%.2f", thr), fmt.Sprintf("%.2f", p99))
+			ok := thr >= m.scenario.minThroughput
+			checks = append(checks, targetCheck{line + " req/s", fmt.Sprintf("≥ %.2f× %s", m.scenario.minThroughput, ref.scenario.name),
+				fmt.Sprintf("%.2f×", thr), ok})
+			verdicts = append(verdicts, "req/s "+passMiss(ok))
+			if m.scenario.maxP99 > 0 {
+				ok := p99 <= m.scenario.maxP99
+				checks = append(checks, targetCheck{line + " p99", fmt.Sprintf("≤ %.2f× %s", m.scenario.maxP99, ref.scenario.name),
+					fmt.Sprintf("%.2f×", p99), ok})
+				verdicts = append(verdicts, "p99 "+passMiss(ok))
+			}
+		} else {
+			row = append(row, "–", "–")
+		}
+		ok := m.serverCPU <= maxSinkCPU
+		checks = append(checks, targetCheck{line + " sink CPU/req", "≤ " + fmtUs(maxSinkCPU), fmtUs(m.serverCPU), ok})
+		verdicts = append(verdicts, "cpu "+passMiss(ok))
+		row = append(row, strings.Join(verdicts, ", "))
+		t.add(row...)
+	}
+	return t, checks
+}
+
+// fanoutTable builds the pub/sub table.
+func (r *report) fanoutTable() *table {
+	t := &table{header: []string{"subscribers", "senders", "events/s sent", "deliveries/s", "delivered",
+		"missed", "send p99", "errors", "sink CPU/delivery", "sink peak RSS", "notes"}}
+	for _, f := range r.fanout {
+		if f.err != nil {
+			t.add(fmt.Sprint(f.subscribers), fmt.Sprint(f.senders), "failed", "", "", "", "", "", "", "", "see notes")
+			continue
+		}
+		share := "–"
+		if want := int64(f.load.n) * int64(f.subscribers); want > 0 {
+			share = fmt.Sprintf("%.1f%%", 100*float64(f.delivered)/float64(want))
+		}
+		note := ""
+		if f.subErrors > 0 {
+			note = fmt.Sprintf("%d subscriptions ended", f.subErrors)
+		}
+		t.add(fmt.Sprint(f.subscribers), fmt.Sprint(f.senders), fmtRate(f.load.rate()), fmtRate(f.deliveryRate()),
+			share, fmt.Sprint(f.missed), fmtMs(f.load.percentile(.99)), fmt.Sprint(f.load.errors),
+			fmtUs(f.sinkCPU), fmtMiB(f.peakRSS), note)
+	}
+	return t
+}
+
+// connsTable builds the many-connections table and its target check.
+func (r *report) connsTable() (*table, []targetCheck) {
+	t := &table{header: []string{"HTTP clients", "C", "req/s", "p50", "p99", "errors", "sink peak RSS",
+		"RSS right after", fmt.Sprintf("RSS after %v idle", idleWait), "RSS after close", "target"}}
+	c := r.conns
+	if c == nil {
+		return nil, nil
+	}
+	if c.err != nil {
+		t.add(fmt.Sprint(c.conns), fmt.Sprint(c.conns), "failed", "", "", "", "", "", "", "", "see notes")
+		return t, nil
+	}
+	ok := c.peakRSS <= maxManyConnsPeak
+	t.add(fmt.Sprint(c.conns), fmt.Sprint(c.conns), fmtRate(c.load.rate()), fmtMs(c.load.percentile(.5)),
+		fmtMs(c.load.percentile(.99)), fmt.Sprint(c.load.errors), fmtMiB(c.peakRSS), fmtMiB(c.rssAfter),
+		fmtMiB(c.rssIdle), fmtMiB(c.rssClosed), "peak ≤ 64 MiB "+passMiss(ok))
+	return t, []targetCheck{{fmt.Sprintf("rest-sink with %d keep-alive clients: peak RSS", c.conns), "≤ 64.0 MiB", fmtMiB(c.peakRSS), ok}}
+}
+
+// targetsTable lists every target check.
+func targetsTable(checks []targetCheck) *table {
+	t := &table{header: []string{"line", "target", "measured", "verdict"}}
+	for _, c := range checks {
+		t.add(c.line, c.want, c.got, passMiss(c.ok))
+	}
+	return t
+}
+
+// print writes the report as text.
+func (r *report) print(w io.Writer) {
+	rr, checks := r.rrTable()
+	fmt.Fprintf(w, "\nRequest-response (%v measured per line after %v warm-up; CPU and RSS are of the server process: reference server or sink)\n\n", r.duration, r.warmup)
+	rr.text(w)
+	if len(r.fanout) > 0 {
+		fmt.Fprintf(w, "\nPub/sub fan-out (gRPC Subscribe clients; events sent with unary Send to a processor that publishes each)\n\n")
+		r.fanoutTable().text(w)
+	}
+	if ct, cc := r.connsTable(); ct != nil {
+		fmt.Fprintf(w, "\nMany concurrent HTTP clients (REST → sink → processor)\n\n")
+		ct.text(w)
+		checks = append(checks, cc...)
+	}
+	if len(checks) > 0 {
+		fmt.Fprintf(w, "\nTargets (informational)\n\n")
+		targetsTable(checks).text(w)
+	}
+	if len(r.notes) > 0 {
+		fmt.Fprintf(w, "\nNotes\n\n")
+		for _, n := range r.notes {
+			fmt.Fprintln(w, "- "+n)
+		}
+	}
+}
+
+// markdown writes the report as the Markdown page docs/benchmarks.md.
+func (r *report) markdown(w io.Writer) {
+	fmt.Fprintf(w, "# Benchmarks\n\n")
+	fmt.Fprintf(w, "Generated by `make bench` (`internal/bench`); do not edit by hand. "+
+		"Method and analysis: [performance.md](performance.md).\n\n")
+	fmt.Fprintf(w, "- date: %s\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(w, "- machine: %d CPUs (%s), %s, Linux %s\n", runtime.NumCPU(), cpuModel(), runtime.Version(), kernel())
+	fmt.Fprintf(w, "- command: `%s`\n", r.command)
+	fmt.Fprintf(w, "- each line: servers started fresh, %v warm-up, %v measured; closed-loop Go client with C workers "+
+		"in the same process for every line; the load client, the sink and the processor share the CPUs\n\n", r.warmup, r.duration)
+	rr, checks := r.rrTable()
+	fmt.Fprintf(w, "## Request-response\n\n")
+	fmt.Fprintf(w, "`server CPU/req` and the RSS columns are of the measured server process: the reference server, "+
+		"or the sink (`eventproc`) for `*-sink` lines; `proc CPU/req` is the echo processor's. "+
+		"`× ref` compares a sink line with its reference at the same C in this run "+
+		"(rest-sink/http-echo, grpc-sink/grpc-echo, stream-sink/stream-echo).\n\n")
+	rr.markdown(w)
+	if len(r.fanout) > 0 {
+		fmt.Fprintf(w, "\n## Pub/sub fan-out\n\n")
+		fmt.Fprintf(w, "gRPC `Subscribe` clients in the benchmark process; events are sent with unary `Send` "+
+			"to `proc --publish`, which publishes a copy of each. `delivered` is deliveries over sent events × subscribers; "+
+			"`missed` is the sum of `SubscribeResponse.missed` (events the hub dropped for slow subscribers).\n\n")
+		r.fanoutTable().markdown(w)
+	}
+	if ct, cc := r.connsTable(); ct != nil {
+		fmt.Fprintf(w, "\n## Many concurrent HTTP clients\n\n")
+		fmt.Fprintf(w, "Closed loop with one keep-alive connection per client on the REST path; the sink's resident set "+
+			"is sampled right after the load, after %v idle with the connections open, and %v after the clients closed them.\n\n",
+			idleWait, idleWait)
+		ct.markdown(w)
+		checks = append(checks, cc...)
+	}
+	if len(checks) > 0 {
+		fmt.Fprintf(w, "\n## Targets\n\n")
+		targetsTable(checks).markdown(w)
+	}
+	if len(r.notes) > 0 {
+		fmt.Fprintf(w, "\n## Notes\n\n")
+		for _, n := range r.notes {
+			fmt.Fprintln(w, "- "+strings.ReplaceAll(n, "\n", " "))
+		}
+	}
+}
+
+// cpuModel returns the CPU model name from /proc/cpuinfo.
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for line := range strings.Lines(string(b)) {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
+
+// kernel returns the kernel release.
+func kernel() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(b))
+}

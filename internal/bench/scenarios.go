@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"time"
+
+	"google.golang.org/grpc"
+
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+)
+
+// startTimeout bounds how long a server may take to start and get ready.
+const startTimeout = 20 * time.Second
+
+// env is what every scenario needs: the built binaries and where to log.
+type env struct {
+	bins *binaries
+	log  io.Writer
+}
+
+// servers are the processes one measurement started.
+type servers struct {
+	// server is the process whose cost is measured: a reference server,
+	// or the sink.
+	server *child
+	// proc is the echo processor behind the sink; nil for references.
+	proc *child
+	// Addresses of the server's APIs ("" when it has no such API).
+	httpAddr, grpcAddr string
+}
+
+// stop stops the server first, then the processor.
+func (s *servers) stop() {
+	s.server.stop()
+	s.proc.stop()
+}
+
+// died reports a process that exited while it should have been serving.
+func (s *servers) died() error {
+	for _, c := range []*child{s.server, s.proc} {
+		if c != nil && !c.alive() {
+			return fmt.Errorf("%s exited during the run (%v); its output:\n%s", c.name, c.err, c.out.tail())
+		}
+	}
+	return nil
+}
+
+// startRef starts the reference server of subcommand cmd.
+func (e *env) startRef(cmd string) (*servers, error) {
+	c, got, err := startChild(cmd, e.bins.bench, []string{cmd, "--addr", "127.0.0.1:0"},
+		[]*regexp.Regexp{listeningRE}, startTimeout)
+	if err != nil {
+		return nil, err
+	}
+	s := &servers{server: c}
+	if cmd == cmdHTTPEcho {
+		s.httpAddr = got[0]
+	} else {
+		s.grpcAddr = got[0]
+	}
+	return s, nil
+}
+
+// startSink starts an echo processor (with procArgs) and the sink routing
+// TYPE_HELLO to it, and waits until the sink reports ready.
+func (e *env) startSink(procArgs ...string) (*servers, error) {
+	args := append([]string{"--addr", "127.0.0.1:0", "--shutdown-grace", "1s"}, procArgs...)
+	p, got, err := startChild("proc", e.bins.proc, args, []*regexp.Regexp{listeningRE}, startTimeout)
+	if err != nil {
+		return nil, err
+	}
+	procAddr := got[0]
+	sk, got, err := startChild("eventproc", e.bins.eventproc, []string{
+		"--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
+		"--route", "hello=" + procAddr, "--shutdown-grace", "1s",
+	}, []*regexp.Regexp{sinkHTTPRE, sinkGRPCRE}, startTimeout)
+	if err != nil {
+		p.stop()
+		return nil, err
+	}
+	s := &servers{server: sk, proc: p, httpAddr: got[0], grpcAddr: got[1]}
+	if err := waitReady(s.httpAddr, startTimeout); err != nil {
+		s.stop()
+		return nil, fmt.Errorf("eventproc: %w; its output:\n%s", err, sk.out.tail())
+	}
+	return s, nil
+}
+
+// waitReady polls the sink's /readyz until it answers 200.
+func waitReady(httpAddr string, timeout time.Duration) error {
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		resp, err := client.Get("http://" + httpAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("/readyz answered %s", resp.Status)
+		}
+		last = err
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("not ready within %v: %v", timeout, last)
+}
+
+// scenario is one way of sending the hello event and getting it back.
+type scenario struct {
+	name  string
+	about string
+	// ref names the reference scenario a sink scenario is compared with;
+	// empty for references.
+	ref string
+	// Targets for a sink scenario relative to its reference: least
+	// throughput ratio, and greatest p99 ratio (0: none).
+	minThroughput, maxP99 float64
+	start                 func(e *env) (*servers, error)
+	// client connects to s and returns a caller factory for c workers and
+	// a function that releases the connections.
+	client func(ctx context.Context, s *servers, c int) (func(int) caller, func(), error)
+}
+
+// request-response scenarios, references first. Pairs run back to back at
+// each concurrency, so that a sink path and its reference see the same
+// machine state.
+func scenarios() []scenario {
+	return []scenario{
+		{
+			name: "http-echo", about: "net/http server, protojson decode + encode (REST reference)",
+			start:  func(e *env) (*servers, error) { return e.startRef(cmdHTTPEcho) },
+			client: restClient,
+		},
+		{
+			name: "rest-sink", about: "POST /v1/events → sink → echo processor",
+			ref: "http-echo", minThroughput: 0.6, maxP99: 1.5,
+			start:  func(e *env) (*servers, error) { return e.startSink() },
+			client: restClient,
+		},
+		{
+			name: "grpc-echo", about: "unary gRPC echo, SinkService.Send (gRPC reference)",
+			start:  func(e *env) (*servers, error) { return e.startRef(cmdGRPCEcho) },
+			client: unaryClient,
+		},
+		{
+			name: "grpc-sink", about: "unary SinkService.Send → sink → echo processor",
+			ref: "grpc-echo", minThroughput: 0.6, maxP99: 1.5,
+			start:  func(e *env) (*servers, error) { return e.startSink() },
+			client: unaryClient,
+		},
+		{
+			name: "stream-echo", about: "ping-pong over one bidi stream, id-correlated (stream reference)",
+			start: func(e *env) (*servers, error) { return e.startRef(cmdStreamEcho) },
+			client: func(ctx context.Context, s *servers, c int) (func(int) caller, func(), error) {
+				return streamClient(ctx, s, c, refStreamMux)
+			},
+		},
+		{
+			name: "stream-sink", about: "one SinkService.Stream → sink → echo processor",
+			ref: "stream-echo", minThroughput: 0.45,
+			start: func(e *env) (*servers, error) { return e.startSink() },
+			client: func(ctx context.Context, s *servers, c int) (func(int) caller, func(), error) {
+				return streamClient(ctx, s, c, sinkStreamMux)
+			},
+		},
+	}
+}
+
+func restClient(_ context.Context, s *servers, c int) (func(int) caller, func(), error) {
+	client := newHTTPClient(c)
+	url := "http://" + s.httpAddr + "/v1/events"
+	return func(int) caller { return restCaller(client, url) }, client.CloseIdleConnections, nil
+}
+
+func unaryClient(_ context.Context, s *servers, _ int) (func(int) caller, func(), error) {
+	conn, err := dialGRPC(s.grpcAddr)
+	if err != nil {
+		return nil, nil, err
+	}
+	client := eventv1.NewSinkServiceClient(conn)
+	return func(int) caller { return unaryCaller(client) }, func() { conn.Close() }, nil
+}
+
+func streamClient(ctx context.Context, s *servers, c int,
+	open func(context.Context, *grpc.ClientConn, int) (*streamMux, error)) (func(int) caller, func(), error) {
+	conn, err := dialGRPC(s.grpcAddr)
+	if err != nil {
+		return nil, nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	m, err := open(sctx, conn, c)
+	if err != nil {
+		cancel()
+		conn.Close()
+		return nil, nil, err
+	}
+	return func(int) caller { return m.caller() }, func() { cancel(); conn.Close() }, nil
+}
+
+// measurement is the outcome of one scenario at one concurrency.
+type measurement struct {
+	scenario *scenario
+	workers  int
+	load     loadResult
+	// CPU time per successful request of the measured server and of the
+	// processor (zero without one), over the measured window.
+	serverCPU, procCPU time.Duration
+	// The measured server's peak resident set (since it started) and its
+	// resident set right after the window.
+	peakRSS, rss int64
+	err          error // the run could not be done at all
+}
+
+// measure starts sc's servers fresh, loads them with workers workers and
+// samples them around the measured window.
+func (e *env) measure(ctx context.Context, sc *scenario, workers int, warmup, d time.Duration) measurement {
+	m := measurement{scenario: sc, workers: workers}
+	s, err := sc.start(e)
+	if err != nil {
+		m.err = err
+		return m
+	}
+	defer s.stop()
+	newCaller, release, err := sc.client(ctx, s, workers)
+	if err != nil {
+		m.err = err
+		return m
+	}
+	var srv0, srv1, proc0, proc1 procStat
+	var sampleErr error
+	sample := func(srv, proc *procStat) {
+		var err1, err2 error
+		*srv, err1 = s.server.sample()
+		if s.proc != nil {
+			*proc, err2 = s.proc.sample()
+		}
+		sampleErr = errors.Join(sampleErr, err1, err2)
+	}
+	m.load = runLoad(ctx, loadPlan{
+		workers: workers, warmup: warmup, measure: d,
+		atStart: func() { sample(&srv0, &proc0) },
+		atEnd:   func() { sample(&srv1, &proc1) },
+	}, newCaller)
+	release()
+	if err := s.died(); err != nil {
+		m.err = err
+		return m
+	}
+	if sampleErr != nil {
+		m.err = fmt.Errorf("sampling /proc: %w", sampleErr)
+		return m
+	}
+	if n := m.load.n; n > 0 {
+		m.serverCPU = (srv1.cpu - srv0.cpu) / time.Duration(n)
+		if s.proc != nil {
+			m.procCPU = (proc1.cpu - proc0.cpu) / time.Duration(n)
+		}
+	}
+	m.peakRSS, m.rss = srv1.peakRSS, srv1.rss
+	return m
+}
