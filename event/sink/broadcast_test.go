@@ -59,7 +59,7 @@ func TestBroadcastFailure(t *testing.T) {
 func waitAllLive(t *testing.T, s *Sink) {
 	t.Helper()
 	waitFor(t, s, func() bool {
-		for _, p := range s.pools {
+		for _, p := range s.targets {
 			if p.live() == 0 {
 				return false
 			}

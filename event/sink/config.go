@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"runtime"
 	"strings"
 	"time"
@@ -23,6 +24,7 @@ const (
 	DefaultKeepalive           = 10 * time.Second
 	DefaultKeepaliveTimeout    = 3 * time.Second
 	DefaultReconnectMax        = time.Second
+	DefaultResolveInterval     = 10 * time.Second
 )
 
 // ErrInvalidConfig is wrapped by every error [New] and [ParseRoute] return
@@ -67,6 +69,10 @@ type Config struct {
 	// to subscribers: history kept for resume, per-subscriber buffer, and
 	// what happens to a subscriber that falls behind.
 	PubSub pubsub.Config
+	// Resolver resolves dns:/// targets; net.DefaultResolver when nil.
+	Resolver Resolver
+	// ResolveInterval is how often dns:/// targets are resolved again.
+	ResolveInterval time.Duration
 	// Metrics, when set, receives the sink's Prometheus metrics.
 	Metrics prometheus.Registerer
 	// Logger receives the sink's logs; slog.Default() when nil.
@@ -101,6 +107,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"Keepalive", &c.Keepalive, DefaultKeepalive},
 		{"KeepaliveTimeout", &c.KeepaliveTimeout, DefaultKeepaliveTimeout},
 		{"ReconnectMax", &c.ReconnectMax, DefaultReconnectMax},
+		{"ResolveInterval", &c.ResolveInterval, DefaultResolveInterval},
 	} {
 		switch {
 		case *d.v < 0:
@@ -127,6 +134,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if err := c.PubSub.Validate(); err != nil {
 		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if c.Resolver == nil {
+		c.Resolver = net.DefaultResolver
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

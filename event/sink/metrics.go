@@ -31,27 +31,27 @@ func newMetrics(reg prometheus.Registerer, s *Sink) (*metrics, error) {
 		NativeHistogramBucketFactor: 1.1,
 	}, []string{"type"})
 	collectors := []prometheus.Collector{events, latency}
-	for _, p := range s.pools {
+	for _, p := range s.targets {
 		collectors = append(collectors,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name:        "eventproc_inflight_requests",
 				Help:        "Requests sent to a processor target and not yet answered.",
-				ConstLabels: prometheus.Labels{"target": p.target},
+				ConstLabels: prometheus.Labels{"target": p.name},
 			}, func() float64 { return float64(p.pending()) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name:        "eventproc_streams_live",
 				Help:        "Open Process streams to a processor target.",
-				ConstLabels: prometheus.Labels{"target": p.target},
+				ConstLabels: prometheus.Labels{"target": p.name},
 			}, func() float64 { return float64(p.live()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name:        "eventproc_stream_reconnects_total",
 				Help:        "Process streams to a target re-opened after they broke.",
-				ConstLabels: prometheus.Labels{"target": p.target},
-			}, func() float64 { return float64(p.reconnects.Load()) }),
+				ConstLabels: prometheus.Labels{"target": p.name},
+			}, func() float64 { return float64(p.reconnect.Load()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name:        "eventproc_dropped_replies_total",
 				Help:        "Processor answers dropped because their request id was unknown or had expired.",
-				ConstLabels: prometheus.Labels{"target": p.target},
+				ConstLabels: prometheus.Labels{"target": p.name},
 			}, func() float64 { return float64(p.dropped.Load()) }),
 		)
 	}

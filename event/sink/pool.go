@@ -26,7 +26,8 @@ const SinkIDHeader = "eventproc-sink-id"
 // pool keeps StreamsPerTarget Process streams open to one processor target
 // and picks the least loaded of them for each request.
 type pool struct {
-	target string
+	target string // the configured target, and the address for dns targets
+	stats  *target
 	cfg    *Config
 	log    *slog.Logger
 	sinkID string
@@ -39,11 +40,9 @@ type pool struct {
 	slots []atomic.Pointer[stream] // the live stream of each slot, nil while down
 	next  atomic.Uint32            // rotates the start of the least-loaded scan
 
-	dropped    atomic.Uint64 // answers for unknown or expired ids
-	reconnects atomic.Uint64
 }
 
-func newPool(target string, cfg *Config, sinkID string, onPublish func(*eventv1.Event), onChange func()) (*pool, error) {
+func newPool(name, dialTarget string, stats *target, cfg *Config, sinkID string, onPublish func(*eventv1.Event), onChange func()) (*pool, error) {
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{
@@ -63,14 +62,15 @@ func newPool(target string, cfg *Config, sinkID string, onPublish func(*eventv1.
 		// Spread streams over every address a target resolves to.
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
 	}
-	conn, err := grpc.NewClient(target, append(opts, cfg.DialOptions...)...)
+	conn, err := grpc.NewClient(dialTarget, append(opts, cfg.DialOptions...)...)
 	if err != nil {
 		return nil, err
 	}
 	return &pool{
-		target:    target,
+		target:    name,
+		stats:     stats,
 		cfg:       cfg,
-		log:       cfg.Logger.With("target", target),
+		log:       cfg.Logger.With("target", name),
 		sinkID:    sinkID,
 		onPublish: onPublish,
 		onChange:  onChange,
@@ -105,7 +105,7 @@ func (p *pool) keepOpen(ctx context.Context, i int) {
 		if ctx.Err() != nil {
 			return
 		}
-		p.reconnects.Add(1)
+		p.stats.reconnect.Add(1)
 		if time.Since(opened) > 10*time.Second {
 			delay = 50 * time.Millisecond // it was healthy for a while: retry quickly
 		}
@@ -188,6 +188,6 @@ func (p *pool) live() int {
 }
 
 func (p *pool) dropReply(why string) {
-	p.dropped.Add(1)
+	p.stats.dropped.Add(1)
 	p.log.Debug("dropped processor answer", "why", why)
 }

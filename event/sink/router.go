@@ -9,7 +9,7 @@ type route struct {
 	typ       eventv1.Type
 	name      string // the type's enum name, for messages
 	broadcast bool
-	pools     []*pool
+	targets   []*target
 }
 
 // pick returns the least loaded live stream over all targets of the route,
@@ -18,16 +18,16 @@ type route struct {
 func (r *route) pick(skip *pool) *stream {
 	var best *stream
 	var bestN int64
-	for _, p := range r.pools {
-		if p == skip {
-			continue
-		}
-		s := p.pick()
-		if s == nil {
-			continue
-		}
-		if m := s.pending.Load(); best == nil || m < bestN {
-			best, bestN = s, m
+	for _, t := range r.targets {
+		for _, p := range *t.pools.Load() {
+			if p == skip {
+				continue
+			}
+			if s := p.pick(); s != nil {
+				if m := s.pending.Load(); best == nil || m < bestN {
+					best, bestN = s, m
+				}
+			}
 		}
 	}
 	return best

@@ -22,7 +22,7 @@ type Sink struct {
 
 	cfg    Config
 	routes router
-	pools  []*pool // every target's pool, once each
+	targets []*target // every configured target, once each
 	ids    *idGenerator
 	hub    *pubsub.Hub
 	// metrics is nil when Config.Metrics is.
@@ -53,24 +53,26 @@ func New(cfg Config) (*Sink, error) {
 	}
 	defer func() {
 		if err != nil {
-			s.closePools()
+			s.closeTargets()
 		}
 	}()
 	sinkID := s.ids.prefix[:len(s.ids.prefix)-1]
-	byTarget := make(map[string]*pool)
+	byName := make(map[string]*target)
 	for _, r := range cfg.Routes {
 		rt := &route{typ: r.Type, name: r.Type.String(), broadcast: r.Broadcast}
-		for _, t := range r.Targets {
-			p, ok := byTarget[t]
+		for _, name := range r.Targets {
+			t, ok := byName[name]
 			if !ok {
-				p, err = newPool(t, &s.cfg, sinkID, s.publish, s.notify)
+				t, err = newTarget(name, &s.cfg, func(t *target, poolName, dialTarget string) (*pool, error) {
+					return newPool(poolName, dialTarget, t, &s.cfg, sinkID, s.publish, s.notify)
+				}, s.notify)
 				if err != nil {
-					return nil, fmt.Errorf("%w: route for %s: target %q: %v", ErrInvalidConfig, r.Type, t, err)
+					return nil, fmt.Errorf("%w: route for %s: target %q: %v", ErrInvalidConfig, r.Type, name, err)
 				}
-				byTarget[t] = p
-				s.pools = append(s.pools, p)
+				byName[name] = t
+				s.targets = append(s.targets, t)
 			}
-			rt.pools = append(rt.pools, p)
+			rt.targets = append(rt.targets, t)
 		}
 		s.routes[r.Type] = rt
 	}
@@ -82,9 +84,9 @@ func New(cfg Config) (*Sink, error) {
 	return s, nil
 }
 
-func (s *Sink) closePools() {
-	for _, p := range s.pools {
-		p.conn.Close()
+func (s *Sink) closeTargets() {
+	for _, t := range s.targets {
+		t.closeAll()
 	}
 }
 
@@ -104,8 +106,8 @@ func (s *Sink) Run(ctx context.Context) error {
 	defer s.hub.Close()
 	defer s.stop()
 	var wg sync.WaitGroup
-	for _, p := range s.pools {
-		wg.Go(func() { p.run(ctx) })
+	for _, t := range s.targets {
+		wg.Go(func() { t.run(ctx) })
 	}
 	wg.Wait()
 	return nil
@@ -117,7 +119,7 @@ func (s *Sink) Close() {
 	ran := true
 	s.runOnce.Do(func() { ran = false })
 	if !ran {
-		s.closePools()
+		s.closeTargets()
 		s.hub.Close()
 		return
 	}
@@ -287,11 +289,11 @@ func (s *Sink) broadcast(ctx context.Context, r *route, ev *eventv1.Event) (*eve
 		target string
 		err    error
 	}
-	results := make(chan outcome, len(r.pools))
+	results := make(chan outcome, len(r.targets))
 	tc := traceContext(ctx)
 	sent := 0
-	for _, p := range r.pools {
-		st := p.pick()
+	for _, t := range r.targets {
+		st := t.pick()
 		if st == nil {
 			continue
 		}
@@ -301,7 +303,7 @@ func (s *Sink) broadcast(ctx context.Context, r *route, ev *eventv1.Event) (*eve
 			if err == nil {
 				_, err = answer(resp)
 			}
-			results <- outcome{p.target, err}
+			results <- outcome{t.name, err}
 		}()
 	}
 	if sent == 0 {

@@ -211,7 +211,7 @@ func TestDispatchDeadlineDropsLateReply(t *testing.T) {
 	}
 	close(release)
 
-	p := s.pools[0]
+	p := s.targets[0]
 	for p.dropped.Load() == 0 {
 		// The late reply is in flight; a fast request on the same stream
 		// is answered after it, so one round trip is enough to see it.
@@ -416,7 +416,7 @@ func TestDispatchBogusAnswers(t *testing.T) {
 			t.Fatalf("got %q, want %q", got, want)
 		}
 	}
-	if got := s.pools[0].dropped.Load(); got < 10 {
+	if got := s.targets[0].dropped.Load(); got < 10 {
 		t.Errorf("dropped %d answers, want at least 10", got)
 	}
 }

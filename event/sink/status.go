@@ -1,5 +1,7 @@
 package sink
 
+import "strings"
+
 // RouteStatus describes the health of one route.
 type RouteStatus struct {
 	// Type is the route's event type name, e.g. "TYPE_HELLO".
@@ -22,6 +24,8 @@ type TargetStatus struct {
 	Streams int `json:"streams"`
 	// Pending is the number of requests in flight to the target.
 	Pending int64 `json:"pending"`
+	// Addresses lists the addresses a dns:/// target resolved to.
+	Addresses []string `json:"addresses,omitempty"`
 }
 
 // Status reports every route's health, in the order routes were configured.
@@ -30,8 +34,14 @@ func (s *Sink) Status() []RouteStatus {
 	for _, cr := range s.cfg.Routes {
 		r := s.routes[cr.Type]
 		rs := RouteStatus{Type: r.name, Broadcast: r.broadcast}
-		for _, p := range r.pools {
-			ts := TargetStatus{Target: p.target, Streams: len(p.slots), LiveStreams: p.live(), Pending: p.pending()}
+		for _, t := range r.targets {
+			pools := *t.pools.Load()
+			ts := TargetStatus{Target: t.name, Streams: len(pools) * s.cfg.StreamsPerTarget, LiveStreams: t.live(), Pending: t.pending()}
+			if t.host != "" {
+				for _, p := range pools {
+					ts.Addresses = append(ts.Addresses, strings.TrimPrefix(p.conn.Target(), "passthrough:///"))
+				}
+			}
 			rs.Ready = rs.Ready || ts.LiveStreams > 0
 			rs.Targets = append(rs.Targets, ts)
 		}
@@ -44,8 +54,8 @@ func (s *Sink) Status() []RouteStatus {
 func (s *Sink) Ready() bool {
 	for _, r := range s.routes {
 		live := false
-		for _, p := range r.pools {
-			if p.live() > 0 {
+		for _, t := range r.targets {
+			if t.live() > 0 {
 				live = true
 				break
 			}

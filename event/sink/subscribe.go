@@ -66,9 +66,9 @@ func SubscriptionError(err error) error {
 // Stats reports counters for monitoring.
 func (s *Sink) Stats() Stats {
 	st := Stats{PubSub: s.hub.Stats()}
-	for _, p := range s.pools {
-		st.DroppedReplies += p.dropped.Load()
-		st.Reconnects += p.reconnects.Load()
+	for _, t := range s.targets {
+		st.DroppedReplies += t.dropped.Load()
+		st.Reconnects += t.reconnect.Load()
 	}
 	return st
 }
