@@ -20,11 +20,11 @@ import (
 type Sink struct {
 	eventv1.UnimplementedSinkServiceServer
 
-	cfg    Config
-	routes router
+	cfg     Config
+	routes  router
 	targets []*target // every configured target, once each
-	ids    *idGenerator
-	hub    *pubsub.Hub
+	ids     *idGenerator
+	hub     *pubsub.Hub
 	// metrics is nil when Config.Metrics is.
 	metrics *metrics
 
