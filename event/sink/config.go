@@ -56,8 +56,9 @@ type Config struct {
 	// MaxPendingPerStream bounds the requests in flight on one stream; past
 	// it (on every stream of a route) the sink answers RESOURCE_EXHAUSTED.
 	MaxPendingPerStream int
-	// MaxMessageBytes bounds a request sent to a processor; a larger one is
-	// answered RESOURCE_EXHAUSTED without touching the stream.
+	// MaxMessageBytes bounds a request sent to a processor (a larger one is
+	// answered RESOURCE_EXHAUSTED without touching the stream) and an answer
+	// received from one (a larger one resets that stream).
 	MaxMessageBytes int
 	// Keepalive is the interval of HTTP/2 pings on idle processor
 	// connections, and KeepaliveTimeout how long a ping may go unanswered

@@ -59,6 +59,8 @@ func newPool(name, dialTarget string, stats *target, cfg *Config, sinkID string,
 			},
 			MinConnectTimeout: 5 * time.Second,
 		}),
+		// A processor's answer may be as large as a request may be.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.MaxMessageBytes)),
 		// Spread streams over every address a target resolves to.
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
 	}

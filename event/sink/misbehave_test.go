@@ -1,0 +1,117 @@
+package sink
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+)
+
+// A reply twice for the same id reaches its caller once; the duplicate is
+// dropped and the next caller gets its own reply.
+func TestDuplicateReplyDropped(t *testing.T) {
+	f := &fakeProcessor{}
+	f.answer = func(ctx context.Context, req *eventv1.ProcessRequest) *eventv1.ProcessResponse {
+		f.mu.Lock()
+		ps := f.streams[0]
+		f.mu.Unlock()
+		// One request at a time in this test, so this Send cannot race.
+		_ = ps.Send(echo(ctx, req))
+		return echo(ctx, req) // the duplicate
+	}
+	addr, _ := startFake(t, f)
+	s := startSink(t, Config{Routes: helloRoute(addr), StreamsPerTarget: 1})
+	ctx := testCtx(t)
+	for _, want := range []string{"a", "b", "c"} {
+		resp, err := s.Dispatch(ctx, hello(want))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := resp.GetEvent().GetPayload().GetStringValue(); got != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+	waitFor(t, s, func() bool { return s.Stats().DroppedReplies >= 2 })
+}
+
+// A reply larger than the sink accepts resets that stream only: its caller
+// gets UNAVAILABLE, the sink reconnects, and later events work.
+func TestOversizedReplyResetsStream(t *testing.T) {
+	var big atomic.Bool
+	big.Store(true)
+	f := &fakeProcessor{answer: func(ctx context.Context, req *eventv1.ProcessRequest) *eventv1.ProcessResponse {
+		resp := echo(ctx, req)
+		if big.Swap(false) {
+			resp.GetReply().Payload = structpb.NewStringValue(strings.Repeat("x", 64<<10))
+		}
+		return resp
+	}}
+	addr, _ := startFake(t, f)
+	s := startSink(t, Config{Routes: helloRoute(addr), StreamsPerTarget: 1, MaxMessageBytes: 16 << 10})
+	ctx := testCtx(t)
+	_, err := s.Dispatch(ctx, hello("first"))
+	wantCode(t, err, codes.Unavailable)
+	if err := s.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Dispatch(ctx, hello("second")); err != nil {
+		t.Fatalf("after the reset: %v", err)
+	}
+	if s.Stats().Reconnects == 0 {
+		t.Error("no reconnect counted")
+	}
+}
+
+// rawCodec sends []byte as is, so a test server can send garbage.
+type rawCodec struct{}
+
+func (rawCodec) Name() string { return "proto" }
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(v.([]byte))}, nil
+}
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	*(v.(*[]byte)) = data.Materialize()
+	return nil
+}
+
+var _ encoding.CodecV2 = rawCodec{}
+
+// A processor that sends bytes that are not a ProcessResponse cannot crash
+// the sink: the stream is reset and its caller answered UNAVAILABLE.
+func TestGarbageFromProcessor(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.ForceServerCodecV2(rawCodec{}), grpc.UnknownServiceHandler(func(_ any, ss grpc.ServerStream) error {
+		if err := ss.SendHeader(metadata.MD{}); err != nil {
+			return err
+		}
+		var in []byte
+		if err := ss.RecvMsg(&in); err != nil {
+			return err
+		}
+		if err := ss.SendMsg([]byte{0xff, 0xff, 0xff, 0xff, 0x0f, 0x01}); err != nil {
+			return err
+		}
+		<-ss.Context().Done()
+		return nil
+	}))
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(lis) }()
+	t.Cleanup(func() { srv.Stop(); <-done })
+
+	s := startSink(t, Config{Routes: helloRoute(lis.Addr().String()), StreamsPerTarget: 1})
+	_, err = s.Dispatch(testCtx(t), hello("x"))
+	wantCode(t, err, codes.Unavailable)
+}
