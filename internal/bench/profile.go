@@ -2,9 +2,38 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/eventproc/eventproc/event/sink"
+	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
+
+// The sink binary has no pprof endpoint, so profiling runs the sink library
+// in-process in `bench serve-sink` (a gRPC server and the HTTP front of
+// gateway.go around sink.New, as eventproc builds them) with net/http/pprof
+// on a separate debug listener, against a real proc. `bench profile` drives
+// it with the suite's load client from another process and fetches a CPU
+// profile of exactly the measured window, the allocation profile and the
+// runtime's malloc counters.
 
 // Subcommands for profiling.
 const (
@@ -12,10 +41,271 @@ const (
 	cmdProfile   = "profile"
 )
 
-func serveSink(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("not yet")
+// memStats is what serve-sink reports at /debug/memstats.
+type memStats struct {
+	Mallocs    uint64 `json:"mallocs"`
+	TotalAlloc uint64 `json:"total_alloc"`
+	NumGC      uint32 `json:"num_gc"`
+	PauseTotal uint64 `json:"pause_total_ns"`
+	HeapInuse  uint64 `json:"heap_inuse"`
 }
 
+// routeFlags collects repeated --route flags.
+type routeFlags []sink.Route
+
+func (r *routeFlags) String() string { return fmt.Sprint(len(*r), " routes") }
+
+func (r *routeFlags) Set(s string) error {
+	rt, err := sink.ParseRoute(s)
+	if err != nil {
+		return err
+	}
+	*r = append(*r, rt)
+	return nil
+}
+
+// serveSink runs the sink in-process with a pprof listener. It prints
+// "http listening on ADDR", "grpc listening on ADDR" and "debug listening
+// on ADDR" on stdout.
+func serveSink(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(cmdServeSink, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	httpAddr := fs.String("http-addr", "127.0.0.1:0", "HTTP API listen `address`")
+	grpcAddr := fs.String("grpc-addr", "127.0.0.1:0", "gRPC API listen `address`")
+	debugAddr := fs.String("debug-addr", "127.0.0.1:0", "pprof listen `address`")
+	var routes routeFlags
+	fs.Var(&routes, "route", "TYPE=TARGET route (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	const maxBody = 1 << 20
+	sk, err := sink.New(sink.Config{
+		Routes: routes,
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		return err
+	}
+	front, err := newGatewayHandler(sk, maxBody)
+	if err != nil {
+		sk.Close()
+		return err
+	}
+	gs := grpc.NewServer(
+		grpc.MaxRecvMsgSize(maxBody),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	)
+	eventv1.RegisterSinkServiceServer(gs, sk)
+
+	debug := http.NewServeMux()
+	debug.HandleFunc("/debug/pprof/", pprof.Index)
+	debug.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	debug.HandleFunc("/debug/memstats", func(w http.ResponseWriter, _ *http.Request) {
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		_ = json.NewEncoder(w).Encode(memStats{m.Mallocs, m.TotalAlloc, m.NumGC, m.PauseTotalNs, m.HeapInuse})
+	})
+	debug.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !sk.Ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+
+	var lc net.ListenConfig
+	var lis [3]net.Listener
+	for i, a := range []string{*httpAddr, *grpcAddr, *debugAddr} {
+		if lis[i], err = lc.Listen(ctx, "tcp", a); err != nil {
+			for _, l := range lis[:i] {
+				l.Close()
+			}
+			sk.Close()
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "http listening on %s\ngrpc listening on %s\ndebug listening on %s\n",
+		lis[0].Addr(), lis[1].Addr(), lis[2].Addr())
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return sk.Run(gctx) })
+	g.Go(func() error { return serveHTTP(gctx, lis[0], front) })
+	g.Go(func() error { return serveGRPC(gctx, lis[1], gs) })
+	g.Go(func() error { return serveHTTP(gctx, lis[2], debug) })
+	return g.Wait()
+}
+
+// debugRE matches serve-sink's pprof address line.
+var debugRE = regexp.MustCompile(`debug listening on (\S+)`)
+
+// profile runs the sink paths against serve-sink and saves their profiles.
 func profile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("not yet")
+	fs := flag.NewFlagSet(cmdProfile, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	duration := fs.Duration("duration", 10*time.Second, "measured and profiled `time` per path (whole seconds)")
+	warmup := fs.Duration("warmup", 2*time.Second, "warm-up before each profile")
+	workers := fs.Int("concurrency", 64, "concurrent clients")
+	paths := fs.String("paths", "rest,grpc,stream", "comma-separated sink paths to profile: rest, grpc, stream")
+	dir := fs.String("dir", "", "`directory` for the profiles (default: a new temporary directory)")
+	rev := fs.String("rev", "", "build proc from this git `revision` instead of the working tree")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	secs := int(duration.Round(time.Second) / time.Second)
+	if secs < 1 {
+		return errors.New("-duration must be at least 1s")
+	}
+	if *dir == "" {
+		d, err := os.MkdirTemp("", "eventproc-profile-")
+		if err != nil {
+			return err
+		}
+		*dir = d
+	} else if err := os.MkdirAll(*dir, 0o755); err != nil {
+		return err
+	}
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return err
+	}
+	bins, err := buildBinaries(ctx, root, *rev, stderr)
+	if err != nil {
+		return err
+	}
+	defer bins.remove()
+	e := &env{bins: bins, log: stderr}
+
+	byPath := map[string]func(context.Context, *servers, int) (func(int) caller, func(), error){
+		"rest": restClient,
+		"grpc": unaryClient,
+		"stream": func(ctx context.Context, s *servers, c int) (func(int) caller, func(), error) {
+			return streamClient(ctx, s, c, sinkStreamMux)
+		},
+	}
+	t := &table{header: []string{"path", "C", "req/s", "p50", "p99", "errors", "sink CPU/req",
+		"allocs/req", "bytes/req", "GCs/s", "GC pause/s", "CPU profile"}}
+	for path := range strings.SplitSeq(*paths, ",") {
+		client, ok := byPath[path]
+		if !ok {
+			return fmt.Errorf("-paths: unknown path %q", path)
+		}
+		row, err := e.profilePath(ctx, path, client, *workers, *warmup, secs, *dir)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		t.add(row...)
+		fmt.Fprintf(stderr, "%s done\n", path)
+	}
+	fmt.Fprintf(stdout, "\nIn-process sink (bench serve-sink), %ds profiled per path after %v warm-up\n\n", secs, *warmup)
+	t.text(stdout)
+	fmt.Fprintf(stdout, "\nprofiles in %s; e.g. go tool pprof -top -cum %s\n", *dir, filepath.Join(*dir, "rest.cpu.pprof"))
+	return nil
+}
+
+// profilePath profiles one sink path and returns its table row.
+func (e *env) profilePath(ctx context.Context, path string,
+	client func(context.Context, *servers, int) (func(int) caller, func(), error),
+	workers int, warmup time.Duration, secs int, dir string) ([]string, error) {
+	p, got, err := startChild("proc", e.bins.proc, []string{"--addr", "127.0.0.1:0", "--shutdown-grace", "1s"},
+		[]*regexp.Regexp{listeningRE}, startTimeout)
+	if err != nil {
+		return nil, err
+	}
+	defer p.stop()
+	sk, got, err := startChild("serve-sink", e.bins.bench, []string{cmdServeSink, "--route", "hello=" + got[0]},
+		[]*regexp.Regexp{sinkHTTPRE, sinkGRPCRE, debugRE}, startTimeout)
+	if err != nil {
+		return nil, err
+	}
+	defer sk.stop()
+	s := &servers{server: sk, proc: p, httpAddr: got[0], grpcAddr: got[1]}
+	debug := "http://" + got[2]
+	if err := waitReady(got[2], startTimeout); err != nil {
+		return nil, err
+	}
+	newCaller, release, err := client(ctx, s, workers)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+
+	var m0, m1 memStats
+	var st0, st1 procStat
+	var fetchErr error
+	cpuDone := make(chan error, 1)
+	cpuFile := filepath.Join(dir, path+".cpu.pprof")
+	lr := runLoad(ctx, loadPlan{
+		workers: workers, warmup: warmup, measure: time.Duration(secs) * time.Second,
+		atStart: func() {
+			st0, _ = sk.sample()
+			fetchErr = getJSON(debug+"/debug/memstats", &m0)
+			go func() { cpuDone <- fetchTo(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", debug, secs), cpuFile) }()
+		},
+		atEnd: func() {
+			st1, _ = sk.sample()
+			fetchErr = errors.Join(fetchErr, getJSON(debug+"/debug/memstats", &m1))
+		},
+	}, newCaller)
+	if err := errors.Join(fetchErr, <-cpuDone); err != nil {
+		return nil, err
+	}
+	if err := fetchTo(debug+"/debug/pprof/allocs", filepath.Join(dir, path+".allocs.pprof")); err != nil {
+		return nil, err
+	}
+	if err := s.died(); err != nil {
+		return nil, err
+	}
+	if lr.n == 0 {
+		return nil, fmt.Errorf("no successful request: %v", lr.firstErr)
+	}
+	n := float64(lr.n)
+	secsF := lr.elapsed.Seconds()
+	for _, view := range []struct{ name, flag string }{{"flat", ""}, {"cum", "-cum"}} {
+		args := []string{"tool", "pprof", "-top", "-nodecount=60"}
+		if view.flag != "" {
+			args = append(args, view.flag)
+		}
+		out, err := exec.CommandContext(ctx, "go", append(args, cpuFile)...).Output()
+		if err == nil {
+			_ = os.WriteFile(filepath.Join(dir, path+".cpu."+view.name+".txt"), out, 0o644)
+		}
+	}
+	return []string{path, fmt.Sprint(workers), fmtRate(lr.rate()), fmtMs(lr.percentile(.5)), fmtMs(lr.percentile(.99)),
+		fmt.Sprint(lr.errors), fmtUs((st1.cpu - st0.cpu) / time.Duration(lr.n)),
+		fmt.Sprintf("%.1f", float64(m1.Mallocs-m0.Mallocs)/n),
+		fmt.Sprintf("%.0f", float64(m1.TotalAlloc-m0.TotalAlloc)/n),
+		fmt.Sprintf("%.1f", float64(m1.NumGC-m0.NumGC)/secsF),
+		fmt.Sprintf("%.2fms", float64(m1.PauseTotal-m0.PauseTotal)/1e6/secsF),
+		filepath.Base(cpuFile)}, nil
+}
+
+func getJSON(url string, v any) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func fetchTo(url, file string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
