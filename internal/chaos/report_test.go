@@ -1,0 +1,326 @@
+//go:build unix
+
+package chaos
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// phaseSpan is a stretch of the run; a request belongs to the phase in
+// which it started.
+type phaseSpan struct {
+	name     string
+	cycle    int // 0 for the warm-up
+	from, to time.Time
+	counts   counts
+}
+
+// counts tallies answers.
+type counts struct {
+	total, okA, okB, okOther, s503, s504, bad int
+}
+
+func (c *counts) add(r *record) {
+	c.total++
+	switch {
+	case r.err != "":
+		c.bad++
+	case r.status == http.StatusOK && r.processedBy == "A":
+		c.okA++
+	case r.status == http.StatusOK && r.processedBy == "B":
+		c.okB++
+	case r.status == http.StatusOK:
+		c.okOther++
+	case r.status == http.StatusServiceUnavailable:
+		c.s503++
+	case r.status == http.StatusGatewayTimeout:
+		c.s504++
+	default:
+		c.bad++
+	}
+}
+
+// cycleResult is what one cycle measured.
+type cycleResult struct {
+	cycle
+	aRecovery time.Duration // A's listening line to its first 200; -1: none
+	bRecovery time.Duration // SIGCONT to B's first 200 for a request started after it; -1: none
+	aDeadOK   int           // 200s from B for requests started after A's death + grace
+	frozenOK  int           // 200s from A for requests started after B's freeze + detection
+}
+
+// report is the outcome of a run: its numbers and every failed check.
+type report struct {
+	cfg                   config
+	loadStart, loadEnd    time.Time
+	all                   counts
+	phases                []phaseSpan
+	cycles                []cycleResult
+	p50, p99, maxLatency  time.Duration
+	maxLate               time.Duration // the latest answer's time past its deadline
+	before, after         sinkStats
+	eventsSeen, eventsSum float64 // answers the client saw and the sink counted; eventsSum -1 without metrics
+	failures              []string
+}
+
+func (rep *report) failf(format string, args ...any) {
+	rep.failures = append(rep.failures, fmt.Sprintf(format, args...))
+}
+
+// at prints t as seconds since the load started.
+func (rep *report) at(t time.Time) string {
+	return fmt.Sprintf("+%.3fs", t.Sub(rep.loadStart).Seconds())
+}
+
+func (rep *report) describe(r *record) string {
+	s := fmt.Sprintf("request %s (started %s, took %s)", r.payload, rep.at(r.start), fmtDur(r.latency()))
+	switch {
+	case r.err != "":
+		s += ": " + r.err
+	case r.status == http.StatusOK:
+		s += fmt.Sprintf(": 200 from %q echoing %q", r.processedBy, r.echoed)
+	default:
+		s += fmt.Sprintf(": %d %s", r.status, r.body)
+	}
+	return s
+}
+
+// analyse checks the records against the scenario.
+func analyse(cfg config, records []record, cycles []cycle, loadStart, loadEnd time.Time, before, after sinkStats) *report {
+	rep := &report{cfg: cfg, loadStart: loadStart, loadEnd: loadEnd, before: before, after: after, maxLate: -deadline}
+	if len(records) == 0 {
+		rep.failf("no requests were sent")
+		return rep
+	}
+
+	// Phases: the warm-up, then each cycle's four.
+	rep.phases = append(rep.phases, phaseSpan{name: phaseSteady, from: loadStart, to: cycles[0].kill})
+	for i, c := range cycles {
+		next := loadEnd
+		if i+1 < len(cycles) {
+			next = cycles[i+1].kill
+		}
+		rep.phases = append(rep.phases,
+			phaseSpan{name: phaseADead, cycle: c.n, from: c.kill, to: c.aListening},
+			phaseSpan{name: phaseABack, cycle: c.n, from: c.aListening, to: c.stop},
+			phaseSpan{name: phaseBFrozen, cycle: c.n, from: c.stop, to: c.cont},
+			phaseSpan{name: phaseBBack, cycle: c.n, from: c.cont, to: next})
+	}
+
+	// Every request: one answer, a permitted status, in time, its own echo.
+	replyIDs := make(map[string]string, len(records))
+	var latencies []time.Duration
+	for i := range records {
+		r := &records[i]
+		rep.all.add(r)
+		for j := range rep.phases {
+			p := &rep.phases[j]
+			if last := j == len(rep.phases)-1; !r.start.Before(p.from) && (r.start.Before(p.to) || last) {
+				p.counts.add(r)
+				break
+			}
+		}
+		late := r.latency() - deadline
+		rep.maxLate = max(rep.maxLate, late)
+		latencies = append(latencies, r.latency())
+		switch {
+		case r.err != "":
+			rep.failf("no answer: %s", rep.describe(r))
+			continue
+		case r.status != http.StatusOK && r.status != http.StatusServiceUnavailable && r.status != http.StatusGatewayTimeout:
+			rep.failf("status %d, want 200, 503 or 504: %s", r.status, rep.describe(r))
+		}
+		if late > cfg.slack {
+			rep.failf("answered %s after its %s deadline (slack %s): %s", fmtDur(late), deadline, cfg.slack, rep.describe(r))
+		}
+		if r.status != http.StatusOK {
+			continue
+		}
+		if r.echoed != r.payload {
+			rep.failf("reply echoes another payload: %s", rep.describe(r))
+		}
+		if r.processedBy != "A" && r.processedBy != "B" {
+			rep.failf("reply with processed_by %q, want A or B: %s", r.processedBy, rep.describe(r))
+		}
+		if r.replyID == "" {
+			rep.failf("reply without an event id: %s", rep.describe(r))
+		} else if other, dup := replyIDs[r.replyID]; dup {
+			rep.failf("reply event id %s answered two requests, %s and %s", r.replyID, other, r.payload)
+		} else {
+			replyIDs[r.replyID] = r.payload
+		}
+	}
+	slices.Sort(latencies)
+	rep.p50 = latencies[len(latencies)/2]
+	rep.p99 = latencies[len(latencies)*99/100]
+	rep.maxLatency = latencies[len(latencies)-1]
+
+	for _, c := range cycles {
+		rep.cycles = append(rep.cycles, rep.checkCycle(c, records))
+	}
+	rep.checkSink()
+	return rep
+}
+
+// checkCycle checks what must hold while A is dead, after it restarts,
+// while B is frozen and after it thaws.
+func (rep *report) checkCycle(c cycle, records []record) cycleResult {
+	cfg := rep.cfg
+	res := cycleResult{cycle: c, aRecovery: -1, bRecovery: -1}
+	var firstA, firstB *record
+	var aDeadFailed, frozenFailed []*record
+	for i := range records {
+		r := &records[i]
+		ok := r.err == "" && r.status == http.StatusOK
+		switch {
+		case !r.start.Before(c.aExited) && r.start.Before(c.aListening):
+			// A is dead: no answer can come from it, and after the
+			// grace every request goes to B.
+			if ok && r.processedBy == "A" {
+				rep.failf("cycle %d: 200 from A while A was dead (%s..%s): %s", c.n, rep.at(c.aExited), rep.at(c.aListening), rep.describe(r))
+			}
+			if !r.start.Before(c.aExited.Add(cfg.grace)) {
+				if ok && r.processedBy == "B" {
+					res.aDeadOK++
+				} else {
+					aDeadFailed = append(aDeadFailed, r)
+				}
+			}
+		case !r.start.Before(c.stop) && r.start.Before(c.cont):
+			// B is frozen: it answers nothing until SIGCONT, and once
+			// the sink noticed, every request goes to A.
+			if ok && r.processedBy == "B" && r.start.After(c.stop.Add(100*time.Millisecond)) && r.end.Before(c.cont) {
+				rep.failf("cycle %d: 200 from B while B was stopped (%s..%s): %s", c.n, rep.at(c.stop), rep.at(c.cont), rep.describe(r))
+			}
+			if !r.start.Before(c.stop.Add(cfg.detectIn)) {
+				if ok && r.processedBy == "A" {
+					res.frozenOK++
+				} else {
+					frozenFailed = append(frozenFailed, r)
+				}
+			}
+		}
+		if ok && r.processedBy == "A" && !r.start.Before(c.aListening) && (firstA == nil || r.end.Before(firstA.end)) {
+			firstA = r
+		}
+		if ok && r.processedBy == "B" && !r.start.Before(c.cont) && (firstB == nil || r.end.Before(firstB.end)) {
+			firstB = r
+		}
+	}
+
+	if len(aDeadFailed) > 0 {
+		rep.failf("cycle %d: %d requests started while A was dead (after %s grace) were not answered 200 by B; first: %s",
+			c.n, len(aDeadFailed), cfg.grace, rep.describe(aDeadFailed[0]))
+	}
+	if res.aDeadOK == 0 && c.aListening.Sub(c.aExited) > cfg.grace {
+		rep.failf("cycle %d: no request succeeded on B while A was dead", c.n)
+	}
+	if firstA == nil {
+		rep.failf("cycle %d: A never answered again after its restart at %s", c.n, rep.at(c.aListening))
+	} else {
+		res.aRecovery = firstA.end.Sub(c.aListening)
+		if res.aRecovery > cfg.recover {
+			rep.failf("cycle %d: first 200 from the restarted A came %s after it listened, want within %s: %s",
+				c.n, fmtDur(res.aRecovery), cfg.recover, rep.describe(firstA))
+		}
+	}
+	if c.cont.Sub(c.stop) > cfg.detectIn {
+		if len(frozenFailed) > 0 {
+			rep.failf("cycle %d: %d requests started while B was frozen, %s or more after SIGSTOP (keepalive %s + timeout %s + 500ms), "+
+				"were not answered 200 by A; first: %s",
+				c.n, len(frozenFailed), cfg.detectIn, keepalive, keepaliveTimeout, rep.describe(frozenFailed[0]))
+		}
+		if res.frozenOK == 0 {
+			rep.failf("cycle %d: no request succeeded on A after the sink should have noticed B's freeze", c.n)
+		}
+	}
+	if firstB == nil || firstB.end.After(c.end) {
+		rep.failf("cycle %d: B served no request within %s of SIGCONT", c.n, c.end.Sub(c.cont).Round(time.Millisecond))
+	}
+	if firstB != nil {
+		res.bRecovery = firstB.end.Sub(c.cont)
+	}
+	return res
+}
+
+// checkSink checks the sink's resources after the load against before, and
+// that it counted as many answers as the clients got.
+func (rep *report) checkSink() {
+	b, a := rep.before, rep.after
+	if a.goroutines > b.goroutines+rep.cfg.goMargin {
+		rep.failf("sink %s: %.0f after the load, %.0f before; want at most %.0f more (after a 5s settle)",
+			a.goroutineLabel(), a.goroutines, b.goroutines, rep.cfg.goMargin)
+	}
+	if a.rss > b.rss+rep.cfg.rssMargin {
+		rep.failf("sink RSS: %s after the load, %s before; want at most %s more", mib(a.rss), mib(b.rss), mib(rep.cfg.rssMargin))
+	}
+	rep.eventsSeen = float64(rep.all.total - rep.all.bad)
+	rep.eventsSum = -1
+	if a.events == nil {
+		return
+	}
+	rep.eventsSum = 0
+	for code, n := range a.events {
+		rep.eventsSum += n - b.events[code]
+	}
+	if rep.eventsSum != rep.eventsSeen {
+		rep.failf("the sink counted %.0f answers to TYPE_HELLO events (eventproc_events_total), the clients got %.0f",
+			rep.eventsSum, rep.eventsSeen)
+	}
+}
+
+// summary prints the report as tables.
+func (rep *report) summary() string {
+	var sb strings.Builder
+	cfg := rep.cfg
+	fmt.Fprintf(&sb, "=== chaos summary: load %s, %d clients, deadline %s (Grpc-Timeout %s), slack %s, %d cycle(s), keepalive flags %v\n",
+		fmtDur(rep.loadEnd.Sub(rep.loadStart)), cfg.clients, deadline, grpcTimeout(deadline), cfg.slack, len(rep.cycles), cfg.keepalive)
+	a := rep.all
+	fmt.Fprintf(&sb, "requests: %d total; 200: %d (A %d, B %d, other %d); 503: %d; 504: %d; other/no answer: %d\n",
+		a.total, a.okA+a.okB+a.okOther, a.okA, a.okB, a.okOther, a.s503, a.s504, a.bad)
+	fmt.Fprintf(&sb, "latency: p50 %s, p99 %s, max %s; max beyond deadline: %s (allowed %s)\n",
+		fmtDur(rep.p50), fmtDur(rep.p99), fmtDur(rep.maxLatency), fmtDur(max(rep.maxLate, 0)), cfg.slack)
+
+	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "phase\tcycle\tfrom\tto\trequests\t200 A\t200 B\t503\t504\tbad\t")
+	for _, p := range rep.phases {
+		c := p.counts
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t\n",
+			p.name, p.cycle, rep.at(p.from), rep.at(p.to), c.total, c.okA, c.okB, c.s503, c.s504, c.bad+c.okOther)
+	}
+	tw.Flush()
+
+	tw = tabwriter.NewWriter(&sb, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "cycle\tA dead for\tA listen→first 200 A\t200 B while A dead\tB frozen for\t200 A after detection\tSIGCONT→first 200 B\t")
+	for _, c := range rep.cycles {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d\t%s\t\n", c.n,
+			fmtDur(c.aListening.Sub(c.aExited)), optDur(c.aRecovery), c.aDeadOK,
+			fmtDur(c.cont.Sub(c.stop)), c.frozenOK, optDur(c.bRecovery))
+	}
+	tw.Flush()
+
+	b, af := rep.before, rep.after
+	fmt.Fprintf(&sb, "sink (from %s): %s %.0f → %.0f (limit +%.0f); RSS %s → %s (limit +%s)\n",
+		b.source, b.goroutineLabel(), b.goroutines, af.goroutines, cfg.goMargin, mib(b.rss), mib(af.rss), mib(cfg.rssMargin))
+	if rep.eventsSum >= 0 {
+		fmt.Fprintf(&sb, "sink counted %.0f answers, clients got %.0f\n", rep.eventsSum, rep.eventsSeen)
+	}
+	if len(rep.failures) == 0 {
+		sb.WriteString("result: PASS\n")
+	} else {
+		fmt.Fprintf(&sb, "result: FAIL (%d failed checks)\n", len(rep.failures))
+	}
+	return sb.String()
+}
+
+func optDur(d time.Duration) string {
+	if d < 0 {
+		return "never"
+	}
+	return fmtDur(d)
+}
