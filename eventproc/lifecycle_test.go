@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 )
@@ -28,7 +31,9 @@ func TestReadiness(t *testing.T) {
 	}
 	p := newTestProcessor(t, lis.Addr().String())
 	t.Cleanup(func() { lis.Close() })
-	s := startSink(t, "--route", "hello="+p.addr, "--streams-per-target", "3")
+	// A grace period longer than the test: shutdown must not wait for the
+	// health Watch below.
+	s := startSink(t, "--route", "hello="+p.addr, "--streams-per-target", "3", "--shutdown-grace", "1h")
 
 	resp, body := s.get(ctx, "/healthz")
 	if resp.StatusCode != http.StatusOK || string(body) != "ok" {
@@ -49,7 +54,16 @@ func TestReadiness(t *testing.T) {
 			t.Errorf("health of %q before the processor serves = %v, %v; want NOT_SERVING", svc, got, err)
 		}
 	}
-	watch, err := health.Watch(ctx, &healthpb.HealthCheckRequest{Service: "event.v1.SinkService"})
+	// Watch on a connection of its own, which stays open during shutdown.
+	watchConn, err := grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watchConn.Close()
+	// Its context outlives the test's deadline, so only the sink can end it.
+	watchCtx, cancelWatch := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWatch()
+	watch, err := healthpb.NewHealthClient(watchConn).Watch(watchCtx, &healthpb.HealthCheckRequest{Service: "event.v1.SinkService"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +90,8 @@ func TestReadiness(t *testing.T) {
 	if err != nil || got.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Errorf("health of \"\" once ready = %v, %v; want SERVING", got, err)
 	}
-	// Shutdown ends the Watch rather than waiting out the grace period.
+	// Shutdown ends the Watch rather than waiting out the grace period:
+	// run returns (shutdown checks it), and the Watch ends.
 	s.shutdown()
 	for {
 		if _, err := watch.Recv(); err != nil {
