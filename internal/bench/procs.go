@@ -248,6 +248,33 @@ func sampleProc(pid int) (procStat, error) {
 	return s, nil
 }
 
+// machineBusy returns the CPU time all processors of the machine have
+// spent not idle, from /proc/stat.
+func machineBusy() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, errors.New("/proc/stat: unexpected format")
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		// idle (4th) and iowait (5th) are not busy; guest times are
+		// already counted in user.
+		if i != 3 && i != 4 && i < 8 {
+			busy += n
+		}
+	}
+	return time.Duration(busy) * time.Second / clockTicks, nil
+}
+
 // outputWatch is the standard output and error of a child: it keeps the
 // last lines for error messages and reports when every wanted pattern has
 // appeared.

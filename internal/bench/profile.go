@@ -259,6 +259,16 @@ func (e *env) profilePath(ctx context.Context, path string,
 	}
 	n := float64(lr.n)
 	secsF := lr.elapsed.Seconds()
+	traces, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-traces", cpuFile).Output()
+	if err != nil {
+		return nil, fmt.Errorf("go tool pprof -traces: %w", err)
+	}
+	groups := breakdown(string(traces), lr.n)
+	if err := writeTable(filepath.Join(dir, path+".cpu.groups.md"), groups); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(e.log, "\n%s: where the sink's CPU goes (%d requests profiled)\n\n", path, lr.n)
+	groups.text(e.log)
 	for _, view := range []struct{ name, flag string }{{"flat", ""}, {"cum", "-cum"}} {
 		args := []string{"tool", "pprof", "-top", "-nodecount=60"}
 		if view.flag != "" {
@@ -276,6 +286,16 @@ func (e *env) profilePath(ctx context.Context, path string,
 		fmt.Sprintf("%.1f", float64(m1.NumGC-m0.NumGC)/secsF),
 		fmt.Sprintf("%.2fms", float64(m1.PauseTotal-m0.PauseTotal)/1e6/secsF),
 		filepath.Base(cpuFile)}, nil
+}
+
+// writeTable writes t as Markdown to file.
+func writeTable(file string, t *table) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	t.markdown(f)
+	return f.Close()
 }
 
 func getJSON(url string, v any) error {

@@ -20,6 +20,16 @@ const (
 type table struct {
 	header []string
 	rows   [][]string
+	// numeric reports whether column i holds numbers (right-aligned); by
+	// default every column but the first two and the last does.
+	numeric func(i, n int) bool
+}
+
+func (t *table) isNumeric(i int) bool {
+	if t.numeric != nil {
+		return t.numeric(i, len(t.header))
+	}
+	return i > 1 && i != len(t.header)-1
 }
 
 func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
@@ -36,7 +46,7 @@ func (t *table) text(w io.Writer) {
 		var b strings.Builder
 		for i, c := range r {
 			pad := width[i] - len([]rune(c))
-			if i > 1 && i != len(r)-1 { // numbers right-aligned
+			if t.isNumeric(i) {
 				b.WriteString(strings.Repeat(" ", pad) + c + "  ")
 			} else {
 				b.WriteString(c + strings.Repeat(" ", pad) + "  ")
@@ -55,7 +65,7 @@ func (t *table) markdown(w io.Writer) {
 	fmt.Fprintln(w, "| "+strings.Join(t.header, " | ")+" |")
 	seps := make([]string, len(t.header))
 	for i := range seps {
-		if i > 1 && i != len(seps)-1 {
+		if t.isNumeric(i) {
 			seps[i] = "---:"
 		} else {
 			seps[i] = "---"
@@ -134,18 +144,18 @@ type targetCheck struct {
 // rrTable builds the request-response table and the target checks.
 func (r *report) rrTable() (*table, []targetCheck) {
 	t := &table{header: []string{"scenario", "C", "req/s", "p50", "p90", "p99", "errors",
-		"server CPU/req", "proc CPU/req", "peak RSS", "RSS after", "× ref req/s", "× ref p99", "targets"}}
+		"server CPU/req", "proc CPU/req", "peak RSS", "RSS after", "other load", "× ref req/s", "× ref p99", "targets"}}
 	var checks []targetCheck
 	for _, m := range r.rr {
 		name, c := m.scenario.name, fmt.Sprint(m.workers)
 		if m.err != nil {
-			t.add(name, c, "failed", "", "", "", "", "", "", "", "", "", "", "see notes")
+			t.add(name, c, "failed", "", "", "", "", "", "", "", "", "", "", "", "see notes")
 			continue
 		}
 		l := m.load
 		row := []string{name, c, fmtRate(l.rate()), fmtMs(l.percentile(.5)), fmtMs(l.percentile(.9)),
 			fmtMs(l.percentile(.99)), fmt.Sprint(l.errors), fmtUs(m.serverCPU), fmtUs(m.procCPU),
-			fmtMiB(m.peakRSS), fmtMiB(m.rss)}
+			fmtMiB(m.peakRSS), fmtMiB(m.rss), fmt.Sprintf("%.2f", m.otherLoad)}
 		var verdicts []string
 		if m.scenario.ref == "" {
 			row = append(row, "", "", "")
@@ -234,8 +244,10 @@ func targetsTable(checks []targetCheck) *table {
 // print writes the report as text.
 func (r *report) print(w io.Writer) {
 	rr, checks := r.rrTable()
-	fmt.Fprintf(w, "\nRequest-response (%v measured per line after %v warm-up; CPU and RSS are of the server process: reference server or sink)\n\n", r.duration, r.warmup)
-	rr.text(w)
+	if len(r.rr) > 0 {
+		fmt.Fprintf(w, "\nRequest-response (%v measured per line after %v warm-up; CPU and RSS are of the server process: reference server or sink)\n\n", r.duration, r.warmup)
+		rr.text(w)
+	}
 	if len(r.fanout) > 0 {
 		fmt.Fprintf(w, "\nPub/sub fan-out (gRPC Subscribe clients; events sent with unary Send to a processor that publishes each)\n\n")
 		r.fanoutTable().text(w)
@@ -268,12 +280,16 @@ func (r *report) markdown(w io.Writer) {
 	fmt.Fprintf(w, "- each line: servers started fresh, %v warm-up, %v measured; closed-loop Go client with C workers "+
 		"in the same process for every line; the load client, the sink and the processor share the CPUs\n\n", r.warmup, r.duration)
 	rr, checks := r.rrTable()
-	fmt.Fprintf(w, "## Request-response\n\n")
-	fmt.Fprintf(w, "`server CPU/req` and the RSS columns are of the measured server process: the reference server, "+
-		"or the sink (`eventproc`) for `*-sink` lines; `proc CPU/req` is the echo processor's. "+
-		"`× ref` compares a sink line with its reference at the same C in this run "+
-		"(rest-sink/http-echo, grpc-sink/grpc-echo, stream-sink/stream-echo).\n\n")
-	rr.markdown(w)
+	if len(r.rr) > 0 {
+		fmt.Fprintf(w, "## Request-response\n\n")
+		fmt.Fprintf(w, "`server CPU/req` and the RSS columns are of the measured server process: the reference server, "+
+			"or the sink (`eventproc`) for `*-sink` lines; `proc CPU/req` is the echo processor's. "+
+			"`× ref` compares a sink line with its reference at the same C in this run "+
+			"(rest-sink/http-echo, grpc-sink/grpc-echo, stream-sink/stream-echo). "+
+			"`other load` is the CPU (in cores) that processes outside the benchmark used during the window: "+
+			"anything well above 0 means the line was disturbed by other work on the machine.\n\n")
+		rr.markdown(w)
+	}
 	if len(r.fanout) > 0 {
 		fmt.Fprintf(w, "\n## Pub/sub fan-out\n\n")
 		fmt.Fprintf(w, "gRPC `Subscribe` clients in the benchmark process; events are sent with unary `Send` "+

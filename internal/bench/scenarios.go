@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"time"
 
@@ -214,7 +215,10 @@ type measurement struct {
 	// The measured server's peak resident set (since it started) and its
 	// resident set right after the window.
 	peakRSS, rss int64
-	err          error // the run could not be done at all
+	// otherLoad is the CPU used by processes other than the benchmark's
+	// own during the window, in cores: noise from the rest of the machine.
+	otherLoad float64
+	err       error // the run could not be done at all
 }
 
 // measure starts sc's servers fresh, loads them with workers workers and
@@ -232,20 +236,23 @@ func (e *env) measure(ctx context.Context, sc *scenario, workers int, warmup, d 
 		m.err = err
 		return m
 	}
-	var srv0, srv1, proc0, proc1 procStat
+	var srv0, srv1, proc0, proc1, self0, self1 procStat
+	var busy0, busy1 time.Duration
 	var sampleErr error
-	sample := func(srv, proc *procStat) {
-		var err1, err2 error
+	sample := func(srv, proc, self *procStat, busy *time.Duration) {
+		var err1, err2, err3, err4 error
 		*srv, err1 = s.server.sample()
 		if s.proc != nil {
 			*proc, err2 = s.proc.sample()
 		}
-		sampleErr = errors.Join(sampleErr, err1, err2)
+		*self, err3 = sampleProc(os.Getpid())
+		*busy, err4 = machineBusy()
+		sampleErr = errors.Join(sampleErr, err1, err2, err3, err4)
 	}
 	m.load = runLoad(ctx, loadPlan{
 		workers: workers, warmup: warmup, measure: d,
-		atStart: func() { sample(&srv0, &proc0) },
-		atEnd:   func() { sample(&srv1, &proc1) },
+		atStart: func() { sample(&srv0, &proc0, &self0, &busy0) },
+		atEnd:   func() { sample(&srv1, &proc1, &self1, &busy1) },
 	}, newCaller)
 	release()
 	if err := s.died(); err != nil {
@@ -263,5 +270,7 @@ func (e *env) measure(ctx context.Context, sc *scenario, workers int, warmup, d 
 		}
 	}
 	m.peakRSS, m.rss = srv1.peakRSS, srv1.rss
+	ours := (srv1.cpu - srv0.cpu) + (proc1.cpu - proc0.cpu) + (self1.cpu - self0.cpu)
+	m.otherLoad = max(0, (busy1-busy0-ours).Seconds()/m.load.elapsed.Seconds())
 	return m
 }
