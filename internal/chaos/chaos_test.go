@@ -21,15 +21,19 @@ import (
 var (
 	flagDuration = flag.Duration("chaos.duration", 0,
 		"how long the load runs; the scenario cycle repeats while it fits (0: $CHAOS_DURATION, else one cycle)")
-	flagClients  = flag.Int("chaos.clients", 16, "concurrent closed-loop HTTP clients")
-	flagSlack    = flag.Duration("chaos.slack", 500*time.Millisecond, "how late after its deadline an answer may arrive")
-	flagRecover  = flag.Duration("chaos.recover", time.Second, "longest time from a restarted replica's listening line to its first 200")
-	flagGrace    = flag.Duration("chaos.grace", 300*time.Millisecond, "time the sink gets to notice that a replica died")
-	flagSteady   = flag.Duration("chaos.steady", 2*time.Second, "steady time between the steps of the scenario")
-	flagDead     = flag.Duration("chaos.dead", 2*time.Second, "how long A stays dead before its restart")
-	flagFreeze   = flag.Duration("chaos.freeze", 3*time.Second, "how long B stays stopped; longer than the keepalive interval plus timeout")
+	flagClients = flag.Int("chaos.clients", 16, "concurrent closed-loop HTTP clients")
+	flagSlack   = flag.Duration("chaos.slack", 500*time.Millisecond, "how late after its deadline an answer may arrive")
+	flagRecover = flag.Duration("chaos.recover", time.Second, "longest time from a restarted replica's listening line to its first 200")
+	flagGrace   = flag.Duration("chaos.grace", 300*time.Millisecond, "time the sink gets to notice that a replica died")
+	flagSteady  = flag.Duration("chaos.steady", 2*time.Second, "steady time between the steps of the scenario")
+	flagDead    = flag.Duration("chaos.dead", 2*time.Second, "how long A stays dead before its restart")
+	flagFreeze  = flag.Duration("chaos.freeze", 3*time.Second, "how long B stays stopped; longer than the keepalive interval plus timeout")
+	flagDetect  = flag.Duration("chaos.detect", 0,
+		"time after SIGSTOP from which every request must succeed on the other replica (0: keepalive + timeout + 500ms)")
 	flagGoMargin = flag.Int("chaos.goroutine-margin", 10, "how many more goroutines the sink may have after the load than before")
-	flagRSSSlack = flag.Int("chaos.rss-margin-mib", 64, "how many MiB more resident memory the sink may have after the load than before")
+	flagRSSSlack = flag.Int("chaos.rss-margin-mib", 64,
+		"how many MiB more resident memory the sink may have after the load than before (times 4 with -chaos.race)")
+	flagDump     = flag.String("chaos.dump", "", "write every request's record to this file, one JSON object a line")
 	flagRace     = flag.Bool("chaos.race", false, "build the binaries with -race and fail on a data race they report")
 )
 
@@ -79,6 +83,9 @@ func newConfig(t *testing.T) config {
 		goMargin:  float64(*flagGoMargin),
 		rssMargin: float64(*flagRSSSlack) * (1 << 20),
 		race:      *flagRace,
+	}
+	if c.race {
+		c.rssMargin *= 4 // the race detector's shadow memory
 	}
 	if c.duration == 0 {
 		if v := os.Getenv("CHAOS_DURATION"); v != "" {
@@ -133,7 +140,9 @@ func TestChaos(t *testing.T) {
 	help, _ := exec.CommandContext(ctx, bins.sink, "--help").CombinedOutput()
 	cfg.keepalive = strings.Contains(string(help), "--keepalive ") && strings.Contains(string(help), "--keepalive-timeout")
 	cfg.detectIn = keepalive + keepaliveTimeout + 500*time.Millisecond
-	if !cfg.keepalive {
+	if *flagDetect > 0 {
+		cfg.detectIn = *flagDetect
+	} else if !cfg.keepalive {
 		// The sink's defaults: 10s + 3s, longer than any freeze here.
 		cfg.detectIn = 13*time.Second + 500*time.Millisecond
 		t.Log("NOTE: eventproc has no --keepalive/--keepalive-timeout flags yet: running without them; " +
@@ -206,6 +215,11 @@ func TestChaos(t *testing.T) {
 		}
 	}
 
+	if *flagDump != "" {
+		if err := dumpRecords(*flagDump, records, loadStart); err != nil {
+			t.Errorf("-chaos.dump: %v", err)
+		}
+	}
 	rep := analyse(cfg, records, cycles, loadStart, loadEnd, before, after)
 	summary := rep.summary()
 	t.Log("\n" + summary)

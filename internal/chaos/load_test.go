@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -147,6 +148,25 @@ func grpcTimeout(d time.Duration) string {
 		return fmt.Sprintf("%dS", d/time.Second)
 	}
 	return fmt.Sprintf("%dm", d.Milliseconds())
+}
+
+// dumpRecords writes records to path as JSON lines, times in seconds since
+// start.
+func dumpRecords(path string, records []record, start time.Time) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for i := range records {
+		r := &records[i]
+		if err := enc.Encode(map[string]any{
+			"worker": r.worker, "payload": r.payload,
+			"start": r.start.Sub(start).Seconds(), "end": r.end.Sub(start).Seconds(),
+			"status": r.status, "err": r.err, "processed_by": r.processedBy,
+			"echoed": r.echoed, "reply_id": r.replyID, "body": r.body,
+		}); err != nil {
+			return err
+		}
+	}
+	return os.WriteFile(path, buf.Bytes(), 0o644)
 }
 
 func snippet(b []byte) string {
