@@ -33,8 +33,8 @@ var (
 	flagGoMargin = flag.Int("chaos.goroutine-margin", 10, "how many more goroutines the sink may have after the load than before")
 	flagRSSSlack = flag.Int("chaos.rss-margin-mib", 64,
 		"how many MiB more resident memory the sink may have after the load than before (times 4 with -chaos.race)")
-	flagDump     = flag.String("chaos.dump", "", "write every request's record to this file, one JSON object a line")
-	flagRace     = flag.Bool("chaos.race", false, "build the binaries with -race and fail on a data race they report")
+	flagDump = flag.String("chaos.dump", "", "write every request's record to this file, one JSON object a line")
+	flagRace = flag.Bool("chaos.race", false, "build the binaries with -race and fail on a data race they report")
 )
 
 const (
