@@ -35,6 +35,10 @@ type Config struct {
 	// ShutdownGrace is how long in-flight requests may take to finish once
 	// shutdown starts, before connections are closed.
 	ShutdownGrace time.Duration
+	// Keepalive and KeepaliveTimeout set the pings on processor
+	// connections: how often, and how long one may go unanswered before
+	// the connection counts as dead.
+	Keepalive, KeepaliveTimeout time.Duration
 }
 
 // sinkConfig returns the library configuration for c.
@@ -44,6 +48,8 @@ func (c Config) sinkConfig(log *slog.Logger) sink.Config {
 		Timeout:             c.Timeout,
 		StreamsPerTarget:    c.StreamsPerTarget,
 		MaxPendingPerStream: c.MaxPending,
+		Keepalive:           c.Keepalive,
+		KeepaliveTimeout:    c.KeepaliveTimeout,
 		Logger:              log,
 	}
 }
@@ -81,6 +87,11 @@ func options() []option {
 		{name: "max-pending", arg: "N", env: "EVENTPROC_MAX_PENDING", def: "0",
 			usage: fmt.Sprintf("requests in flight per processor stream before the sink answers 429; 0 means %d",
 				sink.DefaultMaxPendingPerStream)},
+		{name: "keepalive", arg: "DURATION", env: "EVENTPROC_KEEPALIVE", def: sink.DefaultKeepalive.String(),
+			usage: "interval of pings on processor connections, to notice a processor that vanished without closing " +
+				"them; processors must allow pings this often (the processor SDK's Serve allows every 1s)"},
+		{name: "keepalive-timeout", arg: "DURATION", env: "EVENTPROC_KEEPALIVE_TIMEOUT", def: sink.DefaultKeepaliveTimeout.String(),
+			usage: "how long a ping may go unanswered before the processor connection counts as dead"},
 		{name: "log-format", arg: "text|json", env: "EVENTPROC_LOG_FORMAT", def: "text",
 			usage: "log format (logs go to standard error)"},
 		{name: "log-level", arg: "LEVEL", env: "EVENTPROC_LOG_LEVEL", def: "info",
@@ -241,6 +252,12 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		return c, err
 	}
 	if c.ShutdownGrace, err = parseDuration(one("shutdown-grace"), true); err != nil {
+		return c, err
+	}
+	if c.Keepalive, err = parseDuration(one("keepalive"), false); err != nil {
+		return c, err
+	}
+	if c.KeepaliveTimeout, err = parseDuration(one("keepalive-timeout"), false); err != nil {
 		return c, err
 	}
 	maxBody, err := parseInt(one("max-body-bytes"), 1)

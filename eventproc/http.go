@@ -81,6 +81,14 @@ func newHTTPAPI(b backend, ready func() bool, maxBody int64, log *slog.Logger) (
 	return a, nil
 }
 
+// mount serves h at GET path, next to the API.
+func (a *httpAPI) mount(path string, h http.Handler) error {
+	a.allow[path] = http.MethodGet
+	return a.mux.HandlePath(http.MethodGet, path, func(w http.ResponseWriter, r *http.Request, _ map[string]string) {
+		h.ServeHTTP(w, r)
+	})
+}
+
 // ServeHTTP implements [http.Handler].
 func (a *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()

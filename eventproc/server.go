@@ -11,6 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -47,13 +50,25 @@ type server struct {
 // listens on nothing; [server.serve] does. Call close if serve is never
 // called.
 func newServer(cfg Config, log *slog.Logger) (*server, error) {
-	sk, err := sink.New(cfg.sinkConfig(log))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	scfg := cfg.sinkConfig(log)
+	scfg.Metrics = reg
+	sk, err := sink.New(scfg)
 	if err != nil {
 		return nil, fmt.Errorf("invalid configuration: %s", withoutSentinel(err))
 	}
 	s := &server{cfg: cfg, log: log, sink: sk, health: health.NewServer()}
 	s.streamsCtx, s.endStreams = context.WithCancel(context.Background())
 	api, err := newHTTPAPI(sk, s.ready, cfg.MaxBodyBytes, log)
+	if err == nil {
+		err = api.mount("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}))
+	}
 	if err != nil {
 		sk.Close()
 		return nil, err
