@@ -13,11 +13,15 @@ import (
 	"google.golang.org/grpc/keepalive"
 )
 
-// keepaliveOptions returns the keepalive settings of the server built by
+// KeepaliveOptions returns the keepalive settings of the server built by
 // Serve: it pings idle connections every 5s and drops those that do not
-// answer within 2s; sinks, which ping about every 5s on their long-lived
-// streams, may ping down to every second, also without active streams.
-func keepaliveOptions() []grpc.ServerOption {
+// answer within 2s, and it lets sinks, which ping their processors every
+// few seconds to notice dead connections, ping down to every second, also
+// without active streams. Pass them to grpc.NewServer when serving a
+// Server with [Server.Register] on a gRPC server of your own: gRPC's
+// default policy allows one ping per 5 minutes and closes the connection
+// of a sink that pings more often ("too_many_pings").
+func KeepaliveOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 5 * time.Second, Timeout: 2 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
@@ -39,7 +43,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	// long-lived calls (health Watch) that would hold up GracefulStop.
 	callsCtx, endCalls := context.WithCancel(context.Background())
 	defer endCalls()
-	opts := append(keepaliveOptions(), grpc.ChainStreamInterceptor(endWith(callsCtx)))
+	opts := append(KeepaliveOptions(), grpc.ChainStreamInterceptor(endWith(callsCtx)))
 	opts = append(opts, s.opts.ServerOptions...)
 	gs := grpc.NewServer(opts...)
 	s.Register(gs)

@@ -207,6 +207,14 @@ func (s *stream) writeLoop(ctx context.Context, ps processStream) error {
 		if err := ps.Send(c.req); err != nil {
 			return err
 		}
+		if c.ctx.Err() != nil {
+			// The caller gave up while the request was being sent and may
+			// have missed that it was sent: cancel it here (a second
+			// cancel for the same id is harmless).
+			if err := ps.Send(&eventv1.ProcessRequest{Id: c.req.Id, Cancel: true}); err != nil {
+				return err
+			}
+		}
 	}
 }
 
