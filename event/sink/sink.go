@@ -222,20 +222,22 @@ func (s *Sink) dispatch(ctx context.Context, ev *eventv1.Event) (*eventv1.SendRe
 		case errors.Is(err, errNotSent) && attempt == 0:
 			failed = st.p // no processor saw it: try once more elsewhere
 		default:
-			return nil, s.streamError(ctx, r, err)
+			return nil, s.streamError(r, err)
 		}
 	}
 }
 
 // streamError turns an error from stream.do into a status error.
-func (s *Sink) streamError(ctx context.Context, r *route, err error) error {
+func (s *Sink) streamError(r *route, err error) error {
 	switch {
 	case errors.Is(err, errNotSent):
 		return status.Errorf(codes.Unavailable, "processor stream for %s closed before the event was sent", r.name)
 	case errors.Is(err, errBusy):
 		return status.Errorf(codes.ResourceExhausted,
 			"too many events pending for %s (limit %d per processor stream); retry later", r.name, s.cfg.MaxPendingPerStream)
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Errorf(codes.DeadlineExceeded, "no answer from the processor for %s before the deadline", r.name)
+	case errors.Is(err, context.Canceled):
 		return status.FromContextError(err).Err()
 	default:
 		return err
@@ -313,7 +315,7 @@ func (s *Sink) broadcast(ctx context.Context, r *route, ev *eventv1.Event) (*eve
 	for range sent {
 		o := <-results
 		if o.err != nil && first == nil {
-			first = s.streamError(ctx, r, o.err)
+			first = s.streamError(r, o.err)
 			st := status.Convert(first)
 			first = status.Errorf(st.Code(), "broadcast to %s: %s", o.target, st.Message())
 		}
