@@ -142,3 +142,40 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 
 // Unwrap lets [http.ResponseController] reach the underlying writer.
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// directHandler is the least an HTTP front can do for POST /v1/events: read
+// the body, decode it once with protojson, dispatch, encode the reply. It
+// exists to measure what the gateway costs (serve-sink --rest direct); it
+// maps every error to 400 or 503 without the gateway's details.
+func directHandler(sk interface {
+	Dispatch(context.Context, *eventv1.Event) (*eventv1.SendResponse, error)
+}, maxBody int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/events" {
+			http.NotFound(w, r)
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		ev := new(eventv1.Event)
+		if err := protojson.Unmarshal(body, ev); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		resp, err := sk.Dispatch(r.Context(), ev)
+		if err != nil {
+			http.Error(w, status.Convert(err).Message(), http.StatusServiceUnavailable)
+			return
+		}
+		out, err := protojson.Marshal(resp.GetEvent())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(out)
+	})
+}

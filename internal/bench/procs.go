@@ -133,12 +133,17 @@ type child struct {
 // returns once every pattern has matched, with the captures by pattern
 // index, or fails when the process exits or timeout passes first.
 func startChild(name, bin string, args []string, want []*regexp.Regexp, timeout time.Duration) (*child, []string, error) {
+	return startChildEnv(name, bin, args, nil, want, timeout)
+}
+
+// startChildEnv is startChild with extra environment variables ("K=V").
+func startChildEnv(name, bin string, args, env []string, want []*regexp.Regexp, timeout time.Duration) (*child, []string, error) {
 	w := newOutputWatch(want)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout = w
 	cmd.Stderr = w
 	// GOMAXPROCS stays unset on purpose: servers use every core, as they would in production.
-	cmd.Env = os.Environ()
+	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		return nil, nil, fmt.Errorf("start %s: %w", name, err)
 	}

@@ -48,6 +48,8 @@ type memStats struct {
 	NumGC      uint32 `json:"num_gc"`
 	PauseTotal uint64 `json:"pause_total_ns"`
 	HeapInuse  uint64 `json:"heap_inuse"`
+	StackInuse uint64 `json:"stack_inuse"`
+	Sys        uint64 `json:"sys"`
 }
 
 // routeFlags collects repeated --route flags.
@@ -75,6 +77,8 @@ func serveSink(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	debugAddr := fs.String("debug-addr", "127.0.0.1:0", "pprof listen `address`")
 	var routes routeFlags
 	fs.Var(&routes, "route", "TYPE=TARGET route (repeatable)")
+	streamWorkers := fs.Uint("stream-workers", 0, "grpc.NumStreamWorkers for the gRPC server (0: a goroutine per call, as eventproc)")
+	rest := fs.String("rest", "gateway", "HTTP front for POST /v1/events: gateway (as eventproc) or direct (protojson + Dispatch, no gateway)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -86,16 +90,28 @@ func serveSink(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	front, err := newGatewayHandler(sk, maxBody)
+	var front http.Handler
+	switch *rest {
+	case "gateway":
+		front, err = newGatewayHandler(sk, maxBody)
+	case "direct":
+		front = directHandler(sk, maxBody)
+	default:
+		err = fmt.Errorf("--rest %q: want gateway or direct", *rest)
+	}
 	if err != nil {
 		sk.Close()
 		return err
 	}
-	gs := grpc.NewServer(
+	var extra []grpc.ServerOption
+	if *streamWorkers > 0 {
+		extra = append(extra, grpc.NumStreamWorkers(uint32(*streamWorkers)))
+	}
+	gs := grpc.NewServer(append(extra,
 		grpc.MaxRecvMsgSize(maxBody),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-	)
+	)...)
 	eventv1.RegisterSinkServiceServer(gs, sk)
 
 	debug := http.NewServeMux()
@@ -104,7 +120,7 @@ func serveSink(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	debug.HandleFunc("/debug/memstats", func(w http.ResponseWriter, _ *http.Request) {
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
-		_ = json.NewEncoder(w).Encode(memStats{m.Mallocs, m.TotalAlloc, m.NumGC, m.PauseTotalNs, m.HeapInuse})
+		_ = json.NewEncoder(w).Encode(memStats{m.Mallocs, m.TotalAlloc, m.NumGC, m.PauseTotalNs, m.HeapInuse, m.StackInuse, m.Sys})
 	})
 	debug.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !sk.Ready() {
@@ -147,6 +163,8 @@ func profile(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	paths := fs.String("paths", "rest,grpc,stream", "comma-separated sink paths to profile: rest, grpc, stream")
 	dir := fs.String("dir", "", "`directory` for the profiles (default: a new temporary directory)")
 	rev := fs.String("rev", "", "build proc from this git `revision` instead of the working tree")
+	sinkArgs := fs.String("sink-args", "", "extra space-separated flags for serve-sink, e.g. '--stream-workers 2 --rest direct'")
+	sinkEnv := fs.String("sink-env", "", "extra space-separated K=V environment variables for serve-sink, e.g. GOGC=400")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -182,20 +200,22 @@ func profile(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		},
 	}
 	t := &table{header: []string{"path", "C", "req/s", "p50", "p99", "errors", "sink CPU/req",
-		"allocs/req", "bytes/req", "GCs/s", "GC pause/s", "CPU profile"}}
+		"allocs/req", "bytes/req", "GCs/s", "GC pause/s", "heap", "stacks", "peak RSS", "CPU profile"}}
 	for path := range strings.SplitSeq(*paths, ",") {
 		client, ok := byPath[path]
 		if !ok {
 			return fmt.Errorf("-paths: unknown path %q", path)
 		}
-		row, err := e.profilePath(ctx, path, client, *workers, *warmup, secs, *dir)
+		row, err := e.profilePath(ctx, path, client, *workers, *warmup, secs, *dir,
+			strings.Fields(*sinkArgs), strings.Fields(*sinkEnv))
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 		t.add(row...)
 		fmt.Fprintf(stderr, "%s done\n", path)
 	}
-	fmt.Fprintf(stdout, "\nIn-process sink (bench serve-sink), %ds profiled per path after %v warm-up\n\n", secs, *warmup)
+	fmt.Fprintf(stdout, "\nIn-process sink (bench serve-sink %s, env %q), %ds profiled per path after %v warm-up\n\n",
+		*sinkArgs, *sinkEnv, secs, *warmup)
 	t.text(stdout)
 	fmt.Fprintf(stdout, "\nprofiles in %s; e.g. go tool pprof -top -cum %s\n", *dir, filepath.Join(*dir, "rest.cpu.pprof"))
 	return nil
@@ -204,14 +224,15 @@ func profile(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // profilePath profiles one sink path and returns its table row.
 func (e *env) profilePath(ctx context.Context, path string,
 	client func(context.Context, *servers, int) (func(int) caller, func(), error),
-	workers int, warmup time.Duration, secs int, dir string) ([]string, error) {
+	workers int, warmup time.Duration, secs int, dir string, sinkArgs, sinkEnv []string) ([]string, error) {
 	p, got, err := startChild("proc", e.bins.proc, []string{"--addr", "127.0.0.1:0", "--shutdown-grace", "1s"},
 		[]*regexp.Regexp{listeningRE}, startTimeout)
 	if err != nil {
 		return nil, err
 	}
 	defer p.stop()
-	sk, got, err := startChild("serve-sink", e.bins.bench, []string{cmdServeSink, "--route", "hello=" + got[0]},
+	sk, got, err := startChildEnv("serve-sink", e.bins.bench,
+		append([]string{cmdServeSink, "--route", "hello=" + got[0]}, sinkArgs...), sinkEnv,
 		[]*regexp.Regexp{sinkHTTPRE, sinkGRPCRE, debugRE}, startTimeout)
 	if err != nil {
 		return nil, err
@@ -251,6 +272,9 @@ func (e *env) profilePath(ctx context.Context, path string,
 	if err := fetchTo(debug+"/debug/pprof/allocs", filepath.Join(dir, path+".allocs.pprof")); err != nil {
 		return nil, err
 	}
+	if err := fetchTo(debug+"/debug/pprof/goroutine", filepath.Join(dir, path+".goroutine.pprof")); err != nil {
+		return nil, err
+	}
 	if err := s.died(); err != nil {
 		return nil, err
 	}
@@ -285,6 +309,7 @@ func (e *env) profilePath(ctx context.Context, path string,
 		fmt.Sprintf("%.0f", float64(m1.TotalAlloc-m0.TotalAlloc)/n),
 		fmt.Sprintf("%.1f", float64(m1.NumGC-m0.NumGC)/secsF),
 		fmt.Sprintf("%.2fms", float64(m1.PauseTotal-m0.PauseTotal)/1e6/secsF),
+		fmtMiB(int64(m1.HeapInuse)), fmtMiB(int64(m1.StackInuse)), fmtMiB(st1.peakRSS),
 		filepath.Base(cpuFile)}, nil
 }
 
