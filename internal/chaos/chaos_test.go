@@ -23,18 +23,26 @@ var (
 		"how long the load runs; the scenario cycle repeats while it fits (0: $CHAOS_DURATION, else one cycle)")
 	flagClients = flag.Int("chaos.clients", 16, "concurrent closed-loop HTTP clients")
 	flagSlack   = flag.Duration("chaos.slack", 500*time.Millisecond, "how late after its deadline an answer may arrive")
-	flagRecover = flag.Duration("chaos.recover", time.Second, "longest time from a restarted replica's listening line to its first 200")
-	flagGrace   = flag.Duration("chaos.grace", 300*time.Millisecond, "time the sink gets to notice that a replica died")
-	flagSteady  = flag.Duration("chaos.steady", 2*time.Second, "steady time between the steps of the scenario")
-	flagDead    = flag.Duration("chaos.dead", 2*time.Second, "how long A stays dead before its restart")
-	flagFreeze  = flag.Duration("chaos.freeze", 3*time.Second, "how long B stays stopped; longer than the keepalive interval plus timeout")
-	flagDetect  = flag.Duration("chaos.detect", 0,
-		"time after SIGSTOP from which every request must succeed on the other replica (0: keepalive + timeout + 500ms)")
-	flagGoMargin = flag.Int("chaos.goroutine-margin", 10, "how many more goroutines the sink may have after the load than before")
-	flagRSSSlack = flag.Int("chaos.rss-margin-mib", 64,
+	flagRecover = flag.Duration("chaos.recover", time.Second,
+		"longest time from a restarted replica's listening line to its first 200")
+	flagGrace  = flag.Duration("chaos.grace", 300*time.Millisecond, "time the sink gets to notice that a replica died")
+	flagSteady = flag.Duration("chaos.steady", 2*time.Second, "steady time between the steps of the scenario")
+	flagDead   = flag.Duration("chaos.dead", 2*time.Second, "how long A stays dead before its restart")
+	// The freeze lasts until a whole deadline after the sink should have
+	// noticed it (keepalive + timeout + 500ms): a sink that keeps trying
+	// the frozen replica, say once per expired deadline, fails the check
+	// whatever the phase of its attempts.
+	flagFreeze = flag.Duration("chaos.freeze", 3500*time.Millisecond,
+		"how long B stays stopped; the check after detection needs more than keepalive + timeout + 500ms")
+	flagDetect = flag.Duration("chaos.detect", 0,
+		"time after SIGSTOP from which every request must succeed on the other replica (0: keepalive + timeout + 500ms; negative: no such check)")
+	flagGoMargin = flag.Int("chaos.goroutine-margin", 10,
+		"how many more goroutines the sink may have after the load than before")
+	flagRSSMargin = flag.Int("chaos.rss-margin-mib", 64,
 		"how many MiB more resident memory the sink may have after the load than before (times 4 with -chaos.race)")
-	flagDump = flag.String("chaos.dump", "", "write every request's record to this file, one JSON object a line")
 	flagRace = flag.Bool("chaos.race", false, "build the binaries with -race and fail on a data race they report")
+	flagLogs = flag.Bool("chaos.logs", false, "log the programs' output even when the test passes")
+	flagDump = flag.String("chaos.dump", "", "write every request's record to this file, one JSON object a line")
 )
 
 const (
@@ -81,7 +89,7 @@ func newConfig(t *testing.T) config {
 		dead:      *flagDead,
 		freeze:    *flagFreeze,
 		goMargin:  float64(*flagGoMargin),
-		rssMargin: float64(*flagRSSSlack) * (1 << 20),
+		rssMargin: float64(*flagRSSMargin) * (1 << 20),
 		race:      *flagRace,
 	}
 	if c.race {
@@ -123,6 +131,20 @@ type cycle struct {
 	stop       time.Time // just before SIGSTOP to B
 	cont       time.Time // just before SIGCONT to B: B answers nothing before
 	end        time.Time
+	// bNoticed is when the sink logged that a stream to the frozen B went
+	// down; zero when it did not during the freeze.
+	bNoticed time.Time
+}
+
+// noticeFreezes fills in when the sink noticed each of B's freezes, from
+// its log.
+func noticeFreezes(cycles []cycle, sink *child, b *replica) {
+	for i := range cycles {
+		c := &cycles[i]
+		if l, ok := sink.out.firstLine(c.stop, "stream down", "target="+b.addr); ok && l.at.Before(c.cont) {
+			c.bNoticed = l.at
+		}
+	}
 }
 
 // TestChaos runs the sink in front of two echo processors under steady load
@@ -140,11 +162,10 @@ func TestChaos(t *testing.T) {
 	help, _ := exec.CommandContext(ctx, bins.sink, "--help").CombinedOutput()
 	cfg.keepalive = strings.Contains(string(help), "--keepalive ") && strings.Contains(string(help), "--keepalive-timeout")
 	cfg.detectIn = keepalive + keepaliveTimeout + 500*time.Millisecond
-	if *flagDetect > 0 {
+	if *flagDetect != 0 {
 		cfg.detectIn = *flagDetect
 	} else if !cfg.keepalive {
-		// The sink's defaults: 10s + 3s, longer than any freeze here.
-		cfg.detectIn = 13*time.Second + 500*time.Millisecond
+		cfg.detectIn = -1 // the sink's defaults, 10s + 3s, outlast any freeze here
 		t.Log("NOTE: eventproc has no --keepalive/--keepalive-timeout flags yet: running without them; " +
 			"the check that requests succeed on A while B is frozen is skipped")
 	}
@@ -197,6 +218,7 @@ func TestChaos(t *testing.T) {
 	cycles := runScenario(t, ctx, cfg, bins, a, b, loadStart)
 	stopLoad()
 	loadEnd := time.Now()
+	noticeFreezes(cycles, sink, b)
 	for _, c := range []*child{a.child, b.child, sink} {
 		if !c.running() {
 			t.Errorf("%s exited during the test: %v", c.label, c.err)

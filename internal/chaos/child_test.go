@@ -73,7 +73,7 @@ func startChild(t *testing.T, ctx context.Context, label, path string, listen *r
 	}()
 	t.Cleanup(func() {
 		c.kill() // SIGKILL also ends a stopped process
-		if t.Failed() {
+		if t.Failed() || *flagLogs {
 			t.Logf("--- output of %s (%s), exit %v:\n%s", c.label, strings.Join(c.cmd.Args, " "), c.err, c.out)
 		}
 	})
@@ -135,6 +135,7 @@ type output struct {
 
 	mu     sync.Mutex
 	buf    bytes.Buffer
+	lines  []line                   // every complete line
 	parts  map[string]*bytes.Buffer // a stream's unfinished line
 	addrs  map[string]string
 	at     time.Time // when the last address was seen
@@ -175,10 +176,10 @@ func (o *output) write(name string, p []byte) {
 		if i < 0 {
 			return
 		}
-		line := string(part.Next(i + 1))
-		line = strings.TrimSuffix(line, "\n")
-		fmt.Fprintf(&o.buf, "%8.3fs %s| %s\n", now.Sub(o.start).Seconds(), name, line)
-		o.match(line, now)
+		text := strings.TrimSuffix(string(part.Next(i+1)), "\n")
+		fmt.Fprintf(&o.buf, "%8.3fs %s| %s\n", now.Sub(o.start).Seconds(), name, text)
+		o.lines = append(o.lines, line{at: now, text: text})
+		o.match(text, now)
 	}
 }
 
@@ -207,6 +208,32 @@ func (o *output) listening() (map[string]string, time.Time) {
 		addrs[k] = v
 	}
 	return addrs, o.at
+}
+
+// line is a line of output and when it was seen.
+type line struct {
+	at   time.Time
+	text string
+}
+
+// firstLine returns the first line seen at or after t that contains every
+// one of parts.
+func (o *output) firstLine(t time.Time, parts ...string) (line, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+next:
+	for _, l := range o.lines {
+		if l.at.Before(t) {
+			continue
+		}
+		for _, p := range parts {
+			if !strings.Contains(l.text, p) {
+				continue next
+			}
+		}
+		return l, true
+	}
+	return line{}, false
 }
 
 // contains reports whether the output so far contains s.

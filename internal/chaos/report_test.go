@@ -52,6 +52,7 @@ type cycleResult struct {
 	bRecovery time.Duration // SIGCONT to B's first 200 for a request started after it; -1: none
 	aDeadOK   int           // 200s from B for requests started after A's death + grace
 	frozenOK  int           // 200s from A for requests started after B's freeze + detection
+	frozenBad int           // other answers to those requests
 }
 
 // report is the outcome of a run: its numbers and every failed check.
@@ -197,7 +198,7 @@ func (rep *report) checkCycle(c cycle, records []record) cycleResult {
 			if ok && r.processedBy == "B" && r.start.After(c.stop.Add(100*time.Millisecond)) && r.end.Before(c.cont) {
 				rep.failf("cycle %d: 200 from B while B was stopped (%s..%s): %s", c.n, rep.at(c.stop), rep.at(c.cont), rep.describe(r))
 			}
-			if !r.start.Before(c.stop.Add(cfg.detectIn)) {
+			if cfg.detectIn > 0 && !r.start.Before(c.stop.Add(cfg.detectIn)) {
 				if ok && r.processedBy == "A" {
 					res.frozenOK++
 				} else {
@@ -229,11 +230,16 @@ func (rep *report) checkCycle(c cycle, records []record) cycleResult {
 				c.n, fmtDur(res.aRecovery), cfg.recover, rep.describe(firstA))
 		}
 	}
-	if c.cont.Sub(c.stop) > cfg.detectIn {
+	res.frozenBad = len(frozenFailed)
+	if cfg.detectIn > 0 && c.cont.Sub(c.stop) > cfg.detectIn {
 		if len(frozenFailed) > 0 {
-			rep.failf("cycle %d: %d requests started while B was frozen, %s or more after SIGSTOP (keepalive %s + timeout %s + 500ms), "+
-				"were not answered 200 by A; first: %s",
-				c.n, len(frozenFailed), cfg.detectIn, keepalive, keepaliveTimeout, rep.describe(frozenFailed[0]))
+			noticed := "the sink logged no stream to B going down during the freeze"
+			if !c.bNoticed.IsZero() {
+				noticed = fmt.Sprintf("the sink logged a stream to B down %s after SIGSTOP", fmtDur(c.bNoticed.Sub(c.stop)))
+			}
+			rep.failf("cycle %d: %d requests started while B was frozen, %s or more after SIGSTOP (by then the sink should have noticed: "+
+				"-chaos.detect, by default keepalive + timeout + 500ms), were not answered 200 by A (%s); first: %s",
+				c.n, len(frozenFailed), cfg.detectIn, noticed, rep.describe(frozenFailed[0]))
 		}
 		if res.frozenOK == 0 {
 			rep.failf("cycle %d: no request succeeded on A after the sink should have noticed B's freeze", c.n)
@@ -278,8 +284,18 @@ func (rep *report) checkSink() {
 func (rep *report) summary() string {
 	var sb strings.Builder
 	cfg := rep.cfg
-	fmt.Fprintf(&sb, "=== chaos summary: load %s, %d clients, deadline %s (Grpc-Timeout %s), slack %s, %d cycle(s), keepalive flags %v\n",
-		fmtDur(rep.loadEnd.Sub(rep.loadStart)), cfg.clients, deadline, grpcTimeout(deadline), cfg.slack, len(rep.cycles), cfg.keepalive)
+	fmt.Fprintf(&sb, "=== chaos summary: load %s, %d clients, deadline %s (Grpc-Timeout %s), slack %s, %d cycle(s)\n",
+		fmtDur(rep.loadEnd.Sub(rep.loadStart)), cfg.clients, deadline, grpcTimeout(deadline), cfg.slack, len(rep.cycles))
+	ka := "sink without --keepalive flags"
+	if cfg.keepalive {
+		ka = fmt.Sprintf("sink --keepalive %s --keepalive-timeout %s", keepalive, keepaliveTimeout)
+	}
+	detect := "no check"
+	if cfg.detectIn > 0 {
+		detect = "all 200 from A from " + fmtDur(cfg.detectIn)
+	}
+	fmt.Fprintf(&sb, "scenario: A dead %s, steady %s, B frozen %s (%s), %s; recovery within %s\n",
+		cfg.dead, cfg.steady, cfg.freeze, detect, ka, cfg.recover)
 	a := rep.all
 	fmt.Fprintf(&sb, "requests: %d total; 200: %d (A %d, B %d, other %d); 503: %d; 504: %d; other/no answer: %d\n",
 		a.total, a.okA+a.okB+a.okOther, a.okA, a.okB, a.okOther, a.s503, a.s504, a.bad)
@@ -296,11 +312,15 @@ func (rep *report) summary() string {
 	tw.Flush()
 
 	tw = tabwriter.NewWriter(&sb, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "cycle\tA dead for\tA listen→first 200 A\t200 B while A dead\tB frozen for\t200 A after detection\tSIGCONT→first 200 B\t")
+	fmt.Fprintln(tw, "cycle\tA dead for\tA listen→first 200 A\t200 B while A dead\tB frozen for\tsink noticed after\t200 A after detection\tbad after detection\tSIGCONT→first 200 B\t")
 	for _, c := range rep.cycles {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d\t%s\t\n", c.n,
+		noticed := time.Duration(-1)
+		if !c.bNoticed.IsZero() {
+			noticed = c.bNoticed.Sub(c.stop)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t\n", c.n,
 			fmtDur(c.aListening.Sub(c.aExited)), optDur(c.aRecovery), c.aDeadOK,
-			fmtDur(c.cont.Sub(c.stop)), c.frozenOK, optDur(c.bRecovery))
+			fmtDur(c.cont.Sub(c.stop)), optDur(noticed), c.frozenOK, c.frozenBad, optDur(c.bRecovery))
 	}
 	tw.Flush()
 
