@@ -1,19 +1,38 @@
-// Package chaos holds the chaos test of the event gateway. TestChaos builds
-// the real eventproc (sink) and proc (echo processor) binaries, runs the
-// sink in front of two processor replicas A and B, keeps steady closed-loop
-// HTTP load on it, and meanwhile kills and restarts A and freezes and thaws
-// B (SIGKILL, restart on the same port, SIGSTOP, SIGCONT). It checks that
-// every request gets exactly one timely answer (200, 503 or 504, never after
-// its deadline plus a slack), that every reply echoes its own request, that
-// traffic moves to the healthy replica and back, and that the sink's
-// goroutines and memory return to their level before the load.
+// Package chaos holds the chaos test of the event gateway.
 //
-// The test is short by default (one cycle of the scenario) so that
-// `go test ./...` runs it; -chaos.duration (or CHAOS_DURATION) repeats the
-// cycle for longer runs:
+// TestChaos builds the real eventproc (sink) and proc (echo processor)
+// binaries and runs the sink in front of two processor replicas, A and B,
+// with --keepalive 1s --keepalive-timeout 1s. Sixteen closed-loop HTTP
+// clients post TYPE_HELLO events, each with a unique payload and
+// Grpc-Timeout: 1S, while the scenario runs: SIGKILL A, restart it on the
+// same port, SIGSTOP B for longer than keepalive and its timeout, SIGCONT B,
+// with steady time between the steps. The test records every request and
+// checks that
+//
+//   - every request gets exactly one answer, 200, 503 or 504, no later than
+//     its deadline plus a slack (-chaos.slack);
+//   - every 200 echoes its own payload, comes from A or B (metadata
+//     processed_by, proc's --name), and no reply answers two requests;
+//   - while A is dead, requests succeed on B (after -chaos.grace);
+//   - the restarted A answers within -chaos.recover of printing its
+//     listening line;
+//   - while B is frozen, requests succeed on A once the sink should have
+//     noticed (-chaos.detect, by default keepalive + timeout + 500ms);
+//   - B serves again after SIGCONT;
+//   - the sink's goroutines (go_goroutines on /metrics) and resident memory
+//     return near their level before the load, and it counted as many
+//     answers as the clients got.
+//
+// It prints a summary: counts by phase and replica, the latest answer past
+// its deadline, recovery times, and the sink's goroutines and memory.
+//
+// The test is short by default (one cycle of the scenario) so that `make
+// test` runs it; -chaos.duration (or CHAOS_DURATION) repeats the cycle for
+// longer runs:
 //
 //	go test -race -count=1 -v -run TestChaos ./internal/chaos -chaos.duration=60s
 //
-// It is skipped under -short. The other -chaos.* flags tune the tolerances;
-// see chaos_test.go.
+// It is skipped under -short. Other -chaos.* flags tune the scenario and
+// the tolerances, build the binaries with -race, keep the programs' logs,
+// or dump every request's record; see chaos_test.go.
 package chaos
