@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eventproc/eventproc/event/pubsub"
 	"github.com/eventproc/eventproc/event/sink"
 )
 
@@ -39,6 +40,17 @@ type Config struct {
 	// connections: how often, and how long one may go unanswered before
 	// the connection counts as dead.
 	Keepalive, KeepaliveTimeout time.Duration
+	// History is how many published events of each type the hub keeps for
+	// subscribers resuming after a Last-Event-ID; zero keeps none.
+	History int
+	// SubscriberBuffer is how many events wait for each subscriber before
+	// SlowSubscriber applies; MaxSubscribers caps the live subscriptions.
+	SubscriberBuffer, MaxSubscribers int
+	// SlowSubscriber is what happens to a subscriber whose buffer is full.
+	SlowSubscriber pubsub.Policy
+	// SSEHeartbeat is the interval of comment lines on idle Server-Sent
+	// Events streams, which keep proxies from closing them.
+	SSEHeartbeat time.Duration
 }
 
 // sinkConfig returns the library configuration for c.
@@ -50,7 +62,14 @@ func (c Config) sinkConfig(log *slog.Logger) sink.Config {
 		MaxPendingPerStream: c.MaxPending,
 		Keepalive:           c.Keepalive,
 		KeepaliveTimeout:    c.KeepaliveTimeout,
-		Logger:              log,
+		PubSub: pubsub.Config{
+			HistorySize:    c.History,
+			DisableHistory: c.History == 0,
+			BufferSize:     c.SubscriberBuffer,
+			Policy:         c.SlowSubscriber,
+			MaxSubscribers: c.MaxSubscribers,
+		},
+		Logger: log,
 	}
 }
 
@@ -92,6 +111,19 @@ func options() []option {
 				"them; processors must allow pings this often (the processor SDK's Serve allows every 1s)"},
 		{name: "keepalive-timeout", arg: "DURATION", env: "EVENTPROC_KEEPALIVE_TIMEOUT", def: sink.DefaultKeepaliveTimeout.String(),
 			usage: "how long a ping may go unanswered before the processor connection counts as dead"},
+		{name: "history", arg: "N", env: "EVENTPROC_HISTORY", def: strconv.Itoa(pubsub.DefaultHistorySize),
+			usage: "published events of each type kept so that a subscriber can resume after its Last-Event-ID; " +
+				"0 keeps none"},
+		{name: "subscriber-buffer", arg: "N", env: "EVENTPROC_SUBSCRIBER_BUFFER", def: strconv.Itoa(pubsub.DefaultBufferSize),
+			usage: "published events waiting for one subscriber before --slow-subscriber applies"},
+		{name: "slow-subscriber", arg: "drop|disconnect", env: "EVENTPROC_SLOW_SUBSCRIBER", def: "drop",
+			usage: "when a subscriber's buffer is full: drop its oldest event (the next one it gets reports the " +
+				"number missed) or disconnect it (it can resume from its Last-Event-ID)"},
+		{name: "max-subscribers", arg: "N", env: "EVENTPROC_MAX_SUBSCRIBERS", def: strconv.Itoa(pubsub.DefaultMaxSubscribers),
+			usage: "live subscriptions (gRPC and HTTP) before the sink answers 429 / RESOURCE_EXHAUSTED"},
+		{name: "sse-heartbeat", arg: "DURATION", env: "EVENTPROC_SSE_HEARTBEAT", def: "15s",
+			usage: "interval of heartbeat comments on Server-Sent Events streams, which keep proxies from " +
+				"closing idle ones"},
 		{name: "log-format", arg: "text|json", env: "EVENTPROC_LOG_FORMAT", def: "text",
 			usage: "log format (logs go to standard error)"},
 		{name: "log-level", arg: "LEVEL", env: "EVENTPROC_LOG_LEVEL", def: "info",
@@ -132,8 +164,17 @@ HTTP API:
                     200 with the reply event, 204 when consumed, 202 when a
                     broadcast route accepted it; errors are JSON
                     {"code":<gRPC code>,"message":"...","details":[]}
+  GET  /v1/events:subscribe?types=TYPE_HELLO&types=goodbye[&last_event_id=N]
+                    stream the events processors publish: newline-delimited
+                    JSON {"result":{"event":{...},"sequence":"N"}}, or
+                    Server-Sent Events (id: N, event: TYPE_HELLO, data: the
+                    event) with Accept: text/event-stream; Last-Event-ID
+                    resumes from the --history
+  GET  /v1/types    the event types, and which have a route
+  GET  /            the browser console: send events, watch published ones
   GET  /healthz     200 while the process runs
   GET  /readyz      200 when every route has a live processor, else 503
+  GET  /metrics     Prometheus metrics
 `)
 }
 
@@ -269,6 +310,26 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		return c, err
 	}
 	if c.MaxPending, err = parseInt(one("max-pending"), 0); err != nil {
+		return c, err
+	}
+	if c.History, err = parseInt(one("history"), 0); err != nil {
+		return c, err
+	}
+	if c.SubscriberBuffer, err = parseInt(one("subscriber-buffer"), 1); err != nil {
+		return c, err
+	}
+	if c.MaxSubscribers, err = parseInt(one("max-subscribers"), 1); err != nil {
+		return c, err
+	}
+	switch s := one("slow-subscriber"); strings.ToLower(strings.TrimSpace(s.value)) {
+	case "drop", "drop-oldest":
+		c.SlowSubscriber = pubsub.DropOldest
+	case "disconnect":
+		c.SlowSubscriber = pubsub.Disconnect
+	default:
+		return c, s.errorf("want drop or disconnect")
+	}
+	if c.SSEHeartbeat, err = parseDuration(one("sse-heartbeat"), false); err != nil {
 		return c, err
 	}
 	switch s := one("log-format"); strings.ToLower(s.value) {

@@ -20,6 +20,16 @@
 //	--max-body-bytes N         EVENTPROC_MAX_BODY_BYTES      largest HTTP body and gRPC message (1048576)
 //	--streams-per-target N     EVENTPROC_STREAMS_PER_TARGET  Process streams per target (0: GOMAXPROCS, ≥2)
 //	--max-pending N            EVENTPROC_MAX_PENDING         requests in flight per stream (0: 1024)
+//	--keepalive DURATION       EVENTPROC_KEEPALIVE           ping interval on processor connections ("10s")
+//	--keepalive-timeout DURATION
+//	                           EVENTPROC_KEEPALIVE_TIMEOUT   how long a ping may go unanswered ("3s")
+//	--history N                EVENTPROC_HISTORY             published events kept per type for resuming
+//	                                                         subscribers (1024; 0 keeps none)
+//	--subscriber-buffer N      EVENTPROC_SUBSCRIBER_BUFFER   events waiting per subscriber (256)
+//	--slow-subscriber POLICY   EVENTPROC_SLOW_SUBSCRIBER     drop (the oldest, reported as missed) or
+//	                                                         disconnect, when that buffer is full ("drop")
+//	--max-subscribers N        EVENTPROC_MAX_SUBSCRIBERS     live subscriptions before 429 (10000)
+//	--sse-heartbeat DURATION   EVENTPROC_SSE_HEARTBEAT       heartbeat interval on SSE streams ("15s")
 //	--log-format text|json     EVENTPROC_LOG_FORMAT          log format on stderr ("text")
 //	--log-level LEVEL          EVENTPROC_LOG_LEVEL           debug, info, warn or error ("info")
 //	--shutdown-grace DURATION  EVENTPROC_SHUTDOWN_GRACE      time in-flight requests get at shutdown ("10s")
@@ -42,10 +52,15 @@
 //
 //	POST /v1/events   the body is one event as JSON, e.g.
 //	                  {"type":"TYPE_HELLO","payload":{"any":"JSON"},"metadata":{"k":"v"}}
+//	GET  /v1/events:subscribe  the events processors publish, streamed (see
+//	                  Subscriptions below)
+//	GET  /v1/types    {"types":[{"name":"TYPE_HELLO","number":1,"routed":true},...]}
+//	GET  /            the browser console (see Console below); also /index.html
 //	GET  /healthz     200 "ok" while the process runs (liveness)
 //	GET  /readyz      200 when every route has a live processor stream, else
 //	                  503 (also from the start of shutdown); the body is
 //	                  {"ready":bool,"routes":[...per-route and per-target status...]}
+//	GET  /metrics     Prometheus metrics of the sink, the Go runtime and the process
 //
 // POST /v1/events answers:
 //
@@ -73,6 +88,77 @@
 // and whatever status a processor fails an event with (for example 404 or
 // 400), which affects that event only.
 //
+// # Subscriptions
+//
+// Processors may publish events of their own (the echo processor does with
+// --publish); the sink numbers them with a sink-wide sequence number and
+// fans them out to subscribers, over gRPC (SinkService.Subscribe) and over
+// HTTP:
+//
+//	GET /v1/events:subscribe?types=TYPE_HELLO&types=goodbye
+//
+// types is repeatable and may also be comma-separated (types=hello,goodbye);
+// names go with or without TYPE_, in any case. last_event_id=N resumes after
+// the event with sequence number N: the retained events after it are
+// replayed (up to --history per type), then new ones follow, with no gap and
+// no duplicate. A Last-Event-ID header, which EventSource sends when it
+// reconnects, wins over last_event_id. Other query parameters are refused.
+//
+// The answer is newline-delimited JSON (Content-Type: application/x-ndjson)
+// in grpc-gateway's format for streams, flushed line by line:
+//
+//	{"result":{"event":{"id":"...","type":"TYPE_HELLO","payload":"hi"},"sequence":"7"}}
+//	{"result":{"event":{...},"sequence":"12","missed":"3"}}
+//	{"error":{"code":14,"message":"sink is shutting down","details":[]}}
+//
+// missed counts the matching events lost just before that one (the
+// subscriber was too slow, or resumed from beyond the history); error is the
+// last line when the sink ends the stream.
+//
+// A client whose Accept header lists text/event-stream gets Server-Sent
+// Events instead (Content-Type: text/event-stream, Cache-Control: no-cache,
+// X-Accel-Buffering: no), which a browser's EventSource reads directly:
+//
+//	retry: 2000
+//
+//	id: 7
+//	event: TYPE_HELLO
+//	data: {"id":"...","type":"TYPE_HELLO","payload":"hi"}
+//
+//	event: missed
+//	data: {"missed":3}
+//
+//	: heartbeat
+//
+//	event: error
+//	data: {"code":14,"message":"sink is shutting down","details":[]}
+//
+// id is the sequence number, event the type name and data the event as
+// JSON. A missed event, without id, comes just before an event when matching
+// events were lost before it. A heartbeat comment goes out every
+// --sse-heartbeat to keep proxies from closing idle streams (NDJSON, having
+// no comments, has none). An error event ends the stream.
+//
+// Errors found before streaming starts are ordinary JSON errors: 400 for a
+// missing or unknown type, a malformed last event id or an unknown
+// parameter, 405 for a method other than GET, 429 past --max-subscribers.
+// Once streaming, the stream ends with an error event or line when the
+// subscriber fell --subscriber-buffer events behind under
+// --slow-subscriber disconnect (RESOURCE_EXHAUSTED: resume with the last id
+// received) or at shutdown (UNAVAILABLE). A client that takes no bytes for
+// 10 seconds is disconnected. The HTTP server has no write timeout, so
+// streams last as long as the client stays.
+//
+// # Console
+//
+// GET / serves a one-page browser console, embedded in the binary (no
+// external scripts, styles or fonts; a strict Content-Security-Policy): it
+// sends events of any type with a JSON payload and metadata and shows the
+// answer, its HTTP status and latency; subscribes with EventSource and lists
+// published events live, newest first, with missed counts and the
+// connection state; and shows the routes' health from /readyz, refreshed
+// every few seconds.
+//
 // # Deadlines
 //
 // An HTTP client sets its deadline with the Grpc-Timeout header (gRPC's
@@ -91,7 +177,8 @@
 //
 // On SIGINT or SIGTERM, /readyz and the health service turn not ready, both
 // servers stop accepting connections, long-lived streaming calls (health
-// Watch, Subscribe) end, and requests in flight get --shutdown-grace to
-// finish; connections still open after that are closed. Then the processor
-// streams close and the program exits 0. A second signal kills it at once.
+// Watch, gRPC and HTTP subscriptions, which get an UNAVAILABLE error event
+// or line) end, and requests in flight get --shutdown-grace to finish;
+// connections still open after that are closed. Then the processor streams
+// close and the program exits 0. A second signal kills it at once.
 package main

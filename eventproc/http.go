@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 // backend is what the HTTP API needs of the sink.
 type backend interface {
 	eventv1.SinkServiceServer
+	subscriber
 	Status() []sink.RouteStatus
 }
 
@@ -37,6 +39,10 @@ type httpAPI struct {
 	maxBody int64
 	errors  runtime.Marshaler
 	allow   map[string]string // path → the methods it serves, for 405s
+	// streams ends HTTP subscriptions when it ends (at the start of
+	// shutdown); heartbeat is the SSE heartbeat interval.
+	streams   context.Context
+	heartbeat time.Duration
 }
 
 // newHTTPAPI builds the HTTP handler. ready reports whether the sink can
@@ -48,11 +54,15 @@ func newHTTPAPI(b backend, ready func() bool, maxBody int64, log *slog.Logger) (
 		log:     log,
 		maxBody: maxBody,
 		errors:  errorMarshaler(),
+		// server.go sets the real ones.
+		streams:   context.Background(),
+		heartbeat: defaultSSEHeartbeat,
 		allow: map[string]string{
 			"/v1/events":           http.MethodPost,
 			"/v1/events:subscribe": http.MethodGet,
 			"/healthz":             http.MethodGet,
 			"/readyz":              http.MethodGet,
+			typesPath:              http.MethodGet,
 		},
 	}
 	a.mux = runtime.NewServeMux(
@@ -72,10 +82,19 @@ func newHTTPAPI(b backend, ready func() bool, maxBody int64, log *slog.Logger) (
 	if err := eventv1.RegisterSinkServiceHandlerServer(context.Background(), a.mux, b); err != nil {
 		return nil, err
 	}
-	if err := a.mux.HandlePath(http.MethodGet, "/healthz", a.healthz); err != nil {
-		return nil, err
+	// Registered after the gateway's handlers, so these win: the gateway
+	// answers server-streaming calls registered in-process with 501.
+	for path, h := range map[string]runtime.HandlerFunc{
+		subscribePath: a.subscribe,
+		typesPath:     a.types,
+		"/healthz":    a.healthz,
+		"/readyz":     a.readyz,
+	} {
+		if err := a.mux.HandlePath(http.MethodGet, path, h); err != nil {
+			return nil, fmt.Errorf("GET %s: %w", path, err)
+		}
 	}
-	if err := a.mux.HandlePath(http.MethodGet, "/readyz", a.readyz); err != nil {
+	if err := a.mountConsole(); err != nil {
 		return nil, err
 	}
 	return a, nil

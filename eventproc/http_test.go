@@ -12,15 +12,35 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/eventproc/eventproc/event/pubsub"
 	"github.com/eventproc/eventproc/event/sink"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
 
-// stubBackend answers every Send with resp, err.
+// stubBackend answers every Send with resp, err, and subscribes to hub
+// (Unimplemented without one).
 type stubBackend struct {
 	eventv1.UnimplementedSinkServiceServer
 	resp *eventv1.SendResponse
 	err  error
+	hub  *pubsub.Hub
+	// subscribed, when set, is called with each new subscription before
+	// the handler reads from it.
+	subscribed func(*pubsub.Subscription)
+}
+
+func (b *stubBackend) SubscribeEvents(ctx context.Context, types []eventv1.Type, lastEventID string) (*pubsub.Subscription, error) {
+	if b.hub == nil {
+		return nil, status.Error(codes.Unimplemented, "stub backend: no hub")
+	}
+	sub, err := b.hub.Subscribe(ctx, types, lastEventID)
+	if err != nil {
+		return nil, sink.SubscriptionError(err)
+	}
+	if b.subscribed != nil {
+		b.subscribed(sub)
+	}
+	return sub, nil
 }
 
 func (b *stubBackend) Send(context.Context, *eventv1.SendRequest) (*eventv1.SendResponse, error) {

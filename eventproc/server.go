@@ -65,6 +65,8 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	s.streamsCtx, s.endStreams = context.WithCancel(context.Background())
 	api, err := newHTTPAPI(sk, s.ready, cfg.MaxBodyBytes, log)
 	if err == nil {
+		api.streams = s.streamsCtx
+		api.heartbeat = cfg.SSEHeartbeat
 		err = api.mount("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}))
@@ -73,6 +75,8 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		sk.Close()
 		return nil, err
 	}
+	// No WriteTimeout: it would cut off subscriptions, which stream for as
+	// long as the client stays; they bound each write instead.
 	s.http = &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,

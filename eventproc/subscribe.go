@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/eventproc/eventproc/event/pubsub"
+	"github.com/eventproc/eventproc/event/sink"
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+)
+
+// This file serves SinkService.Subscribe over HTTP. The in-process gateway
+// cannot serve server-streaming calls, so GET /v1/events:subscribe has a
+// handler of its own on the gateway mux: it subscribes to the sink's hub
+// directly and writes each published event as it comes, as newline-delimited
+// JSON (ndjson.go) or, for clients that accept text/event-stream, as
+// Server-Sent Events (sse.go).
+
+const (
+	// subscribePath is where HTTP clients subscribe.
+	subscribePath = "/v1/events:subscribe"
+	// streamWriteTimeout bounds each write to a subscriber: a client that
+	// takes no bytes for this long is cut off rather than holding its
+	// handler (and a graceful shutdown) forever.
+	streamWriteTimeout = 10 * time.Second
+	// defaultSSEHeartbeat is the heartbeat interval when none is configured.
+	defaultSSEHeartbeat = 15 * time.Second
+)
+
+// errShuttingDown is the cause that ends HTTP subscriptions when shutdown
+// starts.
+var errShuttingDown = status.Error(codes.Unavailable, "sink is shutting down")
+
+// subscriber is what the subscribe handler needs of the sink.
+type subscriber interface {
+	// SubscribeEvents subscribes to published events; errors are status
+	// errors (see [sink.Sink.SubscribeEvents]).
+	SubscribeEvents(ctx context.Context, types []eventv1.Type, lastEventID string) (*pubsub.Subscription, error)
+}
+
+// subscribeRequest is a parsed GET /v1/events:subscribe.
+type subscribeRequest struct {
+	types       []eventv1.Type
+	lastEventID string
+	sse         bool // the client accepts text/event-stream
+}
+
+// parseSubscribeRequest reads the query
+//
+//	types=TYPE_HELLO&types=goodbye   (repeatable, or comma-separated; names
+//	                                  with or without TYPE_, any case)
+//	last_event_id=N                  (also lastEventId; the Last-Event-ID
+//	                                  header wins over it)
+//
+// and the Accept header. Errors are INVALID_ARGUMENT status errors.
+func parseSubscribeRequest(r *http.Request) (subscribeRequest, error) {
+	var req subscribeRequest
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return req, status.Errorf(codes.InvalidArgument, "malformed query string: %v", err)
+	}
+	for key, vals := range q {
+		switch key {
+		case "types", "type":
+			for _, v := range vals {
+				for name := range strings.SplitSeq(v, ",") {
+					if strings.TrimSpace(name) == "" {
+						continue
+					}
+					t, err := sink.ParseType(name)
+					if err != nil {
+						return req, status.Errorf(codes.InvalidArgument, "types: %s", withoutSentinel(err))
+					}
+					req.types = append(req.types, t)
+				}
+			}
+		case "last_event_id", "lastEventId":
+			req.lastEventID = strings.TrimSpace(vals[len(vals)-1])
+		default:
+			return req, status.Errorf(codes.InvalidArgument,
+				"unknown query parameter %q (want types and optionally last_event_id)", key)
+		}
+	}
+	if len(req.types) == 0 {
+		return req, status.Error(codes.InvalidArgument,
+			"no types: say which events to receive, e.g. ?types=TYPE_HELLO&types=TYPE_GOODBYE or ?types=hello,goodbye")
+	}
+	if id := strings.TrimSpace(r.Header.Get("Last-Event-ID")); id != "" {
+		req.lastEventID = id
+	}
+	req.sse = acceptsEventStream(r.Header.Values("Accept"))
+	return req, nil
+}
+
+// acceptsEventStream reports whether an Accept header lists
+// text/event-stream (with a q other than 0). Wildcards do not count: a
+// client that accepts anything gets the default, NDJSON.
+func acceptsEventStream(accept []string) bool {
+	for _, header := range accept {
+		for part := range strings.SplitSeq(header, ",") {
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil || mt != "text/event-stream" {
+				continue
+			}
+			if q, err := strconv.ParseFloat(params["q"], 64); err == nil && q <= 0 {
+				continue // q=0: explicitly not acceptable
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// eventStream writes one subscription to an HTTP response in one format.
+// Only the subscribe handler's goroutine uses it.
+type eventStream interface {
+	// header sets the response headers.
+	header(h http.Header)
+	// open writes what comes before the first event.
+	open() error
+	// event writes one published event.
+	event(resp *eventv1.SubscribeResponse) error
+	// heartbeat writes something that keeps an idle stream open. Formats
+	// without one return nil having written nothing.
+	heartbeat() error
+	// fail writes the error that ends the stream.
+	fail(st *status.Status) error
+}
+
+// subscribe serves GET /v1/events:subscribe: it subscribes to the sink's
+// hub and streams the events until the client goes away, the subscription
+// ends (slow subscriber, sink closing) or shutdown starts. Errors found
+// before the stream starts (bad types or last id, too many subscribers) are
+// ordinary JSON error responses; later ones end the stream in its format.
+func (a *httpAPI) subscribe(w http.ResponseWriter, r *http.Request, _ map[string]string) {
+	req, err := parseSubscribeRequest(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	// The subscription ends with the request, or with errShuttingDown when
+	// shutdown starts: http.Server.Shutdown waits for handlers, and a
+	// subscription would otherwise hold it up for the whole grace period.
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	stopOnShutdown := context.AfterFunc(a.streams, func() { cancel(errShuttingDown) })
+	defer stopOnShutdown()
+
+	sub, err := a.backend.SubscribeEvents(ctx, req.types, req.lastEventID)
+	if err != nil {
+		if ctx.Err() != nil {
+			err = causeStatus(ctx)
+		}
+		a.writeError(w, r, err)
+		return
+	}
+	defer sub.Close()
+
+	var out eventStream
+	heartbeat := time.Duration(0)
+	if req.sse {
+		out = newSSEStream(w)
+		heartbeat = a.heartbeat
+	} else {
+		out = newNDJSONStream(w)
+	}
+	rc := http.NewResponseController(w)
+	// write runs one write of the stream under a deadline and flushes it.
+	write := func(f func() error) error {
+		// Unsupported by test recorders; there is nothing to bound then.
+		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+		if err := f(); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	h := w.Header()
+	out.header(h)
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no") // tell nginx not to buffer the stream
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	if err := write(out.open); err != nil {
+		return
+	}
+	if a.log.Enabled(ctx, slog.LevelDebug) {
+		a.log.Debug("http subscription started", "types", req.types, "last_event_id", req.lastEventID, "sse", req.sse)
+	}
+
+	beat := newBeat(ctx, heartbeat)
+	defer beat.stop()
+	for {
+		resp, err := sub.Next(beat.ctx)
+		switch {
+		case err == nil:
+			err = write(func() error { return out.event(resp) })
+		case ctx.Err() == nil && beat.ctx.Err() != nil: // heartbeat due
+			beat.reset()
+			err = write(out.heartbeat)
+		default:
+			a.endStream(ctx, out, write, err)
+			return
+		}
+		if err != nil {
+			a.log.Debug("http subscription: write failed; client gone", "err", err)
+			return
+		}
+	}
+}
+
+// beat is the context a subscription waits for events with: with a
+// heartbeat interval, a child of the stream's context that ends when the
+// next heartbeat is due (Next then returns, and the subscription stays
+// live); without one, the stream's context itself. One context per
+// interval, not per event.
+type beat struct {
+	parent context.Context
+	every  time.Duration
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func newBeat(parent context.Context, every time.Duration) *beat {
+	b := &beat{parent: parent, every: every, ctx: parent, cancel: func() {}}
+	b.reset()
+	return b
+}
+
+// reset starts the next interval.
+func (b *beat) reset() {
+	if b.every <= 0 {
+		return
+	}
+	b.cancel()
+	b.ctx, b.cancel = context.WithTimeout(b.parent, b.every)
+}
+
+func (b *beat) stop() { b.cancel() }
+
+// endStream writes why a subscription ended, unless the client went away.
+func (a *httpAPI) endStream(ctx context.Context, out eventStream, write func(func() error) error, err error) {
+	if ctx.Err() != nil {
+		err = causeStatus(ctx)
+	} else {
+		err = sink.SubscriptionError(err)
+	}
+	st := status.Convert(err)
+	if st.Code() == codes.Canceled {
+		a.log.Debug("http subscription ended: client gone")
+		return
+	}
+	a.log.Debug("http subscription ended", "code", st.Code().String(), "err", st.Message())
+	if err := write(func() error { return out.fail(st) }); err != nil {
+		a.log.Debug("http subscription: writing the final error failed", "err", err)
+	}
+}
+
+// causeStatus returns why ctx ended as a status error: the status it was
+// cancelled with (errShuttingDown), or that of its context error.
+func causeStatus(ctx context.Context) error {
+	cause := context.Cause(ctx)
+	if _, ok := status.FromError(cause); ok {
+		return cause
+	}
+	if errors.Is(cause, context.DeadlineExceeded) {
+		return status.Error(codes.DeadlineExceeded, "subscription ended at the deadline the client asked for (Request-Timeout)")
+	}
+	return status.FromContextError(ctx.Err()).Err()
+}
