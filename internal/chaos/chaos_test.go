@@ -127,7 +127,8 @@ type cycle struct {
 	n          int
 	kill       time.Time // SIGKILL sent to A
 	aExited    time.Time // A waited for
-	aListening time.Time // the restarted A printed its listening line
+	restart    time.Time // just before A's restart: from here A may answer
+	aListening time.Time // the test read the restarted A's listening line
 	stop       time.Time // just before SIGSTOP to B
 	cont       time.Time // just before SIGCONT to B: B answers nothing before
 	end        time.Time
@@ -286,6 +287,7 @@ func runScenario(t *testing.T, ctx context.Context, cfg config, bins binaries, a
 		c.aExited = time.Now()
 		pause(cfg.dead)
 		// (2) Restart A on the same port.
+		c.restart = time.Now()
 		c.aListening = startReplica(t, ctx, bins, a)
 		pause(cfg.steady)
 		// (3) SIGSTOP B for longer than keepalive + its timeout.

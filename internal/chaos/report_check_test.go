@@ -14,7 +14,7 @@ import (
 func TestAnalyse(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
-	c := cycle{n: 1, kill: at(1), aExited: at(1.01), aListening: at(3), stop: at(5), cont: at(8.5), end: at(10.5)}
+	c := cycle{n: 1, kill: at(1), aExited: at(1.01), restart: at(2.98), aListening: at(3), stop: at(5), cont: at(8.5), end: at(10.5)}
 	cfg := config{slack: 500 * time.Millisecond, recover: time.Second, grace: 300 * time.Millisecond, detectIn: 2500 * time.Millisecond, goMargin: 10, rssMargin: 1 << 20}
 	ok := func(start float64, by string, id string) record {
 		return record{payload: id, start: at(start), end: at(start + 0.005), status: http.StatusOK, processedBy: by, echoed: id, replyID: "r-" + id}
@@ -39,7 +39,7 @@ func TestAnalyse(t *testing.T) {
 		name   string
 		change func([]record) []record
 		after  func(*sinkStats)
-		want   string // part of a failure
+		want   string // part of a failure; "" for none
 	}{
 		{"transport error", func(rs []record) []record {
 			return append(rs, record{payload: "x", start: at(0.7), end: at(5.7), err: "context deadline exceeded"})
@@ -62,6 +62,9 @@ func TestAnalyse(t *testing.T) {
 		}, nil, "answered two requests"},
 		{"unknown replica", func(rs []record) []record { return append(rs, ok(0.7, "", "x")) }, nil, "processed_by"},
 		{"A answers while dead", func(rs []record) []record { return append(rs, ok(2, "A", "x")) }, nil, "200 from A while A was dead"},
+		{"A answers before its listening line is read", func(rs []record) []record {
+			return append(rs, ok(2.99, "A", "x"))
+		}, nil, ""},
 		{"503 while A is dead", func(rs []record) []record {
 			return append(rs, record{payload: "x", start: at(2), end: at(2.01), status: http.StatusServiceUnavailable})
 		}, nil, "were not answered 200 by B"},
@@ -90,6 +93,12 @@ func TestAnalyse(t *testing.T) {
 				tt.after(&after)
 			}
 			rep := analyse(cfg, rs, []cycle{c}, t0, at(10.5), before, after)
+			if tt.want == "" {
+				if len(rep.failures) > 0 {
+					t.Errorf("failures %q, want none", rep.failures)
+				}
+				return
+			}
 			for _, f := range rep.failures {
 				if strings.Contains(f, tt.want) {
 					return

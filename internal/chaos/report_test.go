@@ -107,8 +107,8 @@ func analyse(cfg config, records []record, cycles []cycle, loadStart, loadEnd ti
 			next = cycles[i+1].kill
 		}
 		rep.phases = append(rep.phases,
-			phaseSpan{name: phaseADead, cycle: c.n, from: c.kill, to: c.aListening},
-			phaseSpan{name: phaseABack, cycle: c.n, from: c.aListening, to: c.stop},
+			phaseSpan{name: phaseADead, cycle: c.n, from: c.kill, to: c.restart},
+			phaseSpan{name: phaseABack, cycle: c.n, from: c.restart, to: c.stop},
 			phaseSpan{name: phaseBFrozen, cycle: c.n, from: c.stop, to: c.cont},
 			phaseSpan{name: phaseBBack, cycle: c.n, from: c.cont, to: next})
 	}
@@ -179,11 +179,11 @@ func (rep *report) checkCycle(c cycle, records []record) cycleResult {
 		r := &records[i]
 		ok := r.err == "" && r.status == http.StatusOK
 		switch {
-		case !r.start.Before(c.aExited) && r.start.Before(c.aListening):
+		case !r.start.Before(c.aExited) && r.start.Before(c.restart):
 			// A is dead: no answer can come from it, and after the
 			// grace every request goes to B.
 			if ok && r.processedBy == "A" {
-				rep.failf("cycle %d: 200 from A while A was dead (%s..%s): %s", c.n, rep.at(c.aExited), rep.at(c.aListening), rep.describe(r))
+				rep.failf("cycle %d: 200 from A while A was dead (%s..%s): %s", c.n, rep.at(c.aExited), rep.at(c.restart), rep.describe(r))
 			}
 			if !r.start.Before(c.aExited.Add(cfg.grace)) {
 				if ok && r.processedBy == "B" {
@@ -206,7 +206,7 @@ func (rep *report) checkCycle(c cycle, records []record) cycleResult {
 				}
 			}
 		}
-		if ok && r.processedBy == "A" && !r.start.Before(c.aListening) && (firstA == nil || r.end.Before(firstA.end)) {
+		if ok && r.processedBy == "A" && !r.start.Before(c.restart) && (firstA == nil || r.end.Before(firstA.end)) {
 			firstA = r
 		}
 		if ok && r.processedBy == "B" && !r.start.Before(c.cont) && (firstB == nil || r.end.Before(firstB.end)) {
@@ -218,13 +218,13 @@ func (rep *report) checkCycle(c cycle, records []record) cycleResult {
 		rep.failf("cycle %d: %d requests started while A was dead (after %s grace) were not answered 200 by B; first: %s",
 			c.n, len(aDeadFailed), cfg.grace, rep.describe(aDeadFailed[0]))
 	}
-	if res.aDeadOK == 0 && c.aListening.Sub(c.aExited) > cfg.grace {
+	if res.aDeadOK == 0 && c.restart.Sub(c.aExited) > cfg.grace {
 		rep.failf("cycle %d: no request succeeded on B while A was dead", c.n)
 	}
 	if firstA == nil {
 		rep.failf("cycle %d: A never answered again after its restart at %s", c.n, rep.at(c.aListening))
 	} else {
-		res.aRecovery = firstA.end.Sub(c.aListening)
+		res.aRecovery = max(firstA.end.Sub(c.aListening), 0)
 		if res.aRecovery > cfg.recover {
 			rep.failf("cycle %d: first 200 from the restarted A came %s after it listened, want within %s: %s",
 				c.n, fmtDur(res.aRecovery), cfg.recover, rep.describe(firstA))
@@ -319,7 +319,7 @@ func (rep *report) summary() string {
 			noticed = c.bNoticed.Sub(c.stop)
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t\n", c.n,
-			fmtDur(c.aListening.Sub(c.aExited)), optDur(c.aRecovery), c.aDeadOK,
+			fmtDur(c.restart.Sub(c.aExited)), optDur(c.aRecovery), c.aDeadOK,
 			fmtDur(c.cont.Sub(c.stop)), optDur(noticed), c.frozenOK, c.frozenBad, optDur(c.bRecovery))
 	}
 	tw.Flush()
