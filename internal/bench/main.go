@@ -172,6 +172,7 @@ func suite(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer bins.remove()
 	e := &env{bins: bins, log: stderr}
 	r := &report{
+		source:   describeSource(ctx, root, o.rev),
 		started:  time.Now(),
 		command:  strings.TrimSpace("go run ./internal/bench " + strings.Join(args, " ")),
 		duration: o.duration,

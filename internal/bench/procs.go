@@ -103,6 +103,30 @@ func exportRev(ctx context.Context, root, rev, dir string) error {
 	return nil
 }
 
+// describeSource says which code a run measures: the git revision, and
+// whether the working tree had changes to the measured programs. It uses
+// only commands that do not write to the repository.
+func describeSource(ctx context.Context, root, rev string) string {
+	if rev != "" {
+		out, err := exec.CommandContext(ctx, "git", "-C", root, "rev-parse", "--short", rev).Output()
+		if err != nil {
+			return "git revision " + rev
+		}
+		return "git revision " + strings.TrimSpace(string(out))
+	}
+	out, err := exec.CommandContext(ctx, "git", "-C", root, "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "working tree (not a git checkout)"
+	}
+	head := strings.TrimSpace(string(out))
+	diff := exec.CommandContext(ctx, "git", "-C", root, "diff", "--quiet", "HEAD", "--",
+		"eventproc", "proc", "event", "go.mod", "go.sum")
+	if diff.Run() != nil {
+		return "working tree at " + head + " with uncommitted changes to the sink or processor"
+	}
+	return "working tree at " + head
+}
+
 // remove deletes the binaries.
 func (b *binaries) remove() { os.RemoveAll(b.dir) }
 

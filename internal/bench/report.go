@@ -79,6 +79,7 @@ func (t *table) markdown(w io.Writer) {
 
 // report is everything one run measured.
 type report struct {
+	source   string // which code was measured
 	started  time.Time
 	command  string
 	duration time.Duration
@@ -277,6 +278,7 @@ func (r *report) markdown(w io.Writer) {
 	fmt.Fprintf(w, "- date: %s\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(w, "- machine: %d CPUs (%s), %s, Linux %s\n", runtime.NumCPU(), cpuModel(), runtime.Version(), kernel())
 	fmt.Fprintf(w, "- command: `%s`\n", r.command)
+	fmt.Fprintf(w, "- source: %s\n", r.source)
 	fmt.Fprintf(w, "- each line: servers started fresh, %v warm-up, %v measured; closed-loop Go client with C workers "+
 		"in the same process for every line; the load client, the sink and the processor share the CPUs\n\n", r.warmup, r.duration)
 	rr, checks := r.rrTable()
