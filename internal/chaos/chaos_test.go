@@ -244,6 +244,7 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	rep := analyse(cfg, records, cycles, loadStart, loadEnd, before, after)
+	rep.replicas = []*replica{a, b}
 	summary := rep.summary()
 	t.Log("\n" + summary)
 	if testing.Verbose() {

@@ -80,6 +80,9 @@ func TestAnalyse(t *testing.T) {
 		{"goroutines leak", nil, func(s *sinkStats) { s.goroutines = 51 }, "goroutines: 51 after"},
 		{"memory grows", nil, func(s *sinkStats) { s.rss += 2 << 20 }, "RSS"},
 		{"sink counted more", nil, func(s *sinkStats) { s.events = map[string]float64{"OK": 99} }, "the sink counted"},
+		{"requests left in flight", nil, func(s *sinkStats) {
+			s.byTarget = map[string]map[string]float64{metricInflight: {"127.0.0.1:1": 0, "127.0.0.1:2": 3}}
+		}, "3 requests in flight to 127.0.0.1:2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

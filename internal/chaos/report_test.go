@@ -65,7 +65,8 @@ type report struct {
 	p50, p99, maxLatency  time.Duration
 	maxLate               time.Duration // the latest answer's time past its deadline
 	before, after         sinkStats
-	eventsSeen, eventsSum float64 // answers the client saw and the sink counted; eventsSum -1 without metrics
+	replicas              []*replica // names the targets of per-target metrics
+	eventsSeen, eventsSum float64    // answers the client saw and the sink counted; eventsSum -1 without metrics
 	failures              []string
 }
 
@@ -265,6 +266,11 @@ func (rep *report) checkSink() {
 	if a.rss > b.rss+rep.cfg.rssMargin {
 		rep.failf("sink RSS: %s after the load, %s before; want at most %s more", mib(a.rss), mib(b.rss), mib(rep.cfg.rssMargin))
 	}
+	for target, n := range a.byTarget[metricInflight] {
+		if n != 0 {
+			rep.failf("the sink still has %.0f requests in flight to %s after the load (%s)", n, target, metricInflight)
+		}
+	}
 	rep.eventsSeen = float64(rep.all.total - rep.all.bad)
 	rep.eventsSum = -1
 	if a.events == nil {
@@ -329,6 +335,28 @@ func (rep *report) summary() string {
 		b.source, b.goroutineLabel(), b.goroutines, af.goroutines, cfg.goMargin, mib(b.rss), mib(af.rss), mib(cfg.rssMargin))
 	if rep.eventsSum >= 0 {
 		fmt.Fprintf(&sb, "sink counted %.0f answers, clients got %.0f\n", rep.eventsSum, rep.eventsSeen)
+	}
+	for _, m := range []struct {
+		name, what string
+		counter    bool // show the increase over the run, not the value
+	}{
+		{metricReconnects, "stream reconnects", true},
+		{metricDropped, "late or unknown replies dropped", true},
+		{metricInflight, "requests in flight after the load", false},
+	} {
+		after := af.byTarget[m.name]
+		if after == nil {
+			continue
+		}
+		var parts []string
+		for _, r := range rep.replicas {
+			n := after[r.addr]
+			if m.counter {
+				n -= b.byTarget[m.name][r.addr]
+			}
+			parts = append(parts, fmt.Sprintf("%s %.0f", r.name, n))
+		}
+		fmt.Fprintf(&sb, "sink %s: %s\n", m.what, strings.Join(parts, ", "))
 	}
 	if len(rep.failures) == 0 {
 		sb.WriteString("result: PASS\n")

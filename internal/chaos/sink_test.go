@@ -107,7 +107,18 @@ type sinkStats struct {
 	// events counts eventproc_events_total{type="TYPE_HELLO"} by code;
 	// nil without the metric.
 	events map[string]float64
+	// byTarget holds per-target sink metrics (inflight, reconnects,
+	// dropped replies), by metric name and then target; empty without
+	// them.
+	byTarget map[string]map[string]float64
 }
+
+// Per-target sink metrics the test reads.
+const (
+	metricInflight   = "eventproc_inflight_requests"
+	metricReconnects = "eventproc_stream_reconnects_total"
+	metricDropped    = "eventproc_dropped_replies_total"
+)
 
 func (st sinkStats) goroutineLabel() string {
 	if st.source == "/proc" {
@@ -125,7 +136,17 @@ func (s *sinkAPI) stats(ctx context.Context) (sinkStats, error) {
 		g, okG := m.value("go_goroutines", "")
 		rss, okR := m.value("process_resident_memory_bytes", "")
 		if okG && okR {
-			return sinkStats{source: "/metrics", goroutines: g, rss: rss, events: m.byLabel("eventproc_events_total", `type="TYPE_HELLO"`, "code")}, nil
+			st := sinkStats{
+				source: "/metrics", goroutines: g, rss: rss,
+				events:   m.byLabel("eventproc_events_total", `type="TYPE_HELLO"`, "code"),
+				byTarget: make(map[string]map[string]float64),
+			}
+			for _, name := range []string{metricInflight, metricReconnects, metricDropped} {
+				if v := m.byLabel(name, "", "target"); v != nil {
+					st.byTarget[name] = v
+				}
+			}
+			return st, nil
 		}
 	}
 	return s.procStats()
