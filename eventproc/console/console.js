@@ -183,9 +183,17 @@ function onEvent(msg) {
   meta.append(el("span", "type", msg.type), el("span", "seq", "#" + msg.lastEventId), el("span", "", timeOf(event)));
   if (event.id) meta.append(el("span", "", "id " + event.id));
   li.append(meta);
-  const body = {};
-  for (const k of ["payload", "data", "metadata"]) if (event[k] !== undefined) body[k] = event[k];
-  li.append(el("pre", "", Object.keys(body).length ? JSON.stringify(body, null, 2) : "(no payload)"));
+  let body = "(no payload)";
+  if (event.payload !== undefined) body = JSON.stringify(event.payload);
+  else if (event.data !== undefined) body = "data (base64): " + event.data;
+  else if (event.raw !== undefined) body = event.raw;
+  li.append(el("pre", "payload", body));
+  const md = Object.entries(event.metadata || {});
+  if (md.length > 0) {
+    const tags = el("div", "tags");
+    for (const [k, v] of md) tags.append(el("span", "tag", k + "=" + v));
+    li.append(tags);
+  }
   pushItem(li);
 }
 

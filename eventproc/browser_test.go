@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+)
+
+// chromiumPath is where Debian's chromium package puts the browser (.ci/run
+// installs it).
+const chromiumPath = "/usr/bin/chromium"
+
+// screenshotPath is the console screenshot the README shows; the browser
+// test rewrites it when UPDATE_SCREENSHOT=1.
+const screenshotPath = "../docs/console.png"
+
+// startBrowser starts headless Chromium for the test, or skips the test when
+// it is not installed (and fails it on CI, where it must be). The browser
+// has a fresh profile and stops when the test ends.
+func startBrowser(t *testing.T, ctx context.Context) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("browser tests need %s on CI (.ci/run installs it): %v", chromiumPath, err)
+		}
+		t.Skipf("no browser: %v (apt-get install chromium)", err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Headless,
+		chromedp.NoSandbox, // CI runs as root
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		// Nothing but the sink under test: no updates, sync or QUIC probes.
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 1000),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	t.Cleanup(cancelAlloc) // waits for the browser to exit
+	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancelBrowser)
+	if err := chromedp.Do(browserCtx); err != nil {
+		t.Fatalf("starting %s: %v", chromiumPath, err)
+	}
+	return browserCtx
+}
+
+// consoleLog collects what a page writes to its console: console API calls,
+// uncaught exceptions and browser log entries such as failed requests.
+type consoleLog struct {
+	mu       sync.Mutex
+	messages []chromedp.ConsoleMessage
+	seen     chan string // the text of each message, for sync points
+	done     chan struct{}
+}
+
+// watchConsole collects the console messages of the browser's tab until
+// ctx ends.
+func watchConsole(ctx context.Context) *consoleLog {
+	c := &consoleLog{seen: make(chan string, 1024), done: make(chan struct{})}
+	messages := chromedp.Console(ctx)
+	go func() {
+		defer close(c.done)
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			c.mu.Lock()
+			c.messages = append(c.messages, m)
+			c.mu.Unlock()
+			select {
+			case c.seen <- m.Text:
+			default:
+			}
+		}
+	}()
+	return c
+}
+
+// problems returns the messages of type error or warning, and exceptions.
+func (c *consoleLog) problems() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, m := range c.messages {
+		switch m.Type {
+		case chromedp.ConsoleError, chromedp.ConsoleWarning, chromedp.ConsoleException:
+			where := m.URL
+			if m.Source != "" {
+				where = m.Source + " " + where
+			}
+			out = append(out, m.String()+" ("+where+")")
+		}
+	}
+	return out
+}
+
+// sync logs a marker to the page's console and waits until it comes back:
+// every message written before it has been collected then.
+func (c *consoleLog) sync(t *testing.T, ctx context.Context, tab context.Context) {
+	t.Helper()
+	const marker = "eventproc-test: console sync"
+	if err := chromedp.Do(tab, chromedp.Evaluate[chromedp.Void](`console.debug("`+marker+`")`)); err != nil {
+		t.Fatalf("console sync: %v", err)
+	}
+	for {
+		select {
+		case text := <-c.seen:
+			if text == marker {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatalf("console sync marker never arrived: %v", ctx.Err())
+		}
+	}
+}
+
+// TestConsoleInBrowser drives the console in headless Chromium against the
+// real sink and a publishing processor: send an event and see the reply,
+// subscribe and see the published copy of the next one arrive live, with
+// nothing written to the browser console. With UPDATE_SCREENSHOT=1 it also
+// saves the screenshot in docs/console.png.
+func TestConsoleInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	t.Parallel()
+	ctx := testContext(t)
+	s := publishFixture(t, ctx)
+	tab := startBrowser(t, ctx)
+	console := watchConsole(tab)
+
+	id := func(s string) chromedp.ID { return chromedp.ID(s) }
+	text := func(sel string) string {
+		t.Helper()
+		got, err := chromedp.Run(tab, chromedp.Text(id(sel)))
+		if err != nil {
+			t.Fatalf("text of #%s: %v", sel, err)
+		}
+		return got
+	}
+	waitFor := func(what, js string) {
+		t.Helper()
+		if _, err := chromedp.Run(tab, chromedp.Poll[bool](js)); err != nil {
+			t.Fatalf("waiting until %s: %v", what, err)
+		}
+	}
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(tab, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	// send types payload into the form and clicks Send.
+	send := func(typ, payload string) {
+		t.Helper()
+		do("sending "+payload,
+			chromedp.SetValue(id("send-type"), typ),
+			// chromedp.SetValue fails to set an empty value.
+			chromedp.Evaluate[chromedp.Void](`document.getElementById("payload").value = ""`),
+			chromedp.SendKeys(id("payload"), payload),
+			chromedp.Click(id("send")),
+		)
+	}
+
+	do("opening the console", chromedp.Navigate(s.url+"/"))
+	waitFor("the types are loaded", `document.body.dataset.ready === "true"`)
+	waitFor("the routes are shown", `document.querySelectorAll("#routes tbody tr").length === 2`)
+	if got := text("ready-badge"); got != "ready" {
+		t.Errorf("readiness badge %q, want ready", got)
+	}
+	if got, want := text("send-type"), "TYPE_HELLO"; !strings.Contains(got, want) {
+		t.Errorf("type choices %q lack %s", got, want)
+	}
+
+	// Send, and see the reply.
+	send("TYPE_HELLO", `{"greeting": "hello from the browser"}`)
+	waitFor("the reply is shown", `document.getElementById("reply").dataset.status === "200"`)
+	if got := text("reply"); !strings.Contains(got, `"hello from the browser"`) || !strings.Contains(got, `"TYPE_HELLO"`) {
+		t.Errorf("reply %q, want the echoed event", got)
+	}
+	if got := text("send-status"); !strings.HasPrefix(got, "200") {
+		t.Errorf("status %q, want 200", got)
+	}
+	if got := text("send-latency"); !strings.HasSuffix(got, " ms") {
+		t.Errorf("latency %q, want milliseconds", got)
+	}
+
+	// Subscribe, send again, and see the published copy arrive.
+	do("subscribing", chromedp.Click(id("subscribe")))
+	waitFor("the subscription is live", `document.getElementById("sub-state").textContent.startsWith("live")`)
+	send("TYPE_HELLO", `{"greeting": "published to subscribers", "n": 1}`)
+	waitFor("the published event is listed",
+		`[...document.querySelectorAll("#events li.event")].some(li => li.textContent.includes("published to subscribers"))`)
+	send("TYPE_GOODBYE", `{"farewell": "see you", "n": 2}`)
+	waitFor("the second published event is listed", `document.querySelectorAll("#events li.event").length === 2`)
+	first, err := chromedp.Run(tab, chromedp.Text(chromedp.CSS("#events li.event")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(first, "TYPE_GOODBYE") || !strings.Contains(first, "see you") {
+		t.Errorf("newest listed event %q, want the GOODBYE one on top", first)
+	}
+	if got := text("count-received"); got != "2" {
+		t.Errorf("received counter %q, want 2", got)
+	}
+
+	if os.Getenv("UPDATE_SCREENSHOT") == "1" {
+		png, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot: %v", err)
+		}
+		if err := os.WriteFile(filepath.FromSlash(screenshotPath), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote %s", screenshotPath)
+	}
+
+	do("unsubscribing", chromedp.Click(id("subscribe")))
+	waitFor("the subscription is closed", `document.getElementById("sub-state").textContent === "not subscribed"`)
+	console.sync(t, ctx, tab)
+	for _, p := range console.problems() {
+		t.Errorf("browser console: %s", p)
+	}
+}
