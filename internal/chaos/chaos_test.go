@@ -129,7 +129,7 @@ type cycle struct {
 	aExited    time.Time // A waited for
 	restart    time.Time // just before A's restart: from here A may answer
 	aListening time.Time // the test read the restarted A's listening line
-	stop       time.Time // just before SIGSTOP to B
+	stop       time.Time // just after SIGSTOP to B: B answers nothing after
 	cont       time.Time // just before SIGCONT to B: B answers nothing before
 	end        time.Time
 	// bNoticed is when the sink logged that a stream to the frozen B went
@@ -291,11 +291,14 @@ func runScenario(t *testing.T, ctx context.Context, cfg config, bins binaries, a
 		c.restart = time.Now()
 		c.aListening = startReplica(t, ctx, bins, a)
 		pause(cfg.steady)
-		// (3) SIGSTOP B for longer than keepalive + its timeout.
-		c.stop = time.Now()
+		// (3) SIGSTOP B for longer than keepalive + its timeout. The
+		// time is taken once the signal is sent: on a busy machine the
+		// test may be descheduled for a while before sending it.
 		check(signalReplica(b, syscall.SIGSTOP))
+		c.stop = time.Now()
 		pause(cfg.freeze)
-		// (4) SIGCONT B.
+		// (4) SIGCONT B; the time is taken before, as B may answer
+		// from then on.
 		c.cont = time.Now()
 		check(signalReplica(b, syscall.SIGCONT))
 		pause(cfg.steady)
