@@ -71,7 +71,7 @@ func parseSubscribeRequest(r *http.Request) (subscribeRequest, error) {
 	}
 	for key, vals := range q {
 		switch key {
-		case "types", "type":
+		case "types":
 			for _, v := range vals {
 				for name := range strings.SplitSeq(v, ",") {
 					if strings.TrimSpace(name) == "" {
@@ -175,14 +175,18 @@ func (a *httpAPI) subscribe(w http.ResponseWriter, r *http.Request, _ map[string
 		out = newNDJSONStream(w)
 	}
 	rc := http.NewResponseController(w)
-	// write runs one write of the stream under a deadline and flushes it.
+	// write runs one write of the stream and flushes it, under a deadline
+	// that holds only meanwhile: a deadline left to expire while the stream
+	// is idle would fail the end of the response. (Test recorders support
+	// no deadlines; there is nothing to bound then.)
 	write := func(f func() error) error {
-		// Unsupported by test recorders; there is nothing to bound then.
 		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
-		if err := f(); err != nil {
-			return err
+		err := f()
+		if err == nil {
+			err = rc.Flush()
 		}
-		return rc.Flush()
+		_ = rc.SetWriteDeadline(time.Time{})
+		return err
 	}
 	h := w.Header()
 	out.header(h)

@@ -477,7 +477,7 @@ func TestSubscribeBadRequest(t *testing.T) {
 		{"unspecified type", "GET", "types=TYPE_UNSPECIFIED", nil, 400, 3, "unknown event type"},
 		{"no types", "GET", "", nil, 400, 3, "no types"},
 		{"empty types", "GET", "types=,", nil, 400, 3, "no types"},
-		{"unknown parameter", "GET", "type=hello&bogus=1", nil, 400, 3, `unknown query parameter "bogus"`},
+		{"unknown parameter", "GET", "type=hello", nil, 400, 3, `unknown query parameter "type" (want types`},
 		{"bad last_event_id", "GET", "types=hello&last_event_id=yesterday", nil, 400, 3, "last event id"},
 		{"bad Last-Event-ID", "GET", "types=hello", []string{"Last-Event-ID", "-1", "Accept", "text/event-stream"}, 400, 3, "last event id"},
 		{"malformed query", "GET", "types=%zz", nil, 400, 3, "malformed query"},
