@@ -8,6 +8,7 @@ import (
 	"time"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/workpool"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -23,7 +24,7 @@ const outQueueLen = 256
 //
 // Its goroutines: the gRPC handler goroutine runs write, the only caller of
 // Send; one goroutine runs receive, the only caller of Recv; every event
-// runs in a goroutine of its own (run) that hands its answer to write over
+// runs in a goroutine of a worker pool (run) that hands its answer to write over
 // out. Publish also hands its messages to write over out.
 type stream struct {
 	srv    *Server
@@ -33,7 +34,8 @@ type stream struct {
 	sinkID string // value of SinkIDMetadataKey, "" when absent
 
 	out      chan *eventv1.ProcessResponse
-	finished chan struct{} // poked (non-blocking) whenever a handler is done
+	finished chan struct{}  // poked (non-blocking) whenever a handler is done
+	workers  *workpool.Pool // runs the handlers, on reused goroutines
 
 	mu      sync.Mutex
 	pending map[uint64]context.CancelFunc // running handlers by request id
@@ -48,6 +50,7 @@ func newStream(s *Server, gs grpc.BidiStreamingServer[eventv1.ProcessRequest, ev
 		cancel:   cancel,
 		out:      make(chan *eventv1.ProcessResponse, outQueueLen),
 		finished: make(chan struct{}, 1),
+		workers:  workpool.New(),
 		pending:  make(map[uint64]context.CancelFunc),
 	}
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
@@ -131,6 +134,7 @@ func (st *stream) flush() error {
 // receive reads requests until the stream ends and returns Recv's error
 // (io.EOF when the sink closed its side).
 func (st *stream) receive() error {
+	defer st.workers.Close() // receive is the only caller of workers.Go
 	for {
 		req, err := st.grpc.Recv()
 		if err != nil {
@@ -210,7 +214,7 @@ func (st *stream) dispatch(req *eventv1.ProcessRequest, now time.Time) error {
 	st.pending[id] = cancel
 	st.mu.Unlock()
 
-	go st.run(ctx, cancel, id, ev)
+	st.workers.Go(func() { st.run(ctx, cancel, id, ev) })
 	return nil
 }
 

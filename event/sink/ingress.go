@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
+	"time"
 
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/workpool"
 )
 
 // maxInFlightPerClientStream bounds the events one SinkService.Stream client
@@ -26,10 +28,11 @@ func (s *Sink) Stream(ss eventv1.SinkService_StreamServer) error {
 	ctx := ss.Context()
 	out := make(chan *eventv1.StreamResponse, maxInFlightPerClientStream)
 	slots := make(chan struct{}, maxInFlightPerClientStream)
-	g, gctx := errgroup.WithContext(ctx)
+	workers := workpool.New()
+	var inflight sync.WaitGroup
 
-	// Writer: the only goroutine that sends on ss. It ends after the
-	// reader and every dispatch have finished and out is drained.
+	// Writer: the only goroutine that sends on ss. It ends once the reader
+	// and every dispatch have finished and out is drained.
 	writerDone := make(chan error, 1)
 	go func() {
 		var err error
@@ -41,7 +44,10 @@ func (s *Sink) Stream(ss eventv1.SinkService_StreamServer) error {
 		writerDone <- err
 	}()
 
-	g.Go(func() error {
+	// Reader: this goroutine. Each event is dispatched on a pooled
+	// goroutine; at most maxInFlightPerClientStream at once.
+	err := func() error {
+		defer workers.Close()
 		for {
 			req, err := ss.Recv()
 			if errors.Is(err, io.EOF) {
@@ -52,17 +58,18 @@ func (s *Sink) Stream(ss eventv1.SinkService_StreamServer) error {
 			}
 			select {
 			case slots <- struct{}{}:
-			case <-gctx.Done():
-				return gctx.Err()
+			case <-ctx.Done():
+				return ctx.Err()
 			}
-			g.Go(func() error {
-				defer func() { <-slots }()
-				out <- s.dispatchStreamed(gctx, req)
-				return nil
+			inflight.Add(1)
+			workers.Go(func() {
+				out <- s.dispatchStreamed(ctx, req)
+				<-slots
+				inflight.Done()
 			})
 		}
-	})
-	err := g.Wait()
+	}()
+	inflight.Wait()
 	close(out)
 	if werr := <-writerDone; err == nil {
 		err = werr
@@ -78,16 +85,15 @@ func (s *Sink) dispatchStreamed(ctx context.Context, req *eventv1.StreamRequest)
 	if ev != nil && ev.Id == "" {
 		ev.Id = s.ids.next()
 	}
+	var limit time.Duration
 	if d := req.GetTimeout(); d != nil {
 		if err := d.CheckValid(); err != nil || d.AsDuration() <= 0 {
 			return &eventv1.StreamResponse{Id: ev.GetId(), Result: &eventv1.StreamResponse_Error{
 				Error: status.New(codes.InvalidArgument, "timeout must be a positive duration").Proto()}}
 		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d.AsDuration())
-		defer cancel()
+		limit = d.AsDuration()
 	}
-	resp, err := s.Dispatch(ctx, ev)
+	resp, err := s.dispatchWithin(ctx, ev, limit)
 	if err != nil {
 		return &eventv1.StreamResponse{Id: ev.GetId(), Result: &eventv1.StreamResponse_Error{Error: status.Convert(err).Proto()}}
 	}

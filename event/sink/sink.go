@@ -175,13 +175,19 @@ func (s *Sink) publish(ev *eventv1.Event) {
 // or the status the processor answered. Without a deadline in ctx, the
 // configured Timeout applies. Dispatch fills in ev's id and time when unset.
 func (s *Sink) Dispatch(ctx context.Context, ev *eventv1.Event) (*eventv1.SendResponse, error) {
+	return s.dispatchWithin(ctx, ev, 0)
+}
+
+// dispatchWithin is Dispatch with an extra limit on the wait (none when
+// zero). It counts the event in the metrics.
+func (s *Sink) dispatchWithin(ctx context.Context, ev *eventv1.Event, limit time.Duration) (*eventv1.SendResponse, error) {
 	start := time.Now()
-	resp, err := s.dispatch(ctx, ev)
+	resp, err := s.dispatch(ctx, ev, start, limit)
 	s.metrics.observe(ev.GetType(), status.Code(err), start)
 	return resp, err
 }
 
-func (s *Sink) dispatch(ctx context.Context, ev *eventv1.Event) (*eventv1.SendResponse, error) {
+func (s *Sink) dispatch(ctx context.Context, ev *eventv1.Event, now time.Time, limit time.Duration) (*eventv1.SendResponse, error) {
 	r, err := s.routeFor(ev)
 	if err != nil {
 		return nil, err
@@ -190,14 +196,27 @@ func (s *Sink) dispatch(ctx context.Context, ev *eventv1.Event) (*eventv1.SendRe
 		ev.Id = s.ids.next()
 	}
 	if ev.Time == nil {
-		ev.Time = timestamppb.Now()
+		ev.Time = timestamppb.New(now)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.cfg.Timeout)
-		defer cancel()
+	// The deadline is ctx's, or now + limit, or now + Timeout when ctx has
+	// none, whichever is first. Only when it is not ctx's own does the wait
+	// need a timer; the multiplexer uses a plain one rather than a derived
+	// context, which would also register with ctx's cancellation.
+	deadline, ctxHasDeadline := ctx.Deadline()
+	if !ctxHasDeadline && limit == 0 {
+		limit = s.cfg.Timeout
+	}
+	if own := now.Add(limit); limit > 0 && (!ctxHasDeadline || own.Before(deadline)) {
+		deadline = own
+	} else {
+		limit = 0 // ctx's deadline comes first and ctx enforces it
 	}
 	if r.broadcast {
+		if limit > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, deadline)
+			defer cancel()
+		}
 		return s.broadcast(ctx, r, ev)
 	}
 	req := &eventv1.ProcessRequest{Event: ev, TraceContext: traceContext(ctx)}
@@ -213,7 +232,7 @@ func (s *Sink) dispatch(ctx context.Context, ev *eventv1.Event) (*eventv1.SendRe
 			}
 			return nil, status.Errorf(codes.Unavailable, "no live processor for %s", r.name)
 		}
-		resp, err := st.do(ctx, req)
+		resp, err := st.do(ctx, deadline, limit > 0, req)
 		switch {
 		case err == nil && attempt == 0 && isDraining(resp.GetError()):
 			failed = st.p // the processor did not handle it: try once more elsewhere
@@ -301,7 +320,8 @@ func (s *Sink) broadcast(ctx context.Context, r *route, ev *eventv1.Event) (*eve
 		}
 		sent++
 		go func() {
-			resp, err := st.do(ctx, &eventv1.ProcessRequest{Event: ev, TraceContext: tc})
+			dl, _ := ctx.Deadline() // set by dispatch
+			resp, err := st.do(ctx, dl, false, &eventv1.ProcessRequest{Event: ev, TraceContext: tc})
 			if err == nil {
 				_, err = answer(resp)
 			}

@@ -27,10 +27,11 @@ var (
 
 // call is one request waiting for its answer on a stream.
 type call struct {
-	ctx  context.Context
-	req  *eventv1.ProcessRequest
-	done chan result // capacity 1: the owner of the answer never blocks
-	sent atomic.Bool // set by the writer just before it writes req
+	ctx      context.Context
+	deadline time.Time // when the caller stops waiting
+	req      *eventv1.ProcessRequest
+	done     chan result // capacity 1: the owner of the answer never blocks
+	sent     atomic.Bool // set by the writer just before it writes req
 }
 
 type result struct {
@@ -77,11 +78,13 @@ func newStream(p *pool) *stream {
 	}
 }
 
-// do sends req and waits for its answer or ctx. It returns errNotSent when
-// the stream ended before req was written, errBusy when the stream is full,
-// a context error when ctx ended first.
-func (s *stream) do(ctx context.Context, req *eventv1.ProcessRequest) (*eventv1.ProcessResponse, error) {
-	c := &call{ctx: ctx, req: req, done: make(chan result, 1)}
+// do sends req and waits for its answer, ctx, or the deadline. ctx enforces
+// the deadline itself unless timer is true, in which case do starts a
+// timer. It returns errNotSent when the stream ended before req was
+// written, errBusy when the stream is full, a context error when ctx ended
+// or the deadline passed first.
+func (s *stream) do(ctx context.Context, deadline time.Time, timer bool, req *eventv1.ProcessRequest) (*eventv1.ProcessResponse, error) {
+	c := &call{ctx: ctx, deadline: deadline, req: req, done: make(chan result, 1)}
 	id, err := s.register(c)
 	if err != nil {
 		return nil, err
@@ -97,21 +100,35 @@ func (s *stream) do(ctx context.Context, req *eventv1.ProcessRequest) (*eventv1.
 		r := <-c.done
 		return r.resp, r.err
 	}
+	var expired <-chan time.Time
+	if timer {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		expired = t.C
+	}
 	select {
 	case r := <-c.done:
 		return r.resp, r.err
 	case <-ctx.Done():
-		if !s.unregister(id) {
-			// The reader or a failing stream took the call first and is
-			// delivering its answer right now.
-			r := <-c.done
-			return r.resp, r.err
-		}
-		if c.sent.Load() {
-			s.cancel(id)
-		}
-		return nil, ctx.Err()
+		err = ctx.Err()
+	case <-expired:
+		err = context.DeadlineExceeded
 	}
+	if !s.unregister(id) {
+		// The reader or a failing stream took the call first and is
+		// delivering its answer right now.
+		r := <-c.done
+		return r.resp, r.err
+	}
+	if c.sent.Load() {
+		s.cancel(id)
+	}
+	return nil, err
+}
+
+// expired reports whether nobody waits for c any more.
+func (c *call) expired() bool {
+	return c.ctx.Err() != nil || !time.Now().Before(c.deadline)
 }
 
 func (s *stream) register(c *call) (uint64, error) {
@@ -190,12 +207,10 @@ func (s *stream) writeLoop(ctx context.Context, ps processStream) error {
 			continue
 		}
 		c := o.c
-		if c.ctx.Err() != nil {
-			continue // expired or abandoned: never send work nobody waits for
+		if c.expired() {
+			continue // never send work nobody waits for
 		}
-		if dl, ok := c.ctx.Deadline(); ok {
-			c.req.Timeout = durationpb.New(time.Until(dl))
-		}
+		c.req.Timeout = durationpb.New(time.Until(c.deadline))
 		if n := proto.Size(c.req); n > s.p.cfg.MaxMessageBytes {
 			if s.unregister(c.req.Id) {
 				c.done <- result{err: status.Errorf(codes.ResourceExhausted,
@@ -207,7 +222,7 @@ func (s *stream) writeLoop(ctx context.Context, ps processStream) error {
 		if err := ps.Send(c.req); err != nil {
 			return err
 		}
-		if c.ctx.Err() != nil {
+		if c.expired() {
 			// The caller gave up while the request was being sent and may
 			// have missed that it was sent: cancel it here (a second
 			// cancel for the same id is harmless).
