@@ -24,7 +24,14 @@ type fanoutResult struct {
 	load        loadResult // the Send calls that drive publishing
 	delivered   int64      // events received by all subscribers in the window
 	missed      int64      // events the sink reported dropped (SubscribeResponse.missed)
-	subErrors   int64      // subscriptions that ended with an error
+	// After the senders stopped, the deliveries caught up in drain; by
+	// then subscribers had received drained of the sent × subscribers
+	// events published from the start of the window on (1 when none was
+	// lost; events published during warm-up but delivered in the window
+	// can push it slightly above 1).
+	drain       time.Duration
+	drained     float64
+	subErrors   int64 // subscriptions that ended with an error
 	firstSubErr error
 	// sinkCPU is the sink's CPU time per delivered event; peakRSS its peak
 	// resident set.
@@ -129,13 +136,14 @@ func (e *env) fanout(ctx context.Context, subs, senders int, warmup, d time.Dura
 	}
 
 	var st0, st1 procStat
-	var d0, d1, m0, m1 int64
+	var d0, d1, m0, m1, s0 int64
+	var sent atomic.Int64
 	var sampleErr error
 	r.load = runLoad(ctx, loadPlan{
 		workers: senders, warmup: warmup, measure: d,
 		atStart: func() {
 			st0, sampleErr = s.server.sample()
-			d0, m0 = delivered.Load(), missed.Load()
+			d0, m0, s0 = delivered.Load(), missed.Load(), sent.Load()
 		},
 		atEnd: func() {
 			var err error
@@ -143,7 +151,20 @@ func (e *env) fanout(ctx context.Context, subs, senders int, warmup, d time.Dura
 			sampleErr = errors.Join(sampleErr, err)
 			d1, m1 = delivered.Load(), missed.Load()
 		},
-	}, func(int) caller { return unaryCaller(sender) })
+	}, func(int) caller {
+		call := unaryCaller(sender)
+		return func(ctx context.Context) error {
+			err := call(ctx)
+			if err == nil {
+				sent.Add(1)
+			}
+			return err
+		}
+	})
+	r.drain = waitDrained(ctx, &delivered, d0+(sent.Load()-s0)*int64(subs))
+	if want := (sent.Load() - s0) * int64(subs); want > 0 {
+		r.drained = float64(delivered.Load()-d0) / float64(want)
+	}
 	if err := s.died(); err != nil {
 		r.err = err
 		return r
@@ -159,6 +180,25 @@ func (e *env) fanout(ctx context.Context, subs, senders int, warmup, d time.Dura
 	}
 	r.peakRSS = st1.peakRSS
 	return r
+}
+
+// drainTimeout bounds the wait for subscribers to catch up after load.
+const drainTimeout = 15 * time.Second
+
+// waitDrained waits until delivered reaches want, or stops growing for two
+// seconds, or drainTimeout passes, and returns how long it waited.
+func waitDrained(ctx context.Context, delivered *atomic.Int64, want int64) time.Duration {
+	start := time.Now()
+	last, lastChange := delivered.Load(), start
+	for delivered.Load() < want && time.Since(start) < drainTimeout && ctx.Err() == nil {
+		sleepCtx(ctx, 50*time.Millisecond)
+		if n := delivered.Load(); n != last {
+			last, lastChange = n, time.Now()
+		} else if time.Since(lastChange) > 2*time.Second {
+			break
+		}
+	}
+	return time.Since(start)
 }
 
 // connsResult is the sink's memory with many concurrent HTTP clients.

@@ -203,11 +203,11 @@ func (r *report) rrTable() (*table, []targetCheck) {
 
 // fanoutTable builds the pub/sub table.
 func (r *report) fanoutTable() *table {
-	t := &table{header: []string{"subscribers", "senders", "events/s sent", "deliveries/s", "delivered",
-		"missed", "send p99", "errors", "sink CPU/delivery", "sink peak RSS", "notes"}}
+	t := &table{header: []string{"subscribers", "senders", "events/s sent", "deliveries/s", "in window",
+		"after drain", "drain", "missed", "send p99", "errors", "sink CPU/delivery", "sink peak RSS", "notes"}}
 	for _, f := range r.fanout {
 		if f.err != nil {
-			t.add(fmt.Sprint(f.subscribers), fmt.Sprint(f.senders), "failed", "", "", "", "", "", "", "", "see notes")
+			t.add(fmt.Sprint(f.subscribers), fmt.Sprint(f.senders), "failed", "", "", "", "", "", "", "", "", "", "see notes")
 			continue
 		}
 		share := "–"
@@ -219,7 +219,7 @@ func (r *report) fanoutTable() *table {
 			note = fmt.Sprintf("%d subscriptions ended", f.subErrors)
 		}
 		t.add(fmt.Sprint(f.subscribers), fmt.Sprint(f.senders), fmtRate(f.load.rate()), fmtRate(f.deliveryRate()),
-			share, fmt.Sprint(f.missed), fmtMs(f.load.percentile(.99)), fmt.Sprint(f.load.errors),
+			share, fmt.Sprintf("%.1f%%", 100*f.drained), f.drain.Round(10*time.Millisecond).String(), fmt.Sprint(f.missed), fmtMs(f.load.percentile(.99)), fmt.Sprint(f.load.errors),
 			fmtUs(f.sinkCPU), fmtMiB(f.peakRSS), note)
 	}
 	return t
@@ -310,7 +310,9 @@ func (r *report) markdown(w io.Writer) {
 	if len(r.fanout) > 0 {
 		fmt.Fprintf(w, "\n## Pub/sub fan-out\n\n")
 		fmt.Fprintf(w, "gRPC `Subscribe` clients in the benchmark process; events are sent with unary `Send` "+
-			"to `proc --publish`, which publishes a copy of each. `delivered` is deliveries over sent events × subscribers; "+
+			"to `proc --publish`, which publishes a copy of each. `in window` is deliveries during the window over "+
+			"events sent in it × subscribers (below 100 %% when subscribers lag); `after drain` the same once the senders "+
+			"stopped and deliveries caught up, which took `drain`; "+
 			"`missed` is the sum of `SubscribeResponse.missed` (events the hub dropped for slow subscribers).\n\n")
 		r.fanoutTable().markdown(w)
 	}
