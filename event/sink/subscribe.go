@@ -53,7 +53,7 @@ func SubscriptionError(err error) error {
 	case errors.Is(err, pubsub.ErrTooManySubscribers):
 		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, pubsub.ErrSlowSubscriber):
-		return status.Error(codes.ResourceExhausted, "subscriber too slow: "+err.Error())
+		return status.Error(codes.ResourceExhausted, "subscriber too slow: it fell behind by more than its buffer of events and was disconnected")
 	case errors.Is(err, pubsub.ErrClosed):
 		return status.Error(codes.Unavailable, "sink is shutting down")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
