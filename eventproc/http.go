@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/textproto"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/eventproc/eventproc/event/sink"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
@@ -199,26 +202,47 @@ type eventMarshaler struct {
 	*runtime.JSONPb
 }
 
-// NewDecoder implements [runtime.Marshaler].
+// NewDecoder implements [runtime.Marshaler]. The decoder reads the whole
+// body (already bounded by the body limit) into a pooled buffer and parses
+// it once with protojson, which also rejects anything after the event: the
+// gateway's default decoder parses every body twice (encoding/json into a
+// RawMessage, then protojson).
 func (m eventMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
-	d := json.NewDecoder(r)
-	return eventDecoder{d: d, inner: runtime.DecoderWrapper{Decoder: d, UnmarshalOptions: m.UnmarshalOptions}}
-}
-
-type eventDecoder struct {
-	d     *json.Decoder
-	inner runtime.DecoderWrapper
-}
-
-func (e eventDecoder) Decode(v any) error {
-	if err := e.inner.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
+	return runtime.DecoderFunc(func(v any) error {
+		var msg proto.Message
+		switch v := v.(type) {
+		case **eventv1.Event: // the request body is SendRequest.event
+			if *v == nil {
+				*v = new(eventv1.Event)
+			}
+			msg = *v
+		case proto.Message:
+			msg = v
+		default:
+			return fmt.Errorf("cannot decode JSON into %T", v)
+		}
+		buf := bodyBuffers.Get().(*bytes.Buffer)
+		defer func() {
+			if buf.Cap() <= maxPooledBody {
+				buf.Reset()
+				bodyBuffers.Put(buf)
+			}
+		}()
+		if _, err := buf.ReadFrom(r); err != nil {
+			return err // a read error, or the body limit (gatewayError answers 413)
+		}
+		if len(bytes.TrimSpace(buf.Bytes())) == 0 {
 			return errors.New(`empty request body: want a JSON event such as {"type":"TYPE_HELLO"}`)
 		}
-		return errBadJSON(err)
-	}
-	if _, err := e.d.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("invalid JSON event: unexpected data after the event object")
-	}
-	return nil
+		if err := m.UnmarshalOptions.Unmarshal(buf.Bytes(), msg); err != nil {
+			return errBadJSON(err)
+		}
+		return nil
+	})
 }
+
+// bodyBuffers holds buffers for request bodies; buffers that grew past
+// maxPooledBody are left to the garbage collector.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledBody = 64 << 10

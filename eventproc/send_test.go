@@ -250,7 +250,7 @@ func sendCases(t *testing.T) []sendCase {
 		fixture:    echoFixture,
 		body:       `{"type":"TYPE_HELLO"} {"type":"TYPE_HELLO"}`,
 		wantStatus: http.StatusBadRequest, wantCode: codes.InvalidArgument,
-		wantMsg: "unexpected data after the event",
+		wantMsg: "syntax error (line 1:23): unexpected token",
 	}, {
 		name:       "empty body",
 		fixture:    echoFixture,
