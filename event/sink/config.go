@@ -21,9 +21,9 @@ const (
 	DefaultTimeout             = 10 * time.Second
 	DefaultMaxPendingPerStream = 1024
 	DefaultMaxMessageBytes     = 4 << 20 // what a gRPC server accepts by default
-	DefaultKeepalive           = 10 * time.Second
+	DefaultKeepalive           = 5 * time.Second
 	DefaultKeepaliveTimeout    = 3 * time.Second
-	DefaultReconnectMax        = time.Second
+	DefaultReconnectMax        = 500 * time.Millisecond
 	DefaultResolveInterval     = 10 * time.Second
 )
 
@@ -60,9 +60,10 @@ type Config struct {
 	// answered RESOURCE_EXHAUSTED without touching the stream) and an answer
 	// received from one (a larger one resets that stream).
 	MaxMessageBytes int
-	// Keepalive is the interval of HTTP/2 pings on idle processor
-	// connections, and KeepaliveTimeout how long a ping may go unanswered
-	// before the connection is declared dead.
+	// Keepalive is how often the sink checks that each processor with live
+	// streams still answers (a gRPC health check; HTTP/2 pings go every
+	// max(Keepalive, 10s)), and KeepaliveTimeout how long an answer may take
+	// before the processor counts as gone and its streams are closed.
 	Keepalive, KeepaliveTimeout time.Duration
 	// ReconnectMax caps the backoff between attempts to reach a processor.
 	ReconnectMax time.Duration

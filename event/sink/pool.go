@@ -11,9 +11,12 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
@@ -46,7 +49,9 @@ func newPool(name, dialTarget string, stats *target, cfg *Config, sinkID string,
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{
-			Time:                cfg.Keepalive,
+			// gRPC raises anything under 10s to 10s (with a warning); the
+			// probe below checks at the configured interval instead.
+			Time:                max(cfg.Keepalive, 10*time.Second),
 			Timeout:             cfg.KeepaliveTimeout,
 			PermitWithoutStream: true,
 		}),
@@ -88,8 +93,54 @@ func (p *pool) run(ctx context.Context) {
 	for i := range p.slots {
 		wg.Go(func() { p.keepOpen(ctx, i) })
 	}
+	wg.Go(func() { p.probe(ctx) })
 	wg.Wait()
 	p.conn.Close()
+}
+
+// errUnresponsive ends the streams of a processor that stopped answering.
+var errUnresponsive = errors.New("processor stopped answering health checks")
+
+// probe checks, every Keepalive while the pool has live streams, that the
+// processor still answers, with a gRPC health check bounded by
+// KeepaliveTimeout, and closes the pool's streams when it does not. This
+// notices a processor that is frozen or cut off without closing its
+// connection (SIGSTOP, a dead host, a partition) within seconds: gRPC's own
+// keepalive pings cannot be sent more often than every 10 s, and TCP would
+// take minutes. Any answer counts, even UNIMPLEMENTED from a processor
+// without the health service. The streams are re-opened at once, but they
+// become live only when the processor answers again, so meanwhile traffic
+// goes to other replicas.
+func (p *pool) probe(ctx context.Context) {
+	hc := healthpb.NewHealthClient(p.conn)
+	tick := time.NewTicker(p.cfg.Keepalive)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if p.live() == 0 {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, p.cfg.KeepaliveTimeout)
+		_, err := hc.Check(cctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if status.Code(err) != codes.DeadlineExceeded {
+			continue
+		}
+		p.log.Warn("processor did not answer a health check in time; closing its streams",
+			"timeout", p.cfg.KeepaliveTimeout)
+		for i := range p.slots {
+			if s := p.slots[i].Load(); s != nil {
+				s.abort(errUnresponsive)
+			}
+		}
+	}
 }
 
 // keepOpen opens slot i's stream, serves it until it breaks, and opens it
@@ -100,10 +151,10 @@ func (p *pool) keepOpen(ctx context.Context, i int) {
 	md := metadata.Pairs(SinkIDHeader, p.sinkID)
 	delay := 50 * time.Millisecond
 	for ctx.Err() == nil {
-		sctx, cancel := context.WithCancel(metadata.NewOutgoingContext(ctx, md))
+		sctx, cancel := context.WithCancelCause(metadata.NewOutgoingContext(ctx, md))
 		opened := time.Now()
-		err := p.serveOnce(sctx, client, i)
-		cancel()
+		err := p.serveOnce(sctx, cancel, client, i)
+		cancel(nil)
 		if ctx.Err() != nil {
 			return
 		}
@@ -125,7 +176,8 @@ func (p *pool) keepOpen(ctx context.Context, i int) {
 
 // serveOnce opens one stream, waiting (without spinning) until the
 // connection is up, and serves it until it breaks.
-func (p *pool) serveOnce(ctx context.Context, client eventv1.ProcessorServiceClient, i int) error {
+// Calling abort ends the stream.
+func (p *pool) serveOnce(ctx context.Context, abort context.CancelCauseFunc, client eventv1.ProcessorServiceClient, i int) error {
 	ps, err := client.Process(ctx, grpc.WaitForReady(true))
 	if err != nil {
 		return err
@@ -136,10 +188,14 @@ func (p *pool) serveOnce(ctx context.Context, client eventv1.ProcessorServiceCli
 		return err
 	}
 	s := newStream(p)
+	s.abort = abort
 	p.slots[i].Store(s)
 	p.onChange()
 	p.log.Debug("processor stream up", "slot", i)
 	err = s.serve(ctx, ps)
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause // aborted: say why
+	}
 	p.slots[i].CompareAndSwap(s, nil) // stop picking it before failing its calls
 	s.fail(err)
 	p.onChange()

@@ -63,6 +63,8 @@ type stream struct {
 	// draining is set when the processor said it is shutting down: the
 	// stream takes no new requests, and ends when the processor closes it.
 	draining atomic.Bool
+	// abort ends the gRPC stream, giving the cause.
+	abort context.CancelCauseFunc
 
 	mu     sync.Mutex
 	calls  map[uint64]*call
