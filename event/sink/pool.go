@@ -184,8 +184,13 @@ func (p *pool) serveOnce(ctx context.Context, abort context.CancelCauseFunc, cli
 	}
 	// The processor sends its headers when it accepts the stream; only then
 	// is the stream live.
-	if _, err := ps.Header(); err != nil {
+	md, err := ps.Header()
+	if err != nil {
 		return err
+	}
+	if md == nil {
+		// gRPC's way of saying the stream ended without headers.
+		return errors.New("stream ended before the processor accepted it")
 	}
 	s := newStream(p)
 	s.abort = abort
