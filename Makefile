@@ -61,6 +61,13 @@ lint: ## buf lint, buf format check, gofmt and go vet.
 bench: ## Run the benchmark suite and write docs/benchmarks.md.
 	$(GO) run ./internal/bench -duration $(BENCHTIME) -out docs/benchmarks.md
 
+# Length of the `make chaos` run (the short version runs in `make test`).
+CHAOS_DURATION ?= 60s
+
+.PHONY: chaos
+chaos: ## Chaos test: kill/restart and freeze/thaw processor replicas under load (CHAOS_DURATION=60s).
+	$(GO) test -race -count=1 -timeout 10m -v -run '^TestChaos$$' ./internal/chaos -chaos.duration=$(CHAOS_DURATION) $(TESTFLAGS)
+
 .PHONY: clean
 clean: ## Remove build output.
 	rm -rf $(BIN)
