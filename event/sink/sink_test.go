@@ -327,9 +327,7 @@ func TestDispatchProcessorRestart(t *testing.T) {
 		t.Fatalf("listen again on %s: %v", addr, err)
 	}
 	serveFake(t, f, lis)
-	if err := s.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	waitAllStreams(t, s)
 	resp, err := s.Dispatch(ctx, hello("after"))
 	if err != nil {
 		t.Fatal(err)
@@ -544,4 +542,19 @@ func waitFor(t *testing.T, s *Sink, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 	}
+}
+
+// waitAllStreams waits until every stream of every target is live.
+func waitAllStreams(t *testing.T, s *Sink) {
+	t.Helper()
+	waitFor(t, s, func() bool {
+		for _, rs := range s.Status() {
+			for _, ts := range rs.Targets {
+				if ts.LiveStreams < ts.Streams {
+					return false
+				}
+			}
+		}
+		return true
+	})
 }
