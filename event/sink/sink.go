@@ -236,14 +236,22 @@ func (s *Sink) dispatch(ctx context.Context, ev *eventv1.Event, now time.Time, l
 		switch {
 		case err == nil && attempt == 0 && isDraining(resp.GetError()):
 			failed = st.p // the processor did not handle it: try once more elsewhere
+			req = retryRequest(req)
 		case err == nil:
 			return answer(resp)
 		case errors.Is(err, errNotSent) && attempt == 0:
 			failed = st.p // no processor saw it: try once more elsewhere
+			req = retryRequest(req)
 		default:
 			return nil, s.streamError(r, err)
 		}
 	}
+}
+
+// retryRequest returns a new request for the same event: the first
+// stream's writer may still hold the old one.
+func retryRequest(req *eventv1.ProcessRequest) *eventv1.ProcessRequest {
+	return &eventv1.ProcessRequest{Event: req.GetEvent(), TraceContext: req.GetTraceContext()}
 }
 
 // streamError turns an error from stream.do into a status error.
