@@ -6,7 +6,6 @@ import (
 	"net"
 	"sync"
 	"testing"
-	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -112,11 +111,21 @@ func startSink(t *testing.T, cfg Config) *Sink {
 		s.Close()
 		<-done
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.WaitReady(ctx); err != nil {
-		t.Fatalf("sink not ready: %v", err)
-	}
+	// Ready, and every stream of every target up, so tests that count
+	// streams or spread load see them all.
+	waitFor(t, s, func() bool {
+		if !s.Ready() {
+			return false
+		}
+		for _, rs := range s.Status() {
+			for _, ts := range rs.Targets {
+				if ts.LiveStreams < ts.Streams {
+					return false
+				}
+			}
+		}
+		return true
+	})
 	return s
 }
 

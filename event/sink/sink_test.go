@@ -327,7 +327,7 @@ func TestDispatchProcessorRestart(t *testing.T) {
 		t.Fatalf("listen again on %s: %v", addr, err)
 	}
 	serveFake(t, f, lis)
-	waitAllStreams(t, s)
+	waitFor(t, s, func() bool { return s.Status()[0].Targets[0].LiveStreams == s.cfg.StreamsPerTarget })
 	resp, err := s.Dispatch(ctx, hello("after"))
 	if err != nil {
 		t.Fatal(err)
@@ -542,19 +542,4 @@ func waitFor(t *testing.T, s *Sink, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 	}
-}
-
-// waitAllStreams waits until every stream of every target is live.
-func waitAllStreams(t *testing.T, s *Sink) {
-	t.Helper()
-	waitFor(t, s, func() bool {
-		for _, rs := range s.Status() {
-			for _, ts := range rs.Targets {
-				if ts.LiveStreams < ts.Streams {
-					return false
-				}
-			}
-		}
-		return true
-	})
 }
