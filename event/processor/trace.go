@@ -2,6 +2,8 @@ package processor
 
 import (
 	"context"
+	"reflect"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/codes"
@@ -15,8 +17,11 @@ import (
 // long-lived Process stream is one RPC shared by many events. The SDK puts
 // it back into the handler's context, as the remote parent span, so a
 // handler using OpenTelemetry continues the client's trace; and it wraps each
-// handler call in a span from the global TracerProvider (a no-op unless the
-// program installs one with otel.SetTracerProvider).
+// handler call in a span from the global TracerProvider once the program
+// installs one with otel.SetTracerProvider. Until then OpenTelemetry's
+// global provider makes only non-recording spans that carry their parent's
+// span context, so the SDK starts none: the handler's context is the same
+// but for the cost.
 
 const tracerName = "github.com/eventproc/eventproc/event/processor"
 
@@ -43,16 +48,83 @@ func withTraceContext(ctx context.Context, tc map[string]string) context.Context
 	return context.WithValue(ctx, traceContextKey{}, tc)
 }
 
-// startSpan starts the span around one handler call.
+// serverSpan are the options of every handler span (a variable: a variadic
+// argument passed to an interface method escapes, one allocation per call).
+var serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+
+// startSpan starts the span around one handler call. It returns a nil span,
+// and ctx, while no TracerProvider is installed.
 func startSpan(ctx context.Context, ev *eventv1.Event) (context.Context, trace.Span) {
-	return otel.Tracer(tracerName).Start(ctx, "eventproc.process "+ev.GetType().String(),
-		trace.WithSpanKind(trace.SpanKindServer))
+	tracer := currentTracer()
+	if tracer == nil {
+		return ctx, nil
+	}
+	return tracer.Start(ctx, spanName(ev.GetType()), serverSpan...)
 }
 
-// endSpan records the outcome of a handler call and ends its span.
+// endSpan records the outcome of a handler call and ends its span, if any.
 func endSpan(span trace.Span, resp *eventv1.ProcessResponse) {
+	if span == nil {
+		return
+	}
 	if e := resp.GetError(); e != nil {
 		span.SetStatus(codes.Error, e.GetMessage())
 	}
 	span.End()
+}
+
+// spanNames are the span names of the event types known at build time.
+var spanNames = func() map[eventv1.Type]string {
+	m := make(map[eventv1.Type]string, len(eventv1.Type_name))
+	for v := range eventv1.Type_name {
+		t := eventv1.Type(v)
+		m[t] = "eventproc.process " + t.String()
+	}
+	return m
+}()
+
+// spanName names the span of an event of type t.
+func spanName(t eventv1.Type) string {
+	if name, ok := spanNames[t]; ok {
+		return name
+	}
+	return "eventproc.process " + t.String()
+}
+
+// tracerFor is the tracer of one TracerProvider.
+type tracerFor struct {
+	provider trace.TracerProvider
+	tracer   trace.Tracer // nil for OpenTelemetry's default provider
+}
+
+// lastTracer caches the tracer of the global TracerProvider seen last:
+// otel.Tracer takes a global lock on every call while none is installed.
+var lastTracer atomic.Pointer[tracerFor]
+
+// currentTracer returns the tracer of the global TracerProvider, or nil
+// while that is OpenTelemetry's default (no SDK installed).
+func currentTracer() trace.Tracer {
+	tp := otel.GetTracerProvider()
+	// Only providers of comparable types are cached, so == cannot panic.
+	if c := lastTracer.Load(); c != nil && c.provider == tp {
+		return c.tracer
+	}
+	var tracer trace.Tracer
+	if !isDefaultProvider(tp) {
+		tracer = tp.Tracer(tracerName)
+	}
+	if typ := reflect.TypeOf(tp); typ != nil && typ.Comparable() {
+		lastTracer.Store(&tracerFor{provider: tp, tracer: tracer})
+	}
+	return tracer
+}
+
+// isDefaultProvider reports whether tp is OpenTelemetry's global default,
+// the provider that otel.GetTracerProvider returns until a program calls
+// otel.SetTracerProvider (its spans record nothing and only carry their
+// parent's span context).
+func isDefaultProvider(tp trace.TracerProvider) bool {
+	typ := reflect.TypeOf(tp)
+	return typ != nil && typ.Kind() == reflect.Pointer &&
+		typ.Elem().PkgPath() == "go.opentelemetry.io/otel/internal/global" && typ.Elem().Name() == "tracerProvider"
 }
