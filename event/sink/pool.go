@@ -196,7 +196,7 @@ func (p *pool) serveOnce(ctx context.Context, abort context.CancelCauseFunc, cli
 	s.abort = abort
 	p.slots[i].Store(s)
 	p.onChange()
-	p.log.Debug("processor stream up", "slot", i)
+	p.log.Info("processor stream up", "slot", i)
 	err = s.serve(ctx, ps)
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		err = cause // aborted: say why
