@@ -11,6 +11,7 @@ import (
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -30,19 +31,60 @@ func BenchmarkProcess(b *testing.B) {
 		{"plain", false},
 		{"traceparent", true},
 	} {
-		b.Run(bc.name, func(b *testing.B) { benchmarkProcess(b, 64, bc.trace) })
+		b.Run(bc.name, func(b *testing.B) {
+			srv := processor.NewServer(processor.HandlerFunc(echo), processor.Options{Logger: quietLogger()})
+			benchmarkProcess(b, srv.Serve, 64, bc.trace)
+		})
+	}
+	// The floor: the same client against a bare ProcessorService that
+	// answers each request from its receiving goroutine, without the SDK
+	// (as internal/bench's stream-echo).
+	b.Run("reference", func(b *testing.B) {
+		benchmarkProcess(b, func(ctx context.Context, lis net.Listener) error {
+			gs := grpc.NewServer()
+			eventv1.RegisterProcessorServiceServer(gs, referenceEcho{})
+			stop := context.AfterFunc(ctx, gs.Stop)
+			defer stop()
+			if err := gs.Serve(lis); err != grpc.ErrServerStopped {
+				return err
+			}
+			return nil
+		}, 64, false)
+	})
+}
+
+// referenceEcho answers every request on its stream, in order, with its
+// event, from the goroutine that receives (after the header, which the
+// client waits for as the sink does).
+type referenceEcho struct {
+	eventv1.UnimplementedProcessorServiceServer
+}
+
+func (referenceEcho) Process(ps grpc.BidiStreamingServer[eventv1.ProcessRequest, eventv1.ProcessResponse]) error {
+	if err := ps.SendHeader(metadata.MD{}); err != nil {
+		return err
+	}
+	for {
+		req, err := ps.Recv()
+		if err != nil {
+			return nil
+		}
+		if err := ps.Send(&eventv1.ProcessResponse{Id: req.GetId(), Result: &eventv1.ProcessResponse_Reply{Reply: req.GetEvent()}}); err != nil {
+			return err
+		}
 	}
 }
 
-func benchmarkProcess(b *testing.B, inFlight int, withTrace bool) {
+// benchmarkProcess runs the benchmark against the server that serve runs
+// on a listener until its context is done.
+func benchmarkProcess(b *testing.B, serve func(context.Context, net.Listener) error, inFlight int, withTrace bool) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := processor.NewServer(processor.HandlerFunc(echo), processor.Options{Logger: quietLogger()})
 	serveCtx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(serveCtx, lis) }()
+	go func() { served <- serve(serveCtx, lis) }()
 	defer func() {
 		stop()
 		if err := <-served; err != nil {
