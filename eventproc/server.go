@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +24,10 @@ import (
 	"github.com/eventproc/eventproc/event/sink"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
+
+// streamWorkers is the number of goroutines the gRPC server keeps to run
+// calls on.
+const streamWorkers = 64
 
 // readinessInterval is how often the gRPC health status follows the sink's
 // readiness.
@@ -94,12 +97,14 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainStreamInterceptor(s.endOnShutdown),
-		// Run calls on a few long-lived goroutines instead of a new one per
-		// call: a new goroutine grows (copies) its stack on every call,
-		// which profiles showed at 12-16 % of the sink's CPU on the unary
-		// path (docs/performance.md). Busy workers fall back to new
-		// goroutines, so this never queues calls.
-		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		// Run calls on long-lived goroutines instead of a new one per call:
+		// a new goroutine grows (copies) its stack on every call, which
+		// profiles showed at 12-16 % of the sink's CPU on the unary path.
+		// Sized for about 64 concurrent unary calls (with 256 workers and
+		// GOGC=400 the share fell to about 1 %; docs/performance.md). When
+		// all are busy, grpc-go starts a goroutine as usual: calls never
+		// queue.
+		grpc.NumStreamWorkers(streamWorkers),
 	)
 	eventv1.RegisterSinkServiceServer(s.grpc, sk)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
