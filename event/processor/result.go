@@ -10,15 +10,16 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// handle runs the handler for request id and turns its outcome, or its
-// panic, into the answer for the sink.
-func (s *Server) handle(ctx context.Context, id uint64, ev *eventv1.Event) (resp *eventv1.ProcessResponse) {
-	ctx, span := startSpan(ctx, ev)
+// handle runs the handler for r and turns its outcome, or its panic, into
+// the answer for the sink.
+func (s *Server) handle(r *request) (resp *eventv1.ProcessResponse) {
+	id, ev := r.id, r.ev
+	ctx, span := startSpan(r, ev)
 	defer func() { endSpan(span, resp) }()
 	defer func() {
-		if r := recover(); r != nil {
+		if p := recover(); p != nil {
 			s.log.ErrorContext(ctx, "processor: handler panicked",
-				"request_id", id, "event_id", ev.GetId(), "panic", r, "stack", string(debug.Stack()))
+				"request_id", id, "event_id", ev.GetId(), "panic", p, "stack", string(debug.Stack()))
 			resp = errorResponse(id, status.New(codes.Internal, "processor: handler panicked"))
 		}
 	}()
@@ -27,10 +28,13 @@ func (s *Server) handle(ctx context.Context, id uint64, ev *eventv1.Event) (resp
 	case err != nil:
 		return errorResponse(id, errorStatus(err))
 	case reply == nil:
-		return &eventv1.ProcessResponse{Id: id, Result: &eventv1.ProcessResponse_Consumed{Consumed: true}}
+		r.consumed.Consumed = true
+		r.resp.Id, r.resp.Result = id, &r.consumed
 	default:
-		return &eventv1.ProcessResponse{Id: id, Result: &eventv1.ProcessResponse_Reply{Reply: reply}}
+		r.reply.Reply = reply
+		r.resp.Id, r.resp.Result = id, &r.reply
 	}
+	return &r.resp
 }
 
 // errorStatus maps a handler error to the status sent for its event:

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
-	"github.com/eventproc/eventproc/internal/workpool"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -24,8 +23,8 @@ const outQueueLen = 256
 //
 // Its goroutines: the gRPC handler goroutine runs write, the only caller of
 // Send; one goroutine runs receive, the only caller of Recv; every event
-// runs in a goroutine of a worker pool (run) that hands its answer to write over
-// out. Publish also hands its messages to write over out.
+// runs in a goroutine of the stream's workers (run) that hands its answer
+// to write over out. Publish also hands its messages to write over out.
 type stream struct {
 	srv    *Server
 	grpc   grpc.BidiStreamingServer[eventv1.ProcessRequest, eventv1.ProcessResponse]
@@ -34,11 +33,12 @@ type stream struct {
 	sinkID string // value of SinkIDMetadataKey, "" when absent
 
 	out      chan *eventv1.ProcessResponse
-	finished chan struct{}  // poked (non-blocking) whenever a handler is done
-	workers  *workpool.Pool // runs the handlers, on reused goroutines
+	finished chan struct{} // poked (non-blocking) whenever a handler is done
+	// work hands requests to idle workers; see startWork.
+	work chan *request
 
 	mu      sync.Mutex
-	pending map[uint64]context.CancelFunc // running handlers by request id
+	pending map[uint64]*request // running handlers by request id
 }
 
 func newStream(s *Server, gs grpc.BidiStreamingServer[eventv1.ProcessRequest, eventv1.ProcessResponse]) *stream {
@@ -50,8 +50,8 @@ func newStream(s *Server, gs grpc.BidiStreamingServer[eventv1.ProcessRequest, ev
 		cancel:   cancel,
 		out:      make(chan *eventv1.ProcessResponse, outQueueLen),
 		finished: make(chan struct{}, 1),
-		workers:  workpool.New(),
-		pending:  make(map[uint64]context.CancelFunc),
+		work:     make(chan *request),
+		pending:  make(map[uint64]*request),
 	}
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if v := md.Get(SinkIDMetadataKey); len(v) > 0 {
@@ -134,18 +134,27 @@ func (st *stream) flush() error {
 // receive reads requests until the stream ends and returns Recv's error
 // (io.EOF when the sink closed its side).
 func (st *stream) receive() error {
-	defer st.workers.Close() // receive is the only caller of workers.Go
+	defer st.closeWork() // receive is the only caller of startWork
+	var r *request
 	for {
-		req, err := st.grpc.Recv()
+		if r == nil {
+			r = new(request)
+		}
+		// Each request is received into a request of its own, which the
+		// handler's context, the pending entry and the answer share.
+		if err := st.grpc.RecvMsg(&r.msg); err != nil {
+			return err
+		}
+		if r.msg.GetCancel() {
+			st.cancelRequest(r.msg.GetId())
+			continue // r is still free
+		}
+		started, err := st.dispatch(r, time.Now())
 		if err != nil {
 			return err
 		}
-		if req.GetCancel() {
-			st.cancelRequest(req.GetId())
-			continue
-		}
-		if err := st.dispatch(req, time.Now()); err != nil {
-			return err
+		if started {
+			r = nil
 		}
 	}
 }
@@ -153,90 +162,104 @@ func (st *stream) receive() error {
 // cancelRequest cancels the handler of request id, if it still runs.
 func (st *stream) cancelRequest(id uint64) {
 	st.mu.Lock()
-	cancel := st.pending[id]
+	r := st.pending[id]
 	st.mu.Unlock()
-	if cancel != nil {
-		cancel()
+	if r != nil {
+		r.end()
 	}
 }
 
-// dispatch starts the handler for req, received at now, or answers it at
-// once when it cannot run. It blocks while MaxConcurrency handlers run. It
-// returns an error only when the stream is over.
-func (st *stream) dispatch(req *eventv1.ProcessRequest, now time.Time) error {
+// dispatch starts the handler for the request received into r at now, or
+// answers it at once when it cannot run, and reports whether it started
+// it (else r may be reused). It blocks while MaxConcurrency handlers run.
+// It returns an error only when the stream is over.
+func (st *stream) dispatch(r *request, now time.Time) (bool, error) {
+	req := &r.msg
 	id := req.GetId()
 	if id == 0 {
 		st.srv.log.WarnContext(st.ctx, "processor: dropped request with id 0", "sink_id", st.sinkID)
-		return nil
+		return false, nil
 	}
 	ev := req.GetEvent()
 	if ev == nil {
-		return st.answer(errorResponse(id, status.New(codes.InvalidArgument, "processor: request has neither event nor cancel")))
+		return false, st.answer(errorResponse(id, status.New(codes.InvalidArgument, "processor: request has neither event nor cancel")))
 	}
 	var deadline time.Time
 	if t := req.GetTimeout(); t != nil {
 		if err := t.CheckValid(); err != nil {
-			return st.answer(errorResponse(id, status.Newf(codes.InvalidArgument, "processor: bad timeout: %v", err)))
+			return false, st.answer(errorResponse(id, status.Newf(codes.InvalidArgument, "processor: bad timeout: %v", err)))
 		}
 		deadline = now.Add(t.AsDuration())
 		if !deadline.After(now) {
-			return st.answer(errorResponse(id, status.New(codes.DeadlineExceeded, "processor: request expired before it was handled")))
+			return false, st.answer(errorResponse(id, status.New(codes.DeadlineExceeded, "processor: request expired before it was handled")))
 		}
 	}
 
 	select {
 	case st.srv.sem <- struct{}{}:
 	case <-st.srv.drainCh:
-		return st.answer(errorResponse(id, errShuttingDown))
+		return false, st.answer(errorResponse(id, errShuttingDown))
 	case <-st.ctx.Done():
-		return st.ctx.Err()
+		return false, st.ctx.Err()
 	}
 	if !deadline.IsZero() && !time.Now().Before(deadline) {
 		<-st.srv.sem
-		return st.answer(errorResponse(id, status.New(codes.DeadlineExceeded, "processor: request expired before it was handled")))
+		return false, st.answer(errorResponse(id, status.New(codes.DeadlineExceeded, "processor: request expired before it was handled")))
 	}
 
-	ctx, cancel := st.handlerContext(deadline, req.GetTraceContext())
+	r.id, r.ev, r.deadline = id, ev, deadline
+	r.parent = withTraceContext(st.ctx, req.GetTraceContext())
 	st.mu.Lock()
 	if st.srv.draining.Load() { // checked under mu: see write's idle check
 		st.mu.Unlock()
-		cancel()
 		<-st.srv.sem
-		return st.answer(errorResponse(id, errShuttingDown))
+		return false, st.answer(errorResponse(id, errShuttingDown))
 	}
 	if _, dup := st.pending[id]; dup {
 		st.mu.Unlock()
-		cancel()
 		<-st.srv.sem
 		st.srv.log.WarnContext(st.ctx, "processor: dropped request reusing a running id", "request_id", id, "sink_id", st.sinkID)
-		return nil
+		return false, nil
 	}
-	st.pending[id] = cancel
+	st.pending[id] = r
 	st.mu.Unlock()
 
-	st.workers.Go(func() { st.run(ctx, cancel, id, ev) })
-	return nil
+	st.startWork(r)
+	return true, nil
 }
 
-// handlerContext returns the context for one handler: the stream's, with
-// the request's deadline (when not zero) and trace context.
-func (st *stream) handlerContext(deadline time.Time, tc map[string]string) (context.Context, context.CancelFunc) {
-	ctx := withTraceContext(st.ctx, tc)
-	if deadline.IsZero() {
-		return context.WithCancel(ctx)
+// startWork runs r on an idle worker goroutine of the stream, or on a new
+// one when none is idle. Workers stay until the stream's receiving ends
+// (closeWork), so that handlers run on goroutines whose stacks have
+// already grown (as internal/workpool does; a typed channel rather than a
+// func per event saves an allocation).
+func (st *stream) startWork(r *request) {
+	select {
+	case st.work <- r:
+	default:
+		go st.worker(r)
 	}
-	return context.WithDeadline(ctx, deadline)
 }
 
-// run handles request id, hands the answer to the writer, then frees the
-// request's slot.
-func (st *stream) run(ctx context.Context, cancel context.CancelFunc, id uint64, ev *eventv1.Event) {
-	resp := st.srv.handle(ctx, id, ev)
+// worker runs r, then the requests handed to it until closeWork.
+func (st *stream) worker(r *request) {
+	for ok := true; ok; r, ok = <-st.work {
+		st.run(r)
+	}
+}
+
+// closeWork lets the workers exit once their current request is done.
+func (st *stream) closeWork() { close(st.work) }
+
+// run handles r, hands the answer to the writer, then frees the request's
+// slot.
+func (st *stream) run(r *request) {
+	resp := st.srv.handle(r)
 	_ = st.answer(resp) // fails only when the stream is over: nobody to tell
 	st.mu.Lock()
-	delete(st.pending, id)
+	delete(st.pending, r.id)
 	st.mu.Unlock()
-	cancel()
+	r.end()
 	<-st.srv.sem
 	select {
 	case st.finished <- struct{}{}:

@@ -1,0 +1,184 @@
+package processor
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+)
+
+// request is one event from its receipt to its answer, in one allocation:
+// the message it was received into, the handler's context, its entry in
+// the stream's pending requests, the task for a worker, and its answer.
+//
+// It is the handler's context.Context itself. A context.WithDeadline per
+// event costs a timer, four allocations and a registration with the
+// stream's context, under the lock every event of the stream contends for,
+// yet most handlers never wait on their context. So a request works out
+// Err from the clock and its parent while nothing waits, and makes a
+// standard context (WithCancel or WithDeadline of the same parent) only
+// when something needs a channel: Done, or the context package deriving a
+// context from it or asking for its cause (through Value(&cancelCtxKey)).
+// From then on it delegates to that context.
+//
+// Err is sticky, as a standard context's: once it reports an error it keeps
+// reporting it, and a Done made later is closed. Where both the deadline
+// and the end of the stream passed before anything asked, a request cannot
+// tell which came first and reports DEADLINE_EXCEEDED.
+type request struct {
+	msg eventv1.ProcessRequest // as received
+
+	id       uint64
+	ev       *eventv1.Event
+	parent   context.Context // the stream's, with the trace context
+	deadline time.Time       // zero for none
+
+	// inner is the context the request delegates to once made; it does not
+	// change after that.
+	inner atomic.Pointer[innerContext]
+	mu    sync.Mutex // guards making inner, err and ended
+	// err is the error found before inner was made (nil after, unless
+	// inner was made for it).
+	err error
+
+	// The answer, without allocations of its own for replies and consumes.
+	resp     eventv1.ProcessResponse
+	reply    eventv1.ProcessResponse_Reply
+	consumed eventv1.ProcessResponse_Consumed
+}
+
+// innerContext is a standard context with its cancel function.
+type innerContext struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+var _ context.Context = (*request)(nil)
+
+// cancelCtxKey is the context package's private key by which it finds the
+// nearest standard cancelable context: to register derived contexts with
+// it rather than watch them from a goroutine, and in context.Cause. Nil if
+// it could not be learnt: then contexts derived from a request still work,
+// each with a goroutine of its own.
+var cancelCtxKey = func() any {
+	spy := &keySpy{}
+	_ = context.Cause(spy) // asks for Value(&cancelCtxKey) once Err is not nil
+	return spy.key
+}()
+
+// keySpy records the key of the first Value call.
+type keySpy struct {
+	context.Context
+	key any
+}
+
+func (*keySpy) Err() error { return context.Canceled }
+
+func (s *keySpy) Value(key any) any {
+	if s.key == nil {
+		s.key = key
+	}
+	return nil
+}
+
+// found returns the error the request is done with, or nil; ending says
+// that it is being cancelled now. r.mu must be held.
+func (r *request) found(ending bool) error {
+	if !r.deadline.IsZero() && !time.Now().Before(r.deadline) {
+		return context.DeadlineExceeded
+	}
+	if err := r.parent.Err(); err != nil {
+		return err
+	}
+	if ending {
+		return context.Canceled
+	}
+	return nil
+}
+
+// standard returns the standard context, making it first if need be.
+func (r *request) standard() context.Context {
+	if in := r.inner.Load(); in != nil {
+		return in.ctx
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if in := r.inner.Load(); in != nil {
+		return in.ctx
+	}
+	if r.err == nil {
+		r.err = r.found(false)
+	}
+	in := &innerContext{}
+	switch {
+	case r.err != nil:
+		// Done already: a context that says so, with the same values.
+		var cancel context.CancelCauseFunc
+		in.ctx, cancel = context.WithCancelCause(context.WithoutCancel(r.parent))
+		cancel(r.err)
+		in.cancel = func() {}
+	case r.deadline.IsZero():
+		in.ctx, in.cancel = context.WithCancel(r.parent)
+	default:
+		in.ctx, in.cancel = context.WithDeadline(r.parent, r.deadline)
+	}
+	r.inner.Store(in)
+	return in.ctx
+}
+
+// Deadline implements context.Context.
+func (r *request) Deadline() (time.Time, bool) {
+	d, ok := r.parent.Deadline()
+	if !r.deadline.IsZero() && (!ok || r.deadline.Before(d)) {
+		return r.deadline, true
+	}
+	return d, ok
+}
+
+// Done implements context.Context.
+func (r *request) Done() <-chan struct{} { return r.standard().Done() }
+
+// Err implements context.Context.
+func (r *request) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return r.err
+	}
+	if in := r.inner.Load(); in != nil {
+		return in.ctx.Err()
+	}
+	r.err = r.found(false)
+	return r.err
+}
+
+// Value implements context.Context.
+func (r *request) Value(key any) any {
+	if in := r.inner.Load(); in != nil {
+		return in.ctx.Value(key)
+	}
+	if key == cancelCtxKey && key != nil {
+		// The context package looks for a standard parent.
+		return r.standard().Value(key)
+	}
+	return r.parent.Value(key)
+}
+
+// String describes the context, as the standard ones do.
+func (r *request) String() string { return "processor.request" }
+
+// end cancels the request's context, if it is not done yet: the sink
+// cancelled the request, or its handler returned.
+func (r *request) end() {
+	r.mu.Lock()
+	in := r.inner.Load()
+	if in == nil && r.err == nil {
+		r.err = r.found(true)
+	}
+	r.mu.Unlock()
+	if in != nil {
+		in.cancel()
+	}
+}
