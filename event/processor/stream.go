@@ -83,6 +83,20 @@ func (st *stream) write(recvDone <-chan error) error {
 	drainCh := st.srv.drainCh
 	draining := false
 	for {
+		// While answers are waiting, send them without the full select
+		// (its cost grows with its cases), but no more than maxBatch in a
+		// row, so that the stream still ends in time under a steady flow.
+		for range maxBatch {
+			select {
+			case resp := <-st.out:
+				if err := st.grpc.Send(resp); err != nil {
+					return err
+				}
+				continue
+			default:
+			}
+			break
+		}
 		select {
 		case resp := <-st.out:
 			if err := st.grpc.Send(resp); err != nil {
@@ -109,6 +123,10 @@ func (st *stream) write(recvDone <-chan error) error {
 		}
 	}
 }
+
+// maxBatch bounds the answers write sends between two looks at the
+// stream's other events.
+const maxBatch = 32
 
 // idle reports whether no handler runs on the stream.
 func (st *stream) idle() bool {
@@ -196,15 +214,19 @@ func (st *stream) dispatch(r *request, now time.Time) (bool, error) {
 	}
 
 	select {
-	case st.srv.sem <- struct{}{}:
-	case <-st.srv.drainCh:
-		return false, st.answer(errorResponse(id, errShuttingDown))
-	case <-st.ctx.Done():
-		return false, st.ctx.Err()
-	}
-	if !deadline.IsZero() && !time.Now().Before(deadline) {
-		<-st.srv.sem
-		return false, st.answer(errorResponse(id, status.New(codes.DeadlineExceeded, "processor: request expired before it was handled")))
+	case st.srv.sem <- struct{}{}: // a free slot, without waiting: the usual case
+	default:
+		select {
+		case st.srv.sem <- struct{}{}:
+		case <-st.srv.drainCh:
+			return false, st.answer(errorResponse(id, errShuttingDown))
+		case <-st.ctx.Done():
+			return false, st.ctx.Err()
+		}
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			<-st.srv.sem
+			return false, st.answer(errorResponse(id, status.New(codes.DeadlineExceeded, "processor: request expired before it was handled")))
+		}
 	}
 
 	r.id, r.ev, r.deadline = id, ev, deadline
@@ -261,14 +283,24 @@ func (st *stream) run(r *request) {
 	st.mu.Unlock()
 	r.end()
 	<-st.srv.sem
-	select {
-	case st.finished <- struct{}{}:
-	default:
+	// Only a draining writer waits for handlers to finish; draining is set
+	// before drainCh is closed, and write checks idle after that, under
+	// mu: a handler that sees draining unset here was already counted out.
+	if st.srv.draining.Load() {
+		select {
+		case st.finished <- struct{}{}:
+		default:
+		}
 	}
 }
 
 // answer hands resp to the writer; it fails when the stream is over.
 func (st *stream) answer(resp *eventv1.ProcessResponse) error {
+	select {
+	case st.out <- resp: // room in the queue: the usual case
+		return nil
+	default:
+	}
 	select {
 	case st.out <- resp:
 		return nil
