@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"testing"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
@@ -54,5 +55,29 @@ func TestEchoStampsName(t *testing.T) {
 		if md["k"] != "" && reply.GetMetadata()["k"] != md["k"] {
 			t.Errorf("metadata %v: reply metadata %v lost k", md, reply.GetMetadata())
 		}
+	}
+}
+
+// BenchmarkEchoHandle measures the handler alone, on an event as the sink
+// forwards it (no metadata) and on one with metadata of its own.
+func BenchmarkEchoHandle(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		md   map[string]string
+	}{
+		{"no-metadata", nil},
+		{"metadata", map[string]string{"tenant": "t1"}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			e := &echo{name: "proc-1", log: slog.New(slog.DiscardHandler)}
+			ctx := b.Context()
+			b.ReportAllocs()
+			for b.Loop() {
+				ev := &eventv1.Event{Id: "e", Metadata: maps.Clone(bc.md)}
+				if _, err := e.Handle(ctx, ev); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
