@@ -108,6 +108,9 @@ PROC_PUBLISH, PROC_MAX_CONCURRENCY, PROC_SHUTDOWN_GRACE, PROC_LOG_FORMAT,
 PROC_LOG_LEVEL).
 A flag given on the command line wins over its variable.
 
+proc runs with GOGC=400 (fewer garbage collections for a few MiB more
+memory) unless the GOGC environment variable is set.
+
 Flags:
 `)
 	fs.SetOutput(w)

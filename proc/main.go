@@ -2,7 +2,8 @@
 // with the processor SDK and answers every event with the same event. A
 // flag or per-event metadata makes it consume events, fail them with a
 // chosen status or take its time, to exercise the sink. Run `proc -h` for
-// the flags.
+// the flags. Unless the GOGC environment variable is set, proc runs with
+// GOGC=400.
 package main
 
 import (
