@@ -28,13 +28,11 @@
 // # Concurrency
 //
 // The sink multiplexes many events over a few long-lived Process streams.
-// For each stream the Server runs exactly one goroutine that receives;
-// every event runs its handler in a goroutine of its own (reused from one
-// event to the next). Handlers are therefore called concurrently, in any
-// order, and must be safe for concurrent use. Answers are queued in a
-// bounded queue per stream and sent in its order, one at a time (gRPC
-// forbids concurrent sends on a stream), by the handler's goroutine when
-// the stream is not busy sending, else by the stream's own.
+// For each stream the Server runs exactly one goroutine that receives and
+// exactly one that sends (gRPC forbids concurrent sends on a stream); every
+// event runs its handler in a goroutine of its own. Handlers are therefore
+// called concurrently, in any order, and must be safe for concurrent use.
+// Answers are handed to the stream's sender over a bounded channel.
 //
 // At most Options.MaxConcurrency handlers run at once across all streams of
 // a Server. When the limit is reached the Server stops reading requests, so

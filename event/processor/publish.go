@@ -51,7 +51,6 @@ func publishOnce(ctx context.Context, group []*stream, ev *eventv1.Event) (bool,
 		resp := &eventv1.ProcessResponse{Result: &eventv1.ProcessResponse_Publish{Publish: ev}}
 		select {
 		case st.out <- resp:
-			st.kickWriter()
 			return true, nil
 		case <-st.ctx.Done():
 			// closed meanwhile: try the sink's next stream

@@ -21,13 +21,10 @@ const outQueueLen = 256
 
 // stream is the state of one Process call.
 //
-// Its goroutines: one runs receive, the only caller of Recv; every event
-// runs in a goroutine of the stream's workers (run); the gRPC handler
-// goroutine runs write, which waits for the stream to end. Answers and
-// Publish's messages are queued on out and sent, in that order, by
-// whoever holds sendMu: the worker that queued an answer, when nobody
-// else is sending, else the writer, which the queuing goroutine wakes.
-// Sending from the worker saves waking a writer goroutine per event.
+// Its goroutines: the gRPC handler goroutine runs write, the only caller of
+// Send; one goroutine runs receive, the only caller of Recv; every event
+// runs in a goroutine of the stream's workers (run) that hands its answer
+// to write over out. Publish also hands its messages to write over out.
 type stream struct {
 	srv    *Server
 	grpc   grpc.BidiStreamingServer[eventv1.ProcessRequest, eventv1.ProcessResponse]
@@ -36,16 +33,9 @@ type stream struct {
 	sinkID string // value of SinkIDMetadataKey, "" when absent
 
 	out      chan *eventv1.ProcessResponse
-	kick     chan struct{} // poked (non-blocking) when out needs the writer
-	finished chan struct{} // poked (non-blocking) when a handler is done while draining
+	finished chan struct{} // poked (non-blocking) whenever a handler is done
 	// work hands requests to idle workers; see startWork.
 	work chan *request
-
-	// sendMu is held for taking messages from out and sending them:
-	// one Send at a time, in the order of out.
-	sendMu     sync.Mutex
-	sendErr    error // the first Send error; nothing is sent after it
-	sendClosed bool  // Process is returning: nothing may be sent any more
 
 	mu      sync.Mutex
 	pending map[uint64]*request // running handlers by request id
@@ -59,7 +49,6 @@ func newStream(s *Server, gs grpc.BidiStreamingServer[eventv1.ProcessRequest, ev
 		ctx:      ctx,
 		cancel:   cancel,
 		out:      make(chan *eventv1.ProcessResponse, outQueueLen),
-		kick:     make(chan struct{}, 1),
 		finished: make(chan struct{}, 1),
 		work:     make(chan *request),
 		pending:  make(map[uint64]*request),
@@ -85,29 +74,32 @@ func (st *stream) serve() error {
 	recvDone := make(chan error, 1)
 	go func() { recvDone <- st.receive() }()
 	err := st.write(recvDone)
-	// No Send may run once Process has returned: wait for one in
-	// progress (a Send stuck in flow control ends when the stream or the
-	// connection does), and let none start.
-	st.sendMu.Lock()
-	st.sendClosed = true
-	st.sendMu.Unlock()
 	st.srv.log.DebugContext(st.ctx, "processor: stream closed", "sink_id", st.sinkID, "err", err)
 	return err
 }
 
-// write waits for the stream to end, sending what is queued on out when
-// kicked, and returns the stream's final status.
+// write sends everything handed over on out until the stream ends.
 func (st *stream) write(recvDone <-chan error) error {
 	drainCh := st.srv.drainCh
 	draining := false
 	for {
+		// While answers are waiting, send them without the full select
+		// (its cost grows with its cases), but no more than maxBatch in a
+		// row, so that the stream still ends in time under a steady flow.
+		for range maxBatch {
+			select {
+			case resp := <-st.out:
+				if err := st.grpc.Send(resp); err != nil {
+					return err
+				}
+				continue
+			default:
+			}
+			break
+		}
 		select {
-		case <-st.kick:
-			st.sendMu.Lock()
-			st.sendQueued()
-			err := st.sendErr
-			st.sendMu.Unlock()
-			if err != nil {
+		case resp := <-st.out:
+			if err := st.grpc.Send(resp); err != nil {
 				return err
 			}
 		case err := <-recvDone:
@@ -132,40 +124,9 @@ func (st *stream) write(recvDone <-chan error) error {
 	}
 }
 
-// sendQueued sends the messages on out until it is empty, in order, unless
-// sending is over. st.sendMu must be held.
-func (st *stream) sendQueued() {
-	for st.sendErr == nil && !st.sendClosed {
-		select {
-		case resp := <-st.out:
-			if err := st.grpc.Send(resp); err != nil {
-				st.sendErr = err
-				st.kickWriter() // to end the stream with err
-			}
-		default:
-			return
-		}
-	}
-}
-
-// sendOrKick sends what is queued on out if nobody else is sending, else
-// wakes the writer to send it after whoever is.
-func (st *stream) sendOrKick() {
-	if !st.sendMu.TryLock() {
-		st.kickWriter()
-		return
-	}
-	st.sendQueued()
-	st.sendMu.Unlock()
-}
-
-// kickWriter wakes the writer to send what is queued on out.
-func (st *stream) kickWriter() {
-	select {
-	case st.kick <- struct{}{}:
-	default: // already kicked
-	}
-}
+// maxBatch bounds the answers write sends between two looks at the
+// stream's other events.
+const maxBatch = 32
 
 // idle reports whether no handler runs on the stream.
 func (st *stream) idle() bool {
@@ -176,10 +137,16 @@ func (st *stream) idle() bool {
 
 // flush sends the answers already queued, when draining is over.
 func (st *stream) flush() error {
-	st.sendMu.Lock()
-	defer st.sendMu.Unlock()
-	st.sendQueued()
-	return st.sendErr
+	for {
+		select {
+		case resp := <-st.out:
+			if err := st.grpc.Send(resp); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+	}
 }
 
 // receive reads requests until the stream ends and returns Recv's error
@@ -327,18 +294,17 @@ func (st *stream) run(r *request) {
 	}
 }
 
-// answer queues resp and sends it, or has the writer send it; it fails
-// when the stream is over.
+// answer hands resp to the writer; it fails when the stream is over.
 func (st *stream) answer(resp *eventv1.ProcessResponse) error {
 	select {
 	case st.out <- resp: // room in the queue: the usual case
+		return nil
 	default:
-		select {
-		case st.out <- resp:
-		case <-st.ctx.Done():
-			return st.ctx.Err()
-		}
 	}
-	st.sendOrKick()
-	return nil
+	select {
+	case st.out <- resp:
+		return nil
+	case <-st.ctx.Done():
+		return st.ctx.Err()
+	}
 }
