@@ -9,21 +9,10 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 )
 
-// defaultGCPercent is the garbage collector's target unless GOGC is set.
-// The sink's live heap is small (a few MiB) and its allocation rate high, so
-// Go's default of 100 collects dozens of times a second; 400 cut the GC's
-// share of the sink's CPU from 3-8 % to under 3 % for about 12 MiB more
-// memory under load (docs/performance.md).
-const defaultGCPercent = 400
-
 func main() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(defaultGCPercent)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// After the first signal starts a graceful shutdown, a second one kills
 	// the process at once.
