@@ -3,7 +3,6 @@ package sink
 import (
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -11,7 +10,6 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/eventproc/eventproc/event/pubsub"
@@ -186,27 +184,7 @@ func TestFanOutLossAccounted(t *testing.T) {
 // that does not read holds up its stream after a bounded amount of data.
 func serveSinkWindows(t *testing.T, s *Sink) eventv1.SinkServiceClient {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	eventv1.RegisterSinkServiceServer(srv, s)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(lis) }()
-	conn, err := grpc.NewClient(lis.Addr().String(),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithInitialWindowSize(64<<10),
-		grpc.WithInitialConnWindowSize(1<<20))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn.Close()
-		srv.Stop()
-		<-done
-	})
-	return eventv1.NewSinkServiceClient(conn)
+	return serveSink(t, s, grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(1<<20))
 }
 
 // waitGroup waits for wg, failing the test when ctx ends first.

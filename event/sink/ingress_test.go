@@ -14,8 +14,8 @@ import (
 )
 
 // serveSink serves s's SinkService on a loopback port until the test ends
-// and returns a client for it.
-func serveSink(t *testing.T, s *Sink) eventv1.SinkServiceClient {
+// and returns a client for it, dialed with opts as well.
+func serveSink(t *testing.T, s *Sink, opts ...grpc.DialOption) eventv1.SinkServiceClient {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -25,7 +25,7 @@ func serveSink(t *testing.T, s *Sink) eventv1.SinkServiceClient {
 	eventv1.RegisterSinkServiceServer(srv, s)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(lis) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(lis.Addr().String(), append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
