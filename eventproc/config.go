@@ -21,6 +21,8 @@ import (
 type Config struct {
 	// HTTPAddr and GRPCAddr are the listen addresses of the two APIs.
 	HTTPAddr, GRPCAddr string
+	// DebugAddr, when set, serves Go's profiler and runtime variables.
+	DebugAddr string
 	// Routes is the routing table, in the order given.
 	Routes []sink.Route
 	// Timeout is the deadline of a request whose client set none.
@@ -91,6 +93,9 @@ func options() []option {
 			usage: "listen address of the HTTP/JSON API"},
 		{name: "grpc-addr", arg: "ADDR", env: "EVENTPROC_GRPC_ADDR", def: ":8081",
 			usage: "listen address of the gRPC API"},
+		{name: "debug-addr", arg: "ADDR", env: "EVENTPROC_DEBUG_ADDR",
+			usage: "listen address of Go's profiler (/debug/pprof/) and runtime variables (/debug/vars); off when empty; " +
+				"bind it where only operators can reach it"},
 		{name: "route", arg: "TYPE=TARGET[,TARGET...]", env: "EVENTPROC_ROUTES", multi: true,
 			usage: "send events of TYPE (e.g. hello or TYPE_HELLO) to these processors (host:port or dns:///name:port); " +
 				"repeatable, at least one; the variable separates routes with ';' or spaces"},
@@ -285,6 +290,11 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	}
 	if c.GRPCAddr, err = parseAddr(one("grpc-addr")); err != nil {
 		return c, err
+	}
+	if s := settings("debug-addr"); len(s) > 0 {
+		if c.DebugAddr, err = parseAddr(s[0]); err != nil {
+			return c, err
+		}
 	}
 	if c.Routes, err = parseRoutes(settings("route"), settings("broadcast")); err != nil {
 		return c, err

@@ -53,5 +53,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		srv.close()
 		return fmt.Errorf("--http-addr %q: %w", cfg.HTTPAddr, err)
 	}
-	return srv.serve(ctx, grpcLis, httpLis)
+	var debugLis net.Listener
+	if cfg.DebugAddr != "" {
+		if debugLis, err = lc.Listen(ctx, "tcp", cfg.DebugAddr); err != nil {
+			grpcLis.Close()
+			httpLis.Close()
+			srv.close()
+			return fmt.Errorf("--debug-addr %q: %w", cfg.DebugAddr, err)
+		}
+	}
+	return srv.serve(ctx, grpcLis, httpLis, debugLis)
 }

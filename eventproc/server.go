@@ -129,7 +129,12 @@ func (s *server) ready() bool {
 // serve runs the sink and serves gRPC on grpcLis and HTTP on httpLis until
 // ctx ends or a server fails; then it shuts down gracefully (see shutdown)
 // and returns the first error. It closes both listeners.
-func (s *server) serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
+func (s *server) serve(ctx context.Context, grpcLis, httpLis, debugLis net.Listener) error {
+	var debug *http.Server
+	if debugLis != nil {
+		s.log.Info("debug listening on "+debugLis.Addr().String(), "addr", debugLis.Addr().String())
+		debug = newDebugServer()
+	}
 	s.log.Info("grpc listening on "+grpcLis.Addr().String(), "addr", grpcLis.Addr().String())
 	s.log.Info("http listening on "+httpLis.Addr().String(), "addr", httpLis.Addr().String())
 	for _, r := range s.cfg.Routes {
@@ -158,10 +163,21 @@ func (s *server) serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		s.followReadiness(gctx)
 		return nil
 	})
+	if debug != nil {
+		g.Go(func() error {
+			if err := debug.Serve(debugLis); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("debug server: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		s.shutdown()
 		stopSink()
+		if debug != nil {
+			debug.Close()
+		}
 		return nil
 	})
 	err := g.Wait()
