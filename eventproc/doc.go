@@ -20,9 +20,10 @@
 //	--max-body-bytes N         EVENTPROC_MAX_BODY_BYTES      largest HTTP body and gRPC message (1048576)
 //	--streams-per-target N     EVENTPROC_STREAMS_PER_TARGET  Process streams per target (0: GOMAXPROCS, ≥2)
 //	--max-pending N            EVENTPROC_MAX_PENDING         requests in flight per stream (0: 1024)
-//	--keepalive DURATION       EVENTPROC_KEEPALIVE           ping interval on processor connections ("10s")
+//	--keepalive DURATION       EVENTPROC_KEEPALIVE           how often each processor is health-checked ("5s")
 //	--keepalive-timeout DURATION
-//	                           EVENTPROC_KEEPALIVE_TIMEOUT   how long a ping may go unanswered ("3s")
+//	                           EVENTPROC_KEEPALIVE_TIMEOUT   how long a check may go unanswered ("3s")
+//	--debug-addr ADDR          EVENTPROC_DEBUG_ADDR          Go profiler and /debug/vars (off when empty)
 //	--history N                EVENTPROC_HISTORY             published events kept per type for resuming
 //	                                                         subscribers (1024; 0 keeps none)
 //	--subscriber-buffer N      EVENTPROC_SUBSCRIBER_BUFFER   events waiting per subscriber (256)

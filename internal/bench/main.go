@@ -11,8 +11,8 @@
 //	bench serve-grpc-echo --addr ADDR     unary gRPC reference (SinkService.Send echo)
 //	bench serve-stream-echo --addr ADDR   bidi stream reference (ProcessorService.Process echo)
 //
-// and `bench serve-sink` runs the sink library in-process with pprof, for
-// `bench profile` (see profile.go).
+// and `bench profile` profiles the sink binary under load through its
+// --debug-addr listener (see profile.go).
 package main
 
 import (
@@ -46,8 +46,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		switch args[0] {
 		case cmdHTTPEcho, cmdGRPCEcho, cmdStreamEcho:
 			return serveRef(ctx, args[0], args[1:], stdout)
-		case cmdServeSink:
-			return serveSink(ctx, args[1:], stdout, stderr)
 		case cmdProfile:
 			return profile(ctx, args[1:], stdout, stderr)
 		}

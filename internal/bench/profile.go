@@ -7,153 +7,49 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"time"
-
-	"golang.org/x/sync/errgroup"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/keepalive"
-
-	"github.com/eventproc/eventproc/event/sink"
-	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
 
-// The sink binary has no pprof endpoint, so profiling runs the sink library
-// in-process in `bench serve-sink` (a gRPC server and the HTTP front of
-// gateway.go around sink.New, as eventproc builds them) with net/http/pprof
-// on a separate debug listener, against a real proc. `bench profile` drives
-// it with the suite's load client from another process and fetches a CPU
-// profile of exactly the measured window, the allocation profile and the
-// runtime's malloc counters.
+// `bench profile` runs the real sink binary with --debug-addr (Go's
+// profiler and runtime variables on a listener of their own) against a real
+// proc, drives it with the suite's load client, and fetches a CPU profile of
+// exactly the measured window, the allocation profile and the runtime's
+// malloc counters.
 
-// Subcommands for profiling.
-const (
-	cmdServeSink = "serve-sink"
-	cmdProfile   = "profile"
-)
+// cmdProfile is the profiling subcommand.
+const cmdProfile = "profile"
 
-// memStats is what serve-sink reports at /debug/memstats.
+// memStats is the part of the sink's /debug/vars (expvar) that profile uses.
 type memStats struct {
-	Mallocs    uint64 `json:"mallocs"`
-	TotalAlloc uint64 `json:"total_alloc"`
-	NumGC      uint32 `json:"num_gc"`
-	PauseTotal uint64 `json:"pause_total_ns"`
-	HeapInuse  uint64 `json:"heap_inuse"`
-	StackInuse uint64 `json:"stack_inuse"`
-	Sys        uint64 `json:"sys"`
+	Mallocs      uint64
+	TotalAlloc   uint64
+	NumGC        uint32
+	PauseTotalNs uint64
+	HeapInuse    uint64
+	StackInuse   uint64
 }
 
-// routeFlags collects repeated --route flags.
-type routeFlags []sink.Route
-
-func (r *routeFlags) String() string { return fmt.Sprint(len(*r), " routes") }
-
-func (r *routeFlags) Set(s string) error {
-	rt, err := sink.ParseRoute(s)
-	if err != nil {
-		return err
+// getMemStats reads the runtime's memory statistics from the sink's
+// debug listener.
+func getMemStats(debugURL string, m *memStats) error {
+	var vars struct {
+		Memstats *memStats `json:"memstats"`
 	}
-	*r = append(*r, rt)
-	return nil
+	vars.Memstats = m
+	return getJSON(debugURL+"/debug/vars", &vars)
 }
 
-// serveSink runs the sink in-process with a pprof listener. It prints
-// "http listening on ADDR", "grpc listening on ADDR" and "debug listening
-// on ADDR" on stdout.
-func serveSink(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet(cmdServeSink, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	httpAddr := fs.String("http-addr", "127.0.0.1:0", "HTTP API listen `address`")
-	grpcAddr := fs.String("grpc-addr", "127.0.0.1:0", "gRPC API listen `address`")
-	debugAddr := fs.String("debug-addr", "127.0.0.1:0", "pprof listen `address`")
-	var routes routeFlags
-	fs.Var(&routes, "route", "TYPE=TARGET route (repeatable)")
-	streamWorkers := fs.Uint("stream-workers", 0, "grpc.NumStreamWorkers for the gRPC server (0: a goroutine per call, as eventproc)")
-	rest := fs.String("rest", "gateway", "HTTP front for POST /v1/events: gateway (as eventproc) or direct (protojson + Dispatch, no gateway)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	const maxBody = 1 << 20
-	sk, err := sink.New(sink.Config{
-		Routes: routes,
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
-	if err != nil {
-		return err
-	}
-	var front http.Handler
-	switch *rest {
-	case "gateway":
-		front, err = newGatewayHandler(sk, maxBody)
-	case "direct":
-		front = directHandler(sk, maxBody)
-	default:
-		err = fmt.Errorf("--rest %q: want gateway or direct", *rest)
-	}
-	if err != nil {
-		sk.Close()
-		return err
-	}
-	var extra []grpc.ServerOption
-	if *streamWorkers > 0 {
-		extra = append(extra, grpc.NumStreamWorkers(uint32(*streamWorkers)))
-	}
-	gs := grpc.NewServer(append(extra,
-		grpc.MaxRecvMsgSize(maxBody),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-	)...)
-	eventv1.RegisterSinkServiceServer(gs, sk)
+// debugRE matches the sink's debug listener line.
+var debugRE = regexp.MustCompile(`debug listening on ([^\s"]+)`)
 
-	debug := http.NewServeMux()
-	debug.HandleFunc("/debug/pprof/", pprof.Index)
-	debug.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	debug.HandleFunc("/debug/memstats", func(w http.ResponseWriter, _ *http.Request) {
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		_ = json.NewEncoder(w).Encode(memStats{m.Mallocs, m.TotalAlloc, m.NumGC, m.PauseTotalNs, m.HeapInuse, m.StackInuse, m.Sys})
-	})
-	debug.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !sk.Ready() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-	})
-
-	var lc net.ListenConfig
-	var lis [3]net.Listener
-	for i, a := range []string{*httpAddr, *grpcAddr, *debugAddr} {
-		if lis[i], err = lc.Listen(ctx, "tcp", a); err != nil {
-			for _, l := range lis[:i] {
-				l.Close()
-			}
-			sk.Close()
-			return err
-		}
-	}
-	fmt.Fprintf(stdout, "http listening on %s\ngrpc listening on %s\ndebug listening on %s\n",
-		lis[0].Addr(), lis[1].Addr(), lis[2].Addr())
-
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return sk.Run(gctx) })
-	g.Go(func() error { return serveHTTP(gctx, lis[0], front) })
-	g.Go(func() error { return serveGRPC(gctx, lis[1], gs) })
-	g.Go(func() error { return serveHTTP(gctx, lis[2], debug) })
-	return g.Wait()
-}
-
-// debugRE matches serve-sink's pprof address line.
-var debugRE = regexp.MustCompile(`debug listening on (\S+)`)
-
-// profile runs the sink paths against serve-sink and saves their profiles.
+// profile runs the sink paths against the sink binary and saves their
+// profiles.
 func profile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet(cmdProfile, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -163,8 +59,8 @@ func profile(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	paths := fs.String("paths", "rest,grpc,stream", "comma-separated sink paths to profile: rest, grpc, stream")
 	dir := fs.String("dir", "", "`directory` for the profiles (default: a new temporary directory)")
 	rev := fs.String("rev", "", "build proc from this git `revision` instead of the working tree")
-	sinkArgs := fs.String("sink-args", "", "extra space-separated flags for serve-sink, e.g. '--stream-workers 2 --rest direct'")
-	sinkEnv := fs.String("sink-env", "", "extra space-separated K=V environment variables for serve-sink, e.g. GOGC=400")
+	sinkArgs := fs.String("sink-args", "", "extra space-separated flags for eventproc, e.g. '--streams-per-target 4'")
+	sinkEnv := fs.String("sink-env", "", "extra space-separated K=V environment variables for eventproc, e.g. GOGC=400")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -214,7 +110,7 @@ func profile(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		t.add(row...)
 		fmt.Fprintf(stderr, "%s done\n", path)
 	}
-	fmt.Fprintf(stdout, "\nIn-process sink (bench serve-sink %s, env %q), %ds profiled per path after %v warm-up\n\n",
+	fmt.Fprintf(stdout, "\nSink binary (eventproc %s, env %q), %ds profiled per path after %v warm-up\n\n",
 		*sinkArgs, *sinkEnv, secs, *warmup)
 	t.text(stdout)
 	fmt.Fprintf(stdout, "\nprofiles in %s; e.g. go tool pprof -top -cum %s\n", *dir, filepath.Join(*dir, "rest.cpu.pprof"))
@@ -231,8 +127,9 @@ func (e *env) profilePath(ctx context.Context, path string,
 		return nil, err
 	}
 	defer p.stop()
-	sk, got, err := startChildEnv("serve-sink", e.bins.bench,
-		append([]string{cmdServeSink, "--route", "hello=" + got[0]}, sinkArgs...), sinkEnv,
+	sk, got, err := startChildEnv("eventproc", e.bins.eventproc,
+		append([]string{"--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--debug-addr", "127.0.0.1:0",
+			"--route", "hello=" + got[0]}, sinkArgs...), sinkEnv,
 		[]*regexp.Regexp{sinkHTTPRE, sinkGRPCRE, debugRE}, startTimeout)
 	if err != nil {
 		return nil, err
@@ -240,7 +137,7 @@ func (e *env) profilePath(ctx context.Context, path string,
 	defer sk.stop()
 	s := &servers{server: sk, proc: p, httpAddr: got[0], grpcAddr: got[1]}
 	debug := "http://" + got[2]
-	if err := waitReady(got[2], startTimeout); err != nil {
+	if err := waitReady(got[0], startTimeout); err != nil {
 		return nil, err
 	}
 	newCaller, release, err := client(ctx, s, workers)
@@ -258,12 +155,12 @@ func (e *env) profilePath(ctx context.Context, path string,
 		workers: workers, warmup: warmup, measure: time.Duration(secs) * time.Second,
 		atStart: func() {
 			st0, _ = sk.sample()
-			fetchErr = getJSON(debug+"/debug/memstats", &m0)
+			fetchErr = getMemStats(debug, &m0)
 			go func() { cpuDone <- fetchTo(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", debug, secs), cpuFile) }()
 		},
 		atEnd: func() {
 			st1, _ = sk.sample()
-			fetchErr = errors.Join(fetchErr, getJSON(debug+"/debug/memstats", &m1))
+			fetchErr = errors.Join(fetchErr, getMemStats(debug, &m1))
 		},
 	}, newCaller)
 	if err := errors.Join(fetchErr, <-cpuDone); err != nil {
@@ -308,7 +205,7 @@ func (e *env) profilePath(ctx context.Context, path string,
 		fmt.Sprintf("%.1f", float64(m1.Mallocs-m0.Mallocs)/n),
 		fmt.Sprintf("%.0f", float64(m1.TotalAlloc-m0.TotalAlloc)/n),
 		fmt.Sprintf("%.1f", float64(m1.NumGC-m0.NumGC)/secsF),
-		fmt.Sprintf("%.2fms", float64(m1.PauseTotal-m0.PauseTotal)/1e6/secsF),
+		fmt.Sprintf("%.2fms", float64(m1.PauseTotalNs-m0.PauseTotalNs)/1e6/secsF),
 		fmtMiB(int64(m1.HeapInuse)), fmtMiB(int64(m1.StackInuse)), fmtMiB(st1.peakRSS),
 		filepath.Base(cpuFile)}, nil
 }

@@ -1,18 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
-
-	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/eventproc/eventproc/event/processor"
 	"github.com/eventproc/eventproc/event/sink"
@@ -101,68 +94,6 @@ func BenchmarkDispatch(b *testing.B) {
 			})
 		})
 	}
-}
-
-// BenchmarkGatewaySend measures POST /v1/events through the in-process
-// HTTP front (gateway.go) and the sink, without the network on the client
-// side.
-func BenchmarkGatewaySend(b *testing.B) {
-	sk := startSink(b)
-	h, err := newGatewayHandler(sk, 1<<20)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.SetParallelism(32)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			req := httptest.NewRequest(http.MethodPost, "/v1/events", bytes.NewReader(restBody))
-			req.Header.Set("Content-Type", "application/json")
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, req)
-			if w.Code != http.StatusOK {
-				b.Errorf("HTTP %d: %s", w.Code, w.Body)
-				return
-			}
-		}
-	})
-}
-
-// BenchmarkDecodeEvent compares the gateway's way of decoding the request
-// body (encoding/json into a RawMessage, then protojson, then a trailing
-// Token check) with protojson alone, and the encoding of the reply.
-func BenchmarkDecodeEvent(b *testing.B) {
-	m := eventMarshaler{&runtime.JSONPb{}}
-	b.Run("gateway-decoder", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			var ev eventv1.Event
-			if err := m.NewDecoder(bytes.NewReader(restBody)).Decode(&ev); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("protojson.Unmarshal", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			var ev eventv1.Event
-			body, _ := io.ReadAll(bytes.NewReader(restBody))
-			if err := protojson.Unmarshal(body, &ev); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	reply := helloEvent()
-	reply.Id = "0123456789ab-123456"
-	b.Run("protojson.Marshal-reply", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := protojson.Marshal(reply); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
 }
 
 // BenchmarkRouterLookup compares the sink's router representation (a map
