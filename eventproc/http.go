@@ -29,6 +29,18 @@ type backend interface {
 	eventv1.SinkServiceServer
 	subscriber
 	Status() []sink.RouteStatus
+	// Dispatch is Send with the reply event decoded: the gateway encodes
+	// it as JSON, while the sink's gRPC Send relays it as the processor's
+	// bytes (see [sink.Sink.Send]).
+	Dispatch(ctx context.Context, ev *eventv1.Event) (*eventv1.SendResponse, error)
+}
+
+// gatewayService is the SinkService the gateway calls in-process: Send
+// goes through Dispatch, which hands back a decoded reply for JSON.
+type gatewayService struct{ backend }
+
+func (g gatewayService) Send(ctx context.Context, req *eventv1.SendRequest) (*eventv1.SendResponse, error) {
+	return g.Dispatch(ctx, req.GetEvent())
 }
 
 // httpAPI is the HTTP front: the grpc-gateway mux with SinkService
@@ -82,7 +94,7 @@ func newHTTPAPI(b backend, ready func() bool, maxBody int64, log *slog.Logger) (
 		runtime.WithDisablePathLengthFallback(),
 	)
 	// In-process: HTTP requests call the sink directly, without a gRPC hop.
-	if err := eventv1.RegisterSinkServiceHandlerServer(context.Background(), a.mux, b); err != nil {
+	if err := eventv1.RegisterSinkServiceHandlerServer(context.Background(), a.mux, gatewayService{b}); err != nil {
 		return nil, err
 	}
 	// Registered after the gateway's handlers, so these win: the gateway
