@@ -9,9 +9,9 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
-	"github.com/eventproc/eventproc/internal/workpool"
 )
 
 // maxInFlightPerClientStream bounds the events one SinkService.Stream client
@@ -23,54 +23,49 @@ const maxInFlightPerClientStream = 1024
 // the client sends concurrently and answers each one, in completion order,
 // with a StreamResponse carrying the event's id. A failed event is answered
 // with its status; the stream itself ends only when the client closes it or
-// goes away.
+// goes away. Reply events are relayed as the processor encoded them (see
+// [Sink.Send]).
+//
+// No goroutine waits for an event: the handler's goroutine reads events and
+// hands each to a processor stream with a completion callback, which the
+// processor stream's reader (or the event's deadline timer, or a failing
+// stream) runs with the answer; the callback queues the StreamResponse for
+// the one goroutine that writes to the client. Per event that is two
+// goroutine hand-offs in the sink — to the processor stream's writer and to
+// the client stream's writer — where a goroutine per event costs four.
 func (s *Sink) Stream(ss eventv1.SinkService_StreamServer) error {
 	ctx := ss.Context()
-	out := make(chan *eventv1.StreamResponse, maxInFlightPerClientStream)
-	slots := make(chan struct{}, maxInFlightPerClientStream)
-	workers := workpool.New()
-	var inflight sync.WaitGroup
+	in := &ingress{
+		s:     s,
+		ctx:   ctx,
+		tc:    traceContext(ctx),
+		out:   make(chan answered, maxInFlightPerClientStream),
+		free:  make(chan int32, maxInFlightPerClientStream),
+		calls: make([]*call, maxInFlightPerClientStream),
+	}
+	// When the client goes away, answer what is still in flight at once
+	// (with its context error), and tell the processors.
+	stop := context.AfterFunc(ctx, in.abort)
+	defer stop()
 
-	// Writer: the only goroutine that sends on ss. It ends once the reader
-	// and every dispatch have finished and out is drained.
+	// Writer: the only goroutine that sends on ss. It ends once every
+	// admitted event was answered and out is drained.
 	writerDone := make(chan error, 1)
 	go func() {
 		var err error
-		for resp := range out {
+		for a := range in.out {
 			if err == nil {
-				err = ss.Send(resp)
+				err = ss.Send(a.resp)
 			}
+			in.free <- a.slot
+			in.inflight.Done()
 		}
 		writerDone <- err
 	}()
 
-	// Reader: this goroutine. Each event is dispatched on a pooled
-	// goroutine; at most maxInFlightPerClientStream at once.
-	err := func() error {
-		defer workers.Close()
-		for {
-			req, err := ss.Recv()
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			select {
-			case slots <- struct{}{}:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			inflight.Add(1)
-			workers.Go(func() {
-				out <- s.dispatchStreamed(ctx, req)
-				<-slots
-				inflight.Done()
-			})
-		}
-	}()
-	inflight.Wait()
-	close(out)
+	err := in.read(ss)
+	in.inflight.Wait()
+	close(in.out)
 	if werr := <-writerDone; err == nil {
 		err = werr
 	}
@@ -80,7 +75,78 @@ func (s *Sink) Stream(ss eventv1.SinkService_StreamServer) error {
 	return err
 }
 
-func (s *Sink) dispatchStreamed(ctx context.Context, req *eventv1.StreamRequest) *eventv1.StreamResponse {
+// ingress is the state of one SinkService.Stream.
+type ingress struct {
+	s   *Sink
+	ctx context.Context
+	tc  map[string]string // the stream's trace context, for every event
+	// out holds answers for the writer. It has room for every slot, so a
+	// completion callback never blocks on it.
+	out chan answered
+	// free holds slots the writer released; slots never used are
+	// next..maxInFlightPerClientStream-1.
+	free     chan int32
+	next     int32
+	inflight sync.WaitGroup // events admitted and not yet taken by the writer
+
+	mu     sync.Mutex
+	closed bool    // the client went away: start no more calls
+	calls  []*call // by slot: the call in flight on a processor stream, if any
+}
+
+// answered is an answer for the writer, and the slot it frees.
+type answered struct {
+	resp *eventv1.StreamResponse
+	slot int32
+}
+
+// read admits the client's events until the client closes the stream (nil)
+// or it fails.
+func (in *ingress) read(ss eventv1.SinkService_StreamServer) error {
+	for {
+		req, err := ss.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var slot int32
+		if in.next < maxInFlightPerClientStream {
+			slot = in.next
+			in.next++
+		} else {
+			select {
+			case slot = <-in.free:
+			case <-in.ctx.Done():
+				return in.ctx.Err()
+			}
+		}
+		in.inflight.Add(1)
+		in.begin(slot, req)
+	}
+}
+
+// event is one event of the stream on its way to a processor. It holds its
+// first call and request, so the usual event costs one allocation here.
+type event struct {
+	in       *ingress
+	slot     int32
+	ev       *eventv1.Event
+	r        *route
+	start    time.Time
+	deadline time.Time
+	// failed is the pool of a first attempt that no processor handled;
+	// set, the event has had its one retry.
+	failed *pool
+	first  call
+	req    eventv1.ProcessRequest
+}
+
+// begin validates and routes one event and starts it.
+func (in *ingress) begin(slot int32, req *eventv1.StreamRequest) {
+	s := in.s
+	start := time.Now()
 	ev := req.GetEvent()
 	if ev != nil && ev.Id == "" {
 		ev.Id = s.ids.next()
@@ -88,14 +154,128 @@ func (s *Sink) dispatchStreamed(ctx context.Context, req *eventv1.StreamRequest)
 	var limit time.Duration
 	if d := req.GetTimeout(); d != nil {
 		if err := d.CheckValid(); err != nil || d.AsDuration() <= 0 {
-			return &eventv1.StreamResponse{Id: ev.GetId(), Result: &eventv1.StreamResponse_Error{
-				Error: status.New(codes.InvalidArgument, "timeout must be a positive duration").Proto()}}
+			in.answer(slot, ev, start, nil, status.Error(codes.InvalidArgument, "timeout must be a positive duration"))
+			return
 		}
 		limit = d.AsDuration()
 	}
-	resp, err := s.dispatchWithin(ctx, ev, limit)
+	r, err := s.routeFor(ev)
 	if err != nil {
-		return &eventv1.StreamResponse{Id: ev.GetId(), Result: &eventv1.StreamResponse_Error{Error: status.Convert(err).Proto()}}
+		in.answer(slot, ev, start, nil, err)
+		return
 	}
-	return &eventv1.StreamResponse{Id: ev.GetId(), Result: &eventv1.StreamResponse_Response{Response: resp}}
+	if r.broadcast {
+		// Rare, and it waits for several processors: a goroutine of its
+		// own (bounded by the slots) keeps it simple.
+		go func() {
+			resp, err := s.dispatch(in.ctx, ev, start, limit, false)
+			in.answer(slot, ev, start, resp, err)
+		}()
+		return
+	}
+	if ev.Time == nil {
+		ev.Time = timestamppb.New(start)
+	}
+	if limit == 0 {
+		limit = s.cfg.Timeout
+	}
+	deadline := start.Add(limit)
+	if d, ok := in.ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	e := &event{in: in, slot: slot, ev: ev, r: r, start: start, deadline: deadline}
+	e.req.Event, e.req.TraceContext = ev, in.tc
+	e.first = call{ctx: in.ctx, deadline: deadline, req: &e.req, onDone: e}
+	e.send(&e.first)
+}
+
+// send starts c on the least loaded live stream of the event's route (not
+// on the failed pool, if another target has a live stream), retrying once
+// when the stream closed before c was queued.
+func (e *event) send(c *call) {
+	in := e.in
+	for {
+		st := e.r.pick(e.failed)
+		if st == nil && e.failed != nil {
+			st = e.failed.pick() // no other target: another stream of the same one
+		}
+		if st == nil {
+			e.done(nil, status.Errorf(codes.Unavailable, "no live processor for %s", e.r.name))
+			return
+		}
+		in.mu.Lock()
+		if in.closed {
+			in.mu.Unlock()
+			e.done(nil, status.FromContextError(in.ctx.Err()).Err())
+			return
+		}
+		err := st.start(c)
+		if err == nil {
+			in.calls[e.slot] = c
+		}
+		in.mu.Unlock()
+		switch {
+		case err == nil:
+			return
+		case errors.Is(err, errNotSent) && e.failed == nil:
+			e.failed = st.p // c was never queued: it can be reused
+		default:
+			e.done(nil, in.s.streamError(e.r, err))
+			return
+		}
+	}
+}
+
+// complete is the callback of the event's calls.
+func (e *event) complete(c *call, r result) {
+	in := e.in
+	in.mu.Lock()
+	in.calls[e.slot] = nil
+	in.mu.Unlock()
+	if e.failed == nil && (errors.Is(r.err, errNotSent) || r.err == nil && r.f.kind == frameError && isDraining(r.f.status)) {
+		// No processor handled it: once more elsewhere, with a new call
+		// (the first stream's writer may still look at the old one).
+		e.failed = c.s.p
+		e.send(&call{ctx: in.ctx, deadline: e.deadline, onDone: e,
+			req: &eventv1.ProcessRequest{Event: e.ev, TraceContext: in.tc}})
+		return
+	}
+	if r.err != nil {
+		e.done(nil, in.s.streamError(e.r, r.err))
+		return
+	}
+	e.done(answer(&r.f, false))
+}
+
+func (e *event) done(resp *eventv1.SendResponse, err error) {
+	e.in.answer(e.slot, e.ev, e.start, resp, err)
+}
+
+// answer counts an event's outcome and queues its answer for the writer.
+func (in *ingress) answer(slot int32, ev *eventv1.Event, start time.Time, resp *eventv1.SendResponse, err error) {
+	in.s.metrics.observe(ev.GetType(), status.Code(err), start)
+	sr := &eventv1.StreamResponse{Id: ev.GetId()}
+	if err != nil {
+		sr.Result = &eventv1.StreamResponse_Error{Error: status.Convert(err).Proto()}
+	} else {
+		sr.Result = &eventv1.StreamResponse_Response{Response: resp}
+	}
+	in.out <- answered{sr, slot}
+}
+
+// abort answers every event still in flight with the stream's context
+// error, once the client has gone away.
+func (in *ingress) abort() {
+	in.mu.Lock()
+	in.closed = true
+	var calls []*call
+	for _, c := range in.calls {
+		if c != nil {
+			calls = append(calls, c)
+		}
+	}
+	in.mu.Unlock()
+	for _, c := range calls {
+		c.abandon(in.ctx.Err())
+	}
 }

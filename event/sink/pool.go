@@ -178,7 +178,7 @@ func (p *pool) keepOpen(ctx context.Context, i int) {
 // connection is up, and serves it until it breaks.
 // Calling abort ends the stream.
 func (p *pool) serveOnce(ctx context.Context, abort context.CancelCauseFunc, client eventv1.ProcessorServiceClient, i int) error {
-	ps, err := client.Process(ctx, grpc.WaitForReady(true))
+	ps, err := client.Process(ctx, grpc.WaitForReady(true), grpc.ForceCodecV2(relayCodec{}))
 	if err != nil {
 		return err
 	}

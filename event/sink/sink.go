@@ -175,19 +175,21 @@ func (s *Sink) publish(ev *eventv1.Event) {
 // or the status the processor answered. Without a deadline in ctx, the
 // configured Timeout applies. Dispatch fills in ev's id and time when unset.
 func (s *Sink) Dispatch(ctx context.Context, ev *eventv1.Event) (*eventv1.SendResponse, error) {
-	return s.dispatchWithin(ctx, ev, 0)
+	return s.dispatchCounted(ctx, ev, true)
 }
 
-// dispatchWithin is Dispatch with an extra limit on the wait (none when
-// zero). It counts the event in the metrics.
-func (s *Sink) dispatchWithin(ctx context.Context, ev *eventv1.Event, limit time.Duration) (*eventv1.SendResponse, error) {
+// dispatchCounted is Dispatch, counted in the metrics; decode says whether
+// a reply event is decoded or relayed (see [Sink.Send]).
+func (s *Sink) dispatchCounted(ctx context.Context, ev *eventv1.Event, decode bool) (*eventv1.SendResponse, error) {
 	start := time.Now()
-	resp, err := s.dispatch(ctx, ev, start, limit)
+	resp, err := s.dispatch(ctx, ev, start, 0, decode)
 	s.metrics.observe(ev.GetType(), status.Code(err), start)
 	return resp, err
 }
 
-func (s *Sink) dispatch(ctx context.Context, ev *eventv1.Event, now time.Time, limit time.Duration) (*eventv1.SendResponse, error) {
+// dispatch routes ev and waits for its answer, for at most limit when it
+// is not zero.
+func (s *Sink) dispatch(ctx context.Context, ev *eventv1.Event, now time.Time, limit time.Duration, decode bool) (*eventv1.SendResponse, error) {
 	r, err := s.routeFor(ev)
 	if err != nil {
 		return nil, err
@@ -232,13 +234,13 @@ func (s *Sink) dispatch(ctx context.Context, ev *eventv1.Event, now time.Time, l
 			}
 			return nil, status.Errorf(codes.Unavailable, "no live processor for %s", r.name)
 		}
-		resp, err := st.do(ctx, deadline, limit > 0, req)
+		res, err := st.do(ctx, deadline, limit > 0, req)
 		switch {
-		case err == nil && attempt == 0 && isDraining(resp.GetError()):
+		case err == nil && attempt == 0 && res.f.kind == frameError && isDraining(res.f.status):
 			failed = st.p // the processor did not handle it: try once more elsewhere
 			req = retryRequest(req)
 		case err == nil:
-			return answer(resp)
+			return answer(&res.f, decode)
 		case errors.Is(err, errNotSent) && attempt == 0:
 			failed = st.p // no processor saw it: try once more elsewhere
 			req = retryRequest(req)
@@ -290,15 +292,27 @@ func (s *Sink) routeFor(ev *eventv1.Event) (*route, error) {
 	return r, nil
 }
 
-// answer turns a processor's answer into the client's.
-func answer(resp *eventv1.ProcessResponse) (*eventv1.SendResponse, error) {
-	switch res := resp.GetResult().(type) {
-	case *eventv1.ProcessResponse_Reply:
-		return &eventv1.SendResponse{Event: res.Reply, Outcome: eventv1.Outcome_OUTCOME_REPLIED}, nil
-	case *eventv1.ProcessResponse_Consumed:
+// answer turns a processor's answer into the client's. A reply event is
+// decoded when decode is set, else relayed: its encoding becomes the
+// response's unknown fields, which proto encodes as they are (see relay.go).
+func answer(f *frame, decode bool) (*eventv1.SendResponse, error) {
+	switch f.kind {
+	case frameReply:
+		resp := &eventv1.SendResponse{Outcome: eventv1.Outcome_OUTCOME_REPLIED}
+		if !decode {
+			resp.ProtoReflect().SetUnknown(f.reply)
+			return resp, nil
+		}
+		ev, err := f.replyEvent()
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "processor's reply event does not decode: %v", err)
+		}
+		resp.Event = ev
+		return resp, nil
+	case frameConsumed:
 		return &eventv1.SendResponse{Outcome: eventv1.Outcome_OUTCOME_CONSUMED}, nil
-	case *eventv1.ProcessResponse_Error:
-		st := status.FromProto(res.Error)
+	case frameError:
+		st := status.FromProto(f.status)
 		if st.Code() == codes.OK {
 			return nil, status.Error(codes.Internal, "processor answered with an error status of OK")
 		}
@@ -329,9 +343,9 @@ func (s *Sink) broadcast(ctx context.Context, r *route, ev *eventv1.Event) (*eve
 		sent++
 		go func() {
 			dl, _ := ctx.Deadline() // set by dispatch
-			resp, err := st.do(ctx, dl, false, &eventv1.ProcessRequest{Event: ev, TraceContext: tc})
+			res, err := st.do(ctx, dl, false, &eventv1.ProcessRequest{Event: ev, TraceContext: tc})
 			if err == nil {
-				_, err = answer(resp)
+				_, err = answer(&res.f, false)
 			}
 			results <- outcome{t.name, err}
 		}()

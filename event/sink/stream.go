@@ -25,18 +25,49 @@ var (
 	errBusy = errors.New("stream has too many pending requests")
 )
 
-// call is one request waiting for its answer on a stream.
+// call is one request waiting for its answer on a stream. A synchronous
+// caller ([stream.do]) waits on done; an asynchronous one ([stream.start])
+// gets onDone called, by whoever removes the call from the stream: the
+// reader with the answer, the deadline timer, a failing stream, or the
+// caller giving up.
 type call struct {
 	ctx      context.Context
 	deadline time.Time // when the caller stops waiting
 	req      *eventv1.ProcessRequest
-	done     chan result // capacity 1: the owner of the answer never blocks
 	sent     atomic.Bool // set by the writer just before it writes req
+	done     chan result // synchronous: capacity 1, so the owner of the answer never blocks
+	onDone   completer   // asynchronous
+	// timer fires at the deadline of an asynchronous call; register sets
+	// it under the stream's lock, so whoever takes the call sees it.
+	timer *time.Timer
+	// s is the stream the call is registered on.
+	s *stream
+	// timeout is req.Timeout's storage, saving an allocation per request.
+	timeout durationpb.Duration
 }
 
+// finish delivers the call's answer. Only the goroutine that removed the
+// call from its stream may call it, once.
+func (c *call) finish(r result) {
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	if c.onDone != nil {
+		c.onDone.complete(c, r)
+		return
+	}
+	c.done <- r
+}
+
+// completer receives the answers of asynchronous calls.
+type completer interface {
+	complete(c *call, r result)
+}
+
+// result is a call's answer: the processor's frame, or an error.
 type result struct {
-	resp *eventv1.ProcessResponse
-	err  error
+	f   frame
+	err error
 }
 
 // outgoing is what the writer goroutine sends: a request, or the
@@ -50,7 +81,8 @@ type outgoing struct {
 // multiplexer needs it; the generated client stream implements it.
 type processStream interface {
 	Send(*eventv1.ProcessRequest) error
-	Recv() (*eventv1.ProcessResponse, error)
+	// RecvMsg reads the next answer into a *frame (see relayCodec).
+	RecvMsg(m any) error
 }
 
 // stream multiplexes requests over one open Process stream. A stream is
@@ -85,11 +117,11 @@ func newStream(p *pool) *stream {
 // timer. It returns errNotSent when the stream ended before req was
 // written, errBusy when the stream is full, a context error when ctx ended
 // or the deadline passed first.
-func (s *stream) do(ctx context.Context, deadline time.Time, timer bool, req *eventv1.ProcessRequest) (*eventv1.ProcessResponse, error) {
+func (s *stream) do(ctx context.Context, deadline time.Time, timer bool, req *eventv1.ProcessRequest) (result, error) {
 	c := &call{ctx: ctx, deadline: deadline, req: req, done: make(chan result, 1)}
 	id, err := s.register(c)
 	if err != nil {
-		return nil, err
+		return result{}, err
 	}
 	select {
 	case s.sendq <- outgoing{c: c}:
@@ -97,10 +129,10 @@ func (s *stream) do(ctx context.Context, deadline time.Time, timer bool, req *ev
 		// The queue also holds abandoned calls, so it can be full while
 		// the pending count is not; treat it as busy.
 		if s.unregister(id) {
-			return nil, errBusy
+			return result{}, errBusy
 		}
 		r := <-c.done
-		return r.resp, r.err
+		return r, r.err
 	}
 	var expired <-chan time.Time
 	if timer {
@@ -110,7 +142,7 @@ func (s *stream) do(ctx context.Context, deadline time.Time, timer bool, req *ev
 	}
 	select {
 	case r := <-c.done:
-		return r.resp, r.err
+		return r, r.err
 	case <-ctx.Done():
 		err = ctx.Err()
 	case <-expired:
@@ -120,12 +152,57 @@ func (s *stream) do(ctx context.Context, deadline time.Time, timer bool, req *ev
 		// The reader or a failing stream took the call first and is
 		// delivering its answer right now.
 		r := <-c.done
-		return r.resp, r.err
+		return r, r.err
 	}
 	if c.sent.Load() {
 		s.cancel(id)
 	}
-	return nil, err
+	return result{}, err
+}
+
+// start sends c.req without waiting: c.onDone gets the answer, or
+// context.DeadlineExceeded at c.deadline, or errNotSent or UNAVAILABLE when
+// the stream breaks. When start returns an error (errNotSent, errBusy),
+// onDone is not called.
+func (s *stream) start(c *call) error {
+	id, err := s.register(c)
+	if err != nil {
+		return err
+	}
+	select {
+	case s.sendq <- outgoing{c: c}:
+		return nil
+	default:
+		if s.unregister(id) {
+			c.timer.Stop()
+			return errBusy
+		}
+		return nil // whoever took the call answers it
+	}
+}
+
+// expire ends an asynchronous call at its deadline.
+func (s *stream) expire(c *call) {
+	id := c.req.Id
+	if !s.unregister(id) {
+		return
+	}
+	if c.sent.Load() {
+		s.cancel(id)
+	}
+	c.onDone.complete(c, result{err: context.DeadlineExceeded})
+}
+
+// abandon ends an asynchronous call whose caller went away (err is why).
+func (c *call) abandon(err error) {
+	s, id := c.s, c.req.Id
+	if !s.unregister(id) {
+		return
+	}
+	if c.sent.Load() {
+		s.cancel(id)
+	}
+	c.finish(result{err: err})
 }
 
 // expired reports whether nobody waits for c any more.
@@ -145,7 +222,11 @@ func (s *stream) register(c *call) (uint64, error) {
 	s.nextID++
 	id := s.nextID
 	c.req.Id = id
+	c.s = s
 	s.calls[id] = c
+	if c.onDone != nil {
+		c.timer = time.AfterFunc(time.Until(c.deadline), func() { s.expire(c) })
+	}
 	s.pending.Store(int64(len(s.calls)))
 	return id, nil
 }
@@ -212,11 +293,13 @@ func (s *stream) writeLoop(ctx context.Context, ps processStream) error {
 		if c.expired() {
 			continue // never send work nobody waits for
 		}
-		c.req.Timeout = durationpb.New(time.Until(c.deadline))
+		d := time.Until(c.deadline)
+		c.timeout.Seconds, c.timeout.Nanos = int64(d/time.Second), int32(d%time.Second)
+		c.req.Timeout = &c.timeout
 		if n := proto.Size(c.req); n > s.p.cfg.MaxMessageBytes {
 			if s.unregister(c.req.Id) {
-				c.done <- result{err: status.Errorf(codes.ResourceExhausted,
-					"event is %d bytes encoded, over the %d-byte limit for processors", n, s.p.cfg.MaxMessageBytes)}
+				c.finish(result{err: status.Errorf(codes.ResourceExhausted,
+					"event is %d bytes encoded, over the %d-byte limit for processors", n, s.p.cfg.MaxMessageBytes)})
 			}
 			continue
 		}
@@ -237,28 +320,28 @@ func (s *stream) writeLoop(ctx context.Context, ps processStream) error {
 
 // readLoop is the only goroutine that receives from the stream.
 func (s *stream) readLoop(ps processStream) error {
+	var f frame
 	for {
-		resp, err := ps.Recv()
-		if err != nil {
+		if err := ps.RecvMsg(&f); err != nil {
 			return err
 		}
-		if resp.GetId() == 0 {
-			if ev := resp.GetPublish(); ev != nil {
-				s.p.onPublish(ev)
+		if f.id == 0 {
+			if f.kind == framePublish {
+				s.p.onPublish(f.publish)
 			} else {
 				s.p.dropReply("answer without a request id")
 			}
 			continue
 		}
-		if e := resp.GetError(); e != nil && isDraining(e) && !s.draining.Swap(true) {
+		if f.kind == frameError && isDraining(f.status) && !s.draining.Swap(true) {
 			s.p.log.Info("processor is draining; no new requests on this stream")
 		}
-		c := s.take(resp.GetId())
+		c := s.take(f.id)
 		if c == nil {
 			s.p.dropReply("answer for an unknown or expired request id")
 			continue
 		}
-		c.done <- result{resp: resp}
+		c.finish(result{f: f})
 	}
 }
 
@@ -275,9 +358,9 @@ func (s *stream) fail(cause error) {
 	st := status.Newf(codes.Unavailable, "processor stream to %s broke: %v", s.p.target, cause).Err()
 	for _, c := range calls {
 		if c.sent.Load() {
-			c.done <- result{err: st}
+			c.finish(result{err: st})
 		} else {
-			c.done <- result{err: errNotSent}
+			c.finish(result{err: errNotSent})
 		}
 	}
 }
