@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 
@@ -32,20 +33,25 @@ func TestDrainingProcessorSkipped(t *testing.T) {
 		return &eventv1.ProcessResponse{Id: req.GetId(), Result: &eventv1.ProcessResponse_Error{Error: st.Proto()}}
 	}})
 	healthy, _ := startFake(t, &fakeProcessor{answer: echo})
-	s := startSink(t, Config{Routes: helloRoute(draining, healthy), StreamsPerTarget: 2})
-	waitAllLive(t, s)
-	ctx := testCtx(t)
-	for range 50 {
-		resp, err := s.Dispatch(ctx, hello("x"))
-		if err != nil {
-			t.Fatalf("event lost to a draining processor: %v", err)
-		}
-		if resp.GetOutcome() != eventv1.Outcome_OUTCOME_REPLIED {
-			t.Fatalf("outcome %v", resp.GetOutcome())
-		}
-	}
-	if n := turnedAway.Load(); n > 2 {
-		t.Errorf("draining processor was sent %d events, want at most one per stream (2)", n)
+	for _, path := range sendPaths {
+		t.Run(path.name, func(t *testing.T) {
+			turnedAway.Store(0)
+			s := startSink(t, Config{Routes: helloRoute(draining, healthy), StreamsPerTarget: 2})
+			waitAllLive(t, s)
+			send := path.sender(t, s)
+			for i := range 50 {
+				resp, err := send(hello(fmt.Sprint(i)))
+				if err != nil {
+					t.Fatalf("event lost to a draining processor: %v", err)
+				}
+				if resp.GetOutcome() != eventv1.Outcome_OUTCOME_REPLIED || resp.GetEvent().GetPayload().GetStringValue() != fmt.Sprint(i) {
+					t.Fatalf("answer %v", resp)
+				}
+			}
+			if n := turnedAway.Load(); n > 2 {
+				t.Errorf("draining processor was sent %d events, want at most one per stream (2)", n)
+			}
+		})
 	}
 }
 
@@ -61,9 +67,14 @@ func TestUnavailableAnswerNotRetried(t *testing.T) {
 	b, _ := startFake(t, &fakeProcessor{answer: f})
 	s := startSink(t, Config{Routes: helloRoute(a, b)})
 	waitAllLive(t, s)
-	_, err := s.Dispatch(testCtx(t), hello("x"))
-	wantCode(t, err, codes.Unavailable)
-	if n := calls.Load(); n != 1 {
-		t.Errorf("event handled %d times, want exactly 1", n)
+	for _, path := range sendPaths {
+		t.Run(path.name, func(t *testing.T) {
+			calls.Store(0)
+			_, err := path.sender(t, s)(hello("x"))
+			wantCode(t, err, codes.Unavailable)
+			if n := calls.Load(); n != 1 {
+				t.Errorf("event handled %d times, want exactly 1", n)
+			}
+		})
 	}
 }

@@ -1,13 +1,16 @@
 package sink
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
@@ -117,4 +120,138 @@ func TestStreamIngressBadTimeout(t *testing.T) {
 		t.Errorf("code %v, want InvalidArgument", got)
 	}
 	_ = ss.CloseSend()
+}
+
+// sendPaths are the ways a client's event reaches the multiplexer: the
+// library call (reply decoded), and the two gRPC methods (reply relayed,
+// synchronously and by callback).
+var sendPaths = []struct {
+	name   string
+	sender func(t *testing.T, s *Sink) func(*eventv1.Event) (*eventv1.SendResponse, error)
+}{
+	{"Dispatch", func(t *testing.T, s *Sink) func(*eventv1.Event) (*eventv1.SendResponse, error) {
+		ctx := testCtx(t)
+		return func(ev *eventv1.Event) (*eventv1.SendResponse, error) { return s.Dispatch(ctx, ev) }
+	}},
+	{"Send", func(t *testing.T, s *Sink) func(*eventv1.Event) (*eventv1.SendResponse, error) {
+		ctx, client := testCtx(t), serveSink(t, s)
+		return func(ev *eventv1.Event) (*eventv1.SendResponse, error) {
+			return client.Send(ctx, &eventv1.SendRequest{Event: ev})
+		}
+	}},
+	{"Stream", func(t *testing.T, s *Sink) func(*eventv1.Event) (*eventv1.SendResponse, error) {
+		ss, err := serveSink(t, s).Stream(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = ss.CloseSend() })
+		return func(ev *eventv1.Event) (*eventv1.SendResponse, error) {
+			if err := ss.Send(&eventv1.StreamRequest{Event: ev}); err != nil {
+				return nil, err
+			}
+			resp, err := ss.Recv()
+			if err != nil {
+				return nil, err
+			}
+			if e := resp.GetError(); e != nil {
+				return nil, status.ErrorProto(e)
+			}
+			return resp.GetResponse(), nil
+		}
+	}},
+}
+
+// When a Stream client goes away, the sink answers its events in flight at
+// once rather than at their deadlines: their processor slots are freed and
+// the processor is told to cancel them.
+func TestStreamIngressClientGoesAway(t *testing.T) {
+	const n = 20
+	received := make(chan struct{}, n)
+	cancels := make(chan uint64, n)
+	f := &fakeProcessor{answer: func(ctx context.Context, req *eventv1.ProcessRequest) *eventv1.ProcessResponse {
+		received <- struct{}{}
+		<-ctx.Done() // never answers
+		return nil
+	}}
+	addr, _ := startFake(t, &cancelSpy{fakeProcessor: f, cancels: cancels})
+	s := startSink(t, Config{Routes: helloRoute(addr), StreamsPerTarget: 1}) // one stream: distinct ids
+	wait := testCtx(t)
+	ctx, cancel := context.WithCancel(wait)
+	defer cancel()
+	ss, err := serveSink(t, s).Stream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := ss.Send(&eventv1.StreamRequest{Event: hello(fmt.Sprint(i)), Timeout: durationpb.New(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range n {
+		<-received
+	}
+	cancel()
+	seen := map[uint64]bool{}
+	for range n {
+		select {
+		case id := <-cancels:
+			seen[id] = true
+		case <-wait.Done():
+			t.Fatalf("the processor was told to cancel %d of %d events", len(seen), n)
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("%d distinct cancels, want %d", len(seen), n)
+	}
+	// Cancels are sent after the calls left the streams.
+	if p := s.Status()[0].Targets[0].Pending; p != 0 {
+		t.Errorf("%d events still pending at the processor", p)
+	}
+}
+
+// An event whose timeout passes is answered DEADLINE_EXCEEDED, and the
+// processor is told; events after it on the same stream are unaffected.
+func TestStreamIngressDeadline(t *testing.T) {
+	cancels := make(chan uint64, 1)
+	f := &fakeProcessor{answer: func(ctx context.Context, req *eventv1.ProcessRequest) *eventv1.ProcessResponse {
+		if req.GetEvent().GetPayload().GetStringValue() == "hold" {
+			<-ctx.Done()
+			return nil
+		}
+		return echo(ctx, req)
+	}}
+	addr, _ := startFake(t, &cancelSpy{fakeProcessor: f, cancels: cancels})
+	s := startSink(t, Config{Routes: helloRoute(addr)})
+	ctx := testCtx(t)
+	ss, err := serveSink(t, s).Stream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := hello("hold")
+	held.Id = "held"
+	if err := ss.Send(&eventv1.StreamRequest{Event: held, Timeout: durationpb.New(50 * time.Millisecond)}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := ss.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := codes.Code(resp.GetError().GetCode()); resp.GetId() != "held" || got != codes.DeadlineExceeded {
+		t.Fatalf("answer %v, want DEADLINE_EXCEEDED for held", resp)
+	}
+	select {
+	case <-cancels:
+	case <-ctx.Done():
+		t.Fatal("the processor was not told to cancel the expired event")
+	}
+	if err := ss.Send(&eventv1.StreamRequest{Event: hello("next")}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := ss.Recv(); err != nil || resp.GetResponse().GetEvent().GetPayload().GetStringValue() != "next" {
+		t.Fatalf("next event: %v, %v", resp, err)
+	}
+	_ = ss.CloseSend()
+	if _, err := ss.Recv(); err == nil {
+		t.Error("stream not closed after the last answer")
+	}
 }

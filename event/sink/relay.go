@@ -103,6 +103,9 @@ func (f *frame) parse(b []byte) error {
 		if n < 0 {
 			return protowire.ParseError(n)
 		}
+		if num > protowire.MaxValidNumber {
+			return errFieldNumber
+		}
 		b = b[n:]
 		switch {
 		case num == fieldID && typ == protowire.VarintType:
@@ -188,7 +191,10 @@ func (f *frame) replyEvent() (*eventv1.Event, error) {
 // maxDepth is protobuf-go's default recursion limit for decoding.
 const maxDepth = 10000
 
-var errInvalidUTF8 = errors.New("string field contains invalid UTF-8")
+var (
+	errInvalidUTF8 = errors.New("string field contains invalid UTF-8")
+	errFieldNumber = errors.New("invalid field number")
+)
 
 // checkMessage reports whether proto.Unmarshal would reject b as an encoded
 // md: malformed wire data, invalid UTF-8 in a string field, or nesting
@@ -205,6 +211,9 @@ func checkMessage(b []byte, md protoreflect.MessageDescriptor, depth int) error 
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
 			return protowire.ParseError(n)
+		}
+		if num > protowire.MaxValidNumber {
+			return errFieldNumber
 		}
 		b = b[n:]
 		if typ != protowire.BytesType {

@@ -1,0 +1,150 @@
+package sink
+
+import (
+	"errors"
+	"testing"
+
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+)
+
+func relaySeeds(f *testing.F) {
+	ev := &eventv1.Event{
+		Id: "e-1", Type: eventv1.Type_TYPE_HELLO,
+		Payload:  structpb.NewStringValue("hello"),
+		Data:     []byte{0, 1, 0xff},
+		Metadata: map[string]string{"processed_by": "proc", "k": "v"},
+		Time:     timestamppb.Now(),
+	}
+	nested, _ := structpb.NewValue(map[string]any{"a": []any{1.5, "x", true, nil, map[string]any{"b": "c"}}})
+	evb, _ := proto.Marshal(ev)
+	nb, _ := proto.Marshal(&eventv1.Event{Type: eventv1.Type_TYPE_GOODBYE, Payload: nested})
+	for _, resp := range []*eventv1.ProcessResponse{
+		{Id: 7, Result: &eventv1.ProcessResponse_Reply{Reply: ev}},
+		{Id: 8, Result: &eventv1.ProcessResponse_Consumed{Consumed: true}},
+		{Id: 9, Result: &eventv1.ProcessResponse_Error{Error: &status.Status{Code: 5, Message: "nope"}}},
+		{Result: &eventv1.ProcessResponse_Publish{Publish: ev}},
+		{Id: 10},
+	} {
+		b, err := proto.Marshal(resp)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add(evb)
+	f.Add(nb)
+	// The reply field twice (merged), then a oneof switch, then back.
+	twice := protowire.AppendBytes(protowire.AppendTag(nil, fieldReply, protowire.BytesType), evb)
+	twice = protowire.AppendBytes(protowire.AppendTag(twice, fieldReply, protowire.BytesType), nb)
+	f.Add(twice)
+	f.Add(protowire.AppendVarint(protowire.AppendTag(twice, fieldConsumed, protowire.VarintType), 0))
+	// Invalid UTF-8 in the id, in a metadata value, in a nested string.
+	bad := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "\xff\xfe")
+	f.Add(protowire.AppendBytes(protowire.AppendTag(nil, fieldReply, protowire.BytesType), bad))
+	f.Add(bad)
+	entry := protowire.AppendString(protowire.AppendTag(nil, 2, protowire.BytesType), "v\xc0")
+	f.Add(protowire.AppendBytes(protowire.AppendTag(nil, 5, protowire.BytesType), entry))
+	strv := protowire.AppendString(protowire.AppendTag(nil, 3, protowire.BytesType), "\xed\xa0\x80")
+	f.Add(protowire.AppendBytes(protowire.AppendTag(nil, 3, protowire.BytesType), strv))
+	// Truncated, wrong wire types, field number 0, a group.
+	f.Add(evb[:len(evb)-3])
+	f.Add([]byte{0x08})
+	f.Add([]byte{0x12, 0x05, 0x0a})
+	f.Add([]byte{0x10, 0x01, 0x1a, 0x00, 0x0d, 1, 2, 3, 4})
+	f.Add([]byte{0x00, 0x01})
+	f.Add([]byte{0x0b, 0x08, 0x01, 0x0c})
+	f.Add([]byte{0x0b, 0x08, 0x01})
+}
+
+// checkMessage accepts exactly what proto.Unmarshal accepts as an Event.
+func FuzzCheckMessage(f *testing.F) {
+	relaySeeds(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		err := checkMessage(b, eventDescriptor, 0)
+		werr := proto.Unmarshal(b, new(eventv1.Event))
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("checkMessage: %v; proto.Unmarshal: %v", err, werr)
+		}
+	})
+}
+
+// A frame holds what proto.Unmarshal would decode from the same bytes, and
+// its relayed reply decodes, as a SendResponse, to the same event.
+func FuzzFrameParse(f *testing.F) {
+	relaySeeds(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var fr frame
+		err := fr.parse(b)
+		var want eventv1.ProcessResponse
+		werr := proto.Unmarshal(b, &want)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("parse: %v; proto.Unmarshal: %v", err, werr)
+		}
+		if err != nil {
+			return
+		}
+		if fr.id != want.GetId() {
+			t.Fatalf("id %d, want %d", fr.id, want.GetId())
+		}
+		switch res := want.GetResult().(type) {
+		case *eventv1.ProcessResponse_Reply:
+			got, err := fr.replyEvent()
+			if err != nil || fr.kind != frameReply || !proto.Equal(got, res.Reply) {
+				t.Fatalf("reply %v (%v, kind %d), want %v", got, err, fr.kind, res.Reply)
+			}
+			relayed := new(eventv1.SendResponse)
+			relayed.ProtoReflect().SetUnknown(fr.reply)
+			enc, err := proto.Marshal(relayed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sr eventv1.SendResponse
+			if err := proto.Unmarshal(enc, &sr); err != nil || !proto.Equal(sr.GetEvent(), res.Reply) {
+				t.Fatalf("relayed reply decodes to %v (%v), want %v", sr.GetEvent(), err, res.Reply)
+			}
+		case *eventv1.ProcessResponse_Consumed:
+			if fr.kind != frameConsumed {
+				t.Fatalf("kind %d, want consumed", fr.kind)
+			}
+		case *eventv1.ProcessResponse_Error:
+			if fr.kind != frameError || !proto.Equal(fr.status, res.Error) {
+				t.Fatalf("error %v (kind %d), want %v", fr.status, fr.kind, res.Error)
+			}
+		case *eventv1.ProcessResponse_Publish:
+			if fr.kind != framePublish || !proto.Equal(fr.publish, res.Publish) {
+				t.Fatalf("publish %v (kind %d), want %v", fr.publish, fr.kind, res.Publish)
+			}
+		case nil:
+			if fr.kind != frameNone {
+				t.Fatalf("kind %d, want none", fr.kind)
+			}
+		}
+	})
+}
+
+func TestCheckMessageDepth(t *testing.T) {
+	// A Value nested past protobuf's recursion limit: list_value (6) →
+	// values (1) → list_value …
+	b := protowire.AppendString(nil, "")[:0]
+	for range maxDepth/2 + 10 {
+		inner := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), b)
+		b = protowire.AppendBytes(protowire.AppendTag(nil, 6, protowire.BytesType), inner)
+	}
+	ev := protowire.AppendBytes(protowire.AppendTag(nil, 3, protowire.BytesType), b)
+	err := checkMessage(ev, eventDescriptor, 0)
+	if err == nil {
+		t.Fatal("accepted nesting deeper than the limit")
+	}
+	if werr := proto.Unmarshal(ev, new(eventv1.Event)); werr == nil {
+		t.Fatalf("proto.Unmarshal accepts it; checkMessage: %v", err)
+	}
+	if errors.Is(err, errInvalidUTF8) {
+		t.Fatalf("wrong error: %v", err)
+	}
+}
