@@ -92,6 +92,18 @@ func (e *echo) Handle(ctx context.Context, ev *eventv1.Event) (*eventv1.Event, e
 	return ev, nil
 }
 
+// Inline implements processor.Inliner: Handle returns at once unless the
+// event asks for a delay or every event is published (Publish waits for
+// room on the sinks' streams), so the SDK may run it on the stream's
+// receiving goroutine and save a goroutine hand-off per event.
+func (e *echo) Inline(ev *eventv1.Event) bool {
+	if e.publish != nil {
+		return false
+	}
+	_, delay := ev.GetMetadata()[metaDelay]
+	return !delay
+}
+
 // sleep waits for d, or returns ctx's error when ctx ends first.
 func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)

@@ -81,3 +81,27 @@ func BenchmarkEchoHandle(b *testing.B) {
 		})
 	}
 }
+
+// Only events that can make echo wait (delay, or publishing) are not
+// inlined.
+func TestEchoInline(t *testing.T) {
+	e := &echo{name: "A", log: slog.New(slog.DiscardHandler)}
+	for _, tt := range []struct {
+		md   map[string]string
+		want bool
+	}{
+		{nil, true},
+		{map[string]string{"error": "NOT_FOUND"}, true},
+		{map[string]string{"consume": "true"}, true},
+		{map[string]string{"delay": "1s"}, false},
+		{map[string]string{"delay": "bogus"}, false},
+	} {
+		if got := e.Inline(&eventv1.Event{Metadata: tt.md}); got != tt.want {
+			t.Errorf("Inline(metadata %v) = %v, want %v", tt.md, got, tt.want)
+		}
+	}
+	e.publish = func(context.Context, *eventv1.Event) error { return nil }
+	if e.Inline(&eventv1.Event{}) {
+		t.Error("Inline with publish = true, want false")
+	}
+}

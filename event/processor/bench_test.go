@@ -25,14 +25,21 @@ import (
 // client and server share the process.
 func BenchmarkProcess(b *testing.B) {
 	for _, bc := range []struct {
-		name  string
-		trace bool
+		name   string
+		trace  bool
+		inline bool
 	}{
-		{"plain", false},
-		{"traceparent", true},
+		{"plain", false, false},
+		{"traceparent", true, false},
+		// The echo as an Inliner: handlers run on the receiving goroutine.
+		{"inline", false, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			srv := processor.NewServer(processor.HandlerFunc(echo), processor.Options{Logger: quietLogger()})
+			var h processor.Handler = processor.HandlerFunc(echo)
+			if bc.inline {
+				h = inlined{h, always}
+			}
+			srv := processor.NewServer(h, processor.Options{Logger: quietLogger()})
 			benchmarkProcess(b, srv.Serve, 64, bc.trace)
 		})
 	}

@@ -32,7 +32,10 @@
 // exactly one that sends (gRPC forbids concurrent sends on a stream); every
 // event runs its handler in a goroutine of its own. Handlers are therefore
 // called concurrently, in any order, and must be safe for concurrent use.
-// Answers are handed to the stream's sender over a bounded channel.
+// Answers are handed to the stream's sender over a bounded channel. A
+// handler that is also an [Inliner] may have events it answers at once
+// handled on the receiving goroutine instead, which saves a goroutine
+// hand-off per event.
 //
 // At most Options.MaxConcurrency handlers run at once across all streams of
 // a Server. When the limit is reached the Server stops reading requests, so

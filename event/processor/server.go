@@ -40,6 +40,7 @@ type Server struct {
 	eventv1.UnimplementedProcessorServiceServer
 
 	handler Handler
+	inliner Inliner // handler as an Inliner, or nil
 	opts    Options
 	log     *slog.Logger
 	// sem holds one token per running handler, across all streams.
@@ -66,8 +67,10 @@ func NewServer(h Handler, opts Options) *Server {
 		panic("processor: NewServer with nil Handler")
 	}
 	opts = opts.withDefaults()
+	inliner, _ := h.(Inliner)
 	return &Server{
 		handler: h,
+		inliner: inliner,
 		opts:    opts,
 		log:     opts.Logger,
 		sem:     make(chan struct{}, opts.MaxConcurrency),

@@ -24,7 +24,8 @@ const outQueueLen = 256
 // Its goroutines: the gRPC handler goroutine runs write, the only caller of
 // Send; one goroutine runs receive, the only caller of Recv; every event
 // runs in a goroutine of the stream's workers (run) that hands its answer
-// to write over out. Publish also hands its messages to write over out.
+// to write over out, or in receive itself when the Inliner says so.
+// Publish also hands its messages to write over out.
 type stream struct {
 	srv    *Server
 	grpc   grpc.BidiStreamingServer[eventv1.ProcessRequest, eventv1.ProcessResponse]
@@ -246,8 +247,23 @@ func (st *stream) dispatch(r *request, now time.Time) (bool, error) {
 	st.pending[id] = r
 	st.mu.Unlock()
 
-	st.startWork(r)
+	if st.srv.inliner != nil && inline(st.srv.inliner, ev) {
+		st.run(r)
+	} else {
+		st.startWork(r)
+	}
 	return true, nil
+}
+
+// inline asks in whether to run the handler for ev inline; a panic means
+// no (the handler then runs on a worker, where a panic is contained).
+func inline(in Inliner, ev *eventv1.Event) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	return in.Inline(ev)
 }
 
 // startWork runs r on an idle worker goroutine of the stream, or on a new
