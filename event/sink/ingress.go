@@ -9,7 +9,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/timestamppb"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
@@ -104,12 +105,20 @@ type answered struct {
 // or it fails.
 func (in *ingress) read(ss eventv1.SinkService_StreamServer) error {
 	for {
-		req, err := ss.Recv()
+		// An Empty keeps the whole StreamRequest as unknown fields: its
+		// encoding, which parseStreamRequest reads (see ingress_raw.go).
+		var m emptypb.Empty
+		err := ss.RecvMsg(&m)
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
 			return err
+		}
+		req, err := parseStreamRequest(m.ProtoReflect().GetUnknown())
+		if err != nil {
+			// As when gRPC cannot decode a message: the stream ends.
+			return status.Errorf(codes.InvalidArgument, "malformed StreamRequest: %v", err)
 		}
 		var slot int32
 		if in.next < maxInFlightPerClientStream {
@@ -123,7 +132,7 @@ func (in *ingress) read(ss eventv1.SinkService_StreamServer) error {
 			}
 		}
 		in.inflight.Add(1)
-		in.begin(slot, req)
+		in.begin(slot, &req)
 	}
 }
 
@@ -132,7 +141,9 @@ func (in *ingress) read(ss eventv1.SinkService_StreamServer) error {
 type event struct {
 	in       *ingress
 	slot     int32
-	ev       *eventv1.Event
+	id       string
+	typ      eventv1.Type
+	field    []byte // ProcessRequest field 2: the event as the processor gets it
 	r        *route
 	start    time.Time
 	deadline time.Time
@@ -144,37 +155,40 @@ type event struct {
 }
 
 // begin validates and routes one event and starts it.
-func (in *ingress) begin(slot int32, req *eventv1.StreamRequest) {
+func (in *ingress) begin(slot int32, req *streamedEvent) {
 	s := in.s
 	start := time.Now()
-	ev := req.GetEvent()
-	if ev != nil && ev.Id == "" {
-		ev.Id = s.ids.next()
+	newID := req.body != nil && req.id == ""
+	if newID {
+		req.id = s.ids.next()
 	}
 	var limit time.Duration
-	if d := req.GetTimeout(); d != nil {
+	if d := req.timeout; d != nil {
 		if err := d.CheckValid(); err != nil || d.AsDuration() <= 0 {
-			in.answer(slot, ev, start, nil, status.Error(codes.InvalidArgument, "timeout must be a positive duration"))
+			in.answer(slot, req.id, req.typ, start, nil, status.Error(codes.InvalidArgument, "timeout must be a positive duration"))
 			return
 		}
 		limit = d.AsDuration()
 	}
-	r, err := s.routeFor(ev)
+	r, err := s.routeForType(req.body != nil, req.typ)
 	if err != nil {
-		in.answer(slot, ev, start, nil, err)
+		in.answer(slot, req.id, req.typ, start, nil, err)
 		return
 	}
 	if r.broadcast {
-		// Rare, and it waits for several processors: a goroutine of its
-		// own (bounded by the slots) keeps it simple.
+		// Rare, and it waits for several processors: decoded, on a
+		// goroutine of its own (bounded by the slots).
+		ev := new(eventv1.Event)
+		if err := proto.Unmarshal(req.body, ev); err != nil { // checked already; cannot fail
+			in.answer(slot, req.id, req.typ, start, nil, status.Errorf(codes.InvalidArgument, "invalid event: %v", err))
+			return
+		}
+		ev.Id = req.id
 		go func() {
 			resp, err := s.dispatch(in.ctx, ev, start, limit, false)
-			in.answer(slot, ev, start, resp, err)
+			in.answer(slot, ev.Id, ev.Type, start, resp, err)
 		}()
 		return
-	}
-	if ev.Time == nil {
-		ev.Time = timestamppb.New(start)
 	}
 	if limit == 0 {
 		limit = s.cfg.Timeout
@@ -183,8 +197,10 @@ func (in *ingress) begin(slot int32, req *eventv1.StreamRequest) {
 	if d, ok := in.ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	e := &event{in: in, slot: slot, ev: ev, r: r, start: start, deadline: deadline}
-	e.req.Event, e.req.TraceContext = ev, in.tc
+	e := &event{in: in, slot: slot, id: req.id, typ: req.typ, r: r, start: start, deadline: deadline,
+		field: req.processRequestEvent(newID, start)}
+	e.req.TraceContext = in.tc
+	e.req.ProtoReflect().SetUnknown(e.field)
 	e.first = call{ctx: in.ctx, deadline: deadline, req: &e.req, onDone: e}
 	e.send(&e.first)
 }
@@ -236,8 +252,9 @@ func (e *event) complete(c *call, r result) {
 		// No processor handled it: once more elsewhere, with a new call
 		// (the first stream's writer may still look at the old one).
 		e.failed = c.s.p
-		e.send(&call{ctx: in.ctx, deadline: e.deadline, onDone: e,
-			req: &eventv1.ProcessRequest{Event: e.ev, TraceContext: in.tc}})
+		req := &eventv1.ProcessRequest{TraceContext: in.tc}
+		req.ProtoReflect().SetUnknown(e.field)
+		e.send(&call{ctx: in.ctx, deadline: e.deadline, onDone: e, req: req})
 		return
 	}
 	if r.err != nil {
@@ -248,13 +265,13 @@ func (e *event) complete(c *call, r result) {
 }
 
 func (e *event) done(resp *eventv1.SendResponse, err error) {
-	e.in.answer(e.slot, e.ev, e.start, resp, err)
+	e.in.answer(e.slot, e.id, e.typ, e.start, resp, err)
 }
 
 // answer counts an event's outcome and queues its answer for the writer.
-func (in *ingress) answer(slot int32, ev *eventv1.Event, start time.Time, resp *eventv1.SendResponse, err error) {
-	in.s.metrics.observe(ev.GetType(), status.Code(err), start)
-	sr := &eventv1.StreamResponse{Id: ev.GetId()}
+func (in *ingress) answer(slot int32, id string, typ eventv1.Type, start time.Time, resp *eventv1.SendResponse, err error) {
+	in.s.metrics.observe(typ, status.Code(err), start)
+	sr := &eventv1.StreamResponse{Id: id}
 	if err != nil {
 		sr.Result = &eventv1.StreamResponse_Error{Error: status.Convert(err).Proto()}
 	} else {

@@ -11,7 +11,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
@@ -254,4 +256,59 @@ func TestStreamIngressDeadline(t *testing.T) {
 	if _, err := ss.Recv(); err == nil {
 		t.Error("stream not closed after the last answer")
 	}
+}
+
+// Events sent without an id or a time get them from the sink, as on the
+// other paths; a client's own id and time are kept.
+func TestStreamIngressFillsIDAndTime(t *testing.T) {
+	addr, _ := startFake(t, &fakeProcessor{answer: echo})
+	s := startSink(t, Config{Routes: helloRoute(addr)})
+	ss, err := serveSink(t, s).Stream(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := hello("own")
+	own.Id, own.Time = "client-id", timestamppb.New(time.Unix(1000, 5))
+	ids := map[string]bool{}
+	for _, ev := range []*eventv1.Event{hello("a"), hello("b"), own} {
+		if err := ss.Send(&eventv1.StreamRequest{Event: ev}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := ss.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := resp.GetResponse().GetEvent()
+		if got.GetId() == "" || got.GetId() != resp.GetId() || ids[got.GetId()] {
+			t.Fatalf("reply id %q, answer id %q (ids so far %v)", got.GetId(), resp.GetId(), ids)
+		}
+		ids[got.GetId()] = true
+		if got.GetTime() == nil {
+			t.Fatalf("%s: no time", got.GetId())
+		}
+		if ev == own && (got.GetId() != "client-id" || !proto.Equal(got.GetTime(), own.GetTime())) {
+			t.Fatalf("client's id and time not kept: %v", got)
+		}
+	}
+	_ = ss.CloseSend()
+}
+
+// A message that is not a StreamRequest ends the stream with
+// INVALID_ARGUMENT, as gRPC does when it cannot decode one.
+func TestStreamIngressMalformed(t *testing.T) {
+	addr, _ := startFake(t, &fakeProcessor{answer: echo})
+	s := startSink(t, Config{Routes: helloRoute(addr)})
+	client := serveSink(t, s)
+	ss, err := client.Stream(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Field 1 (the event) holding an invalid UTF-8 id.
+	bad := &eventv1.StreamRequest{}
+	bad.ProtoReflect().SetUnknown([]byte{0x0a, 0x04, 0x0a, 0x02, 0xff, 0xfe})
+	if err := ss.Send(bad); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ss.Recv()
+	wantCode(t, err, codes.InvalidArgument)
 }

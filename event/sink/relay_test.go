@@ -3,10 +3,12 @@ package sink
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -147,4 +149,69 @@ func TestCheckMessageDepth(t *testing.T) {
 	if errors.Is(err, errInvalidUTF8) {
 		t.Fatalf("wrong error: %v", err)
 	}
+}
+
+// parseStreamRequest agrees with proto.Unmarshal, and the event the
+// processor gets is the client's, with an id and a time when it had none.
+func FuzzParseStreamRequest(f *testing.F) {
+	relaySeeds(f)
+	for _, req := range []*eventv1.StreamRequest{
+		{Event: &eventv1.Event{Id: "a", Type: eventv1.Type_TYPE_HELLO, Time: timestamppb.Now()}},
+		{Event: &eventv1.Event{Type: eventv1.Type_TYPE_GOODBYE, Payload: structpb.NewStringValue("x")}, Timeout: durationpb.New(time.Second)},
+		{Event: &eventv1.Event{}},
+		{Timeout: &durationpb.Duration{Seconds: -1}},
+		{},
+	} {
+		b, _ := proto.Marshal(req)
+		f.Add(b)
+	}
+	now := time.Unix(1700000000, 123456789)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := parseStreamRequest(b)
+		var want eventv1.StreamRequest
+		werr := proto.Unmarshal(b, &want)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("parseStreamRequest: %v; proto.Unmarshal: %v", err, werr)
+		}
+		if err != nil {
+			return
+		}
+		if (got.body != nil) != (want.Event != nil) || (got.timeout != nil) != (want.Timeout != nil) {
+			t.Fatalf("event %v timeout %v, want %v %v", got.body != nil, got.timeout, (want.Event != nil), (want.Timeout != nil))
+		}
+		if got.timeout != nil && !proto.Equal(got.timeout, want.GetTimeout()) {
+			t.Fatalf("timeout %v, want %v", got.timeout, want.GetTimeout())
+		}
+		ev := want.GetEvent()
+		if got.id != ev.GetId() || got.typ != ev.GetType() || got.hasTime != (ev.GetTime() != nil) {
+			t.Fatalf("id %q type %v time %v, want %q %v %v", got.id, got.typ, got.hasTime, ev.GetId(), ev.GetType(), (ev.GetTime() != nil))
+		}
+		if got.body == nil {
+			return
+		}
+		newID := got.id == ""
+		if newID {
+			got.id = "sink-1"
+		}
+		req := &eventv1.ProcessRequest{Id: 3}
+		req.ProtoReflect().SetUnknown(got.processRequestEvent(newID, now))
+		enc, err := proto.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sent eventv1.ProcessRequest
+		if err := proto.Unmarshal(enc, &sent); err != nil {
+			t.Fatal(err)
+		}
+		wantEv := proto.CloneOf(ev)
+		if newID {
+			wantEv.Id = "sink-1"
+		}
+		if !(ev.GetTime() != nil) {
+			wantEv.Time = timestamppb.New(now)
+		}
+		if !proto.Equal(sent.GetEvent(), wantEv) || sent.GetId() != 3 {
+			t.Fatalf("processor gets %v, want %v", &sent, wantEv)
+		}
+	})
 }

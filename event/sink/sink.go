@@ -275,10 +275,14 @@ func (s *Sink) streamError(r *route, err error) error {
 
 // routeFor validates ev's type and returns its route.
 func (s *Sink) routeFor(ev *eventv1.Event) (*route, error) {
-	if ev == nil {
+	return s.routeForType(ev != nil, ev.GetType())
+}
+
+// routeForType is routeFor given whether there is an event, and its type.
+func (s *Sink) routeForType(present bool, t eventv1.Type) (*route, error) {
+	if !present {
 		return nil, status.Error(codes.InvalidArgument, "missing event")
 	}
-	t := ev.GetType()
 	if t == eventv1.Type_TYPE_UNSPECIFIED {
 		return nil, status.Error(codes.InvalidArgument, "event type is required (TYPE_UNSPECIFIED is not a valid type)")
 	}

@@ -1,0 +1,162 @@
+package sink
+
+import (
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+)
+
+// The Stream ingress passes the client's event to the processor without
+// decoding it either (see relay.go for the way back). It reads each
+// StreamRequest into an emptypb.Empty, so protobuf keeps the whole encoding
+// as unknown fields, checks the event as proto.Unmarshal would (checkMessage),
+// reads the three fields the sink needs — id, type, whether time is set —
+// and hands the processor the event's bytes as ProcessRequest field 2, with
+// an id and a time appended when the client left them out (for a proto3
+// scalar or message field the last occurrence wins or merges, so appending
+// is how an encoded message is amended).
+
+// StreamRequest and Event field numbers.
+const (
+	fieldStreamEvent   protowire.Number = 1
+	fieldStreamTimeout protowire.Number = 2
+
+	fieldEventID   protowire.Number = 1
+	fieldEventType protowire.Number = 2
+	fieldEventTime protowire.Number = 6
+
+	fieldProcessEvent protowire.Number = 2
+)
+
+// streamedEvent is one StreamRequest as the ingress reads it.
+type streamedEvent struct {
+	body    []byte // the event's encoding; nil when the request has none
+	id      string
+	typ     eventv1.Type
+	hasTime bool
+	timeout *durationpb.Duration
+}
+
+// parseStreamRequest reads an encoded StreamRequest. The returned body
+// aliases b.
+func parseStreamRequest(b []byte) (streamedEvent, error) {
+	var r streamedEvent
+	merged := false
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return r, protowire.ParseError(n)
+		}
+		if num > protowire.MaxValidNumber {
+			return r, errFieldNumber
+		}
+		b = b[n:]
+		if typ != protowire.BytesType || (num != fieldStreamEvent && num != fieldStreamTimeout) {
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return r, protowire.ParseError(n)
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return r, protowire.ParseError(n)
+		}
+		b = b[n:]
+		// Each occurrence must be valid on its own, as for proto.Unmarshal.
+		if num == fieldStreamEvent {
+			if err := checkMessage(v, eventDescriptor, 0); err != nil {
+				return r, fmt.Errorf("event: %w", err)
+			}
+			r.body, merged = appendMerged(r.body, v, merged)
+			continue
+		}
+		if r.timeout == nil {
+			r.timeout = new(durationpb.Duration)
+		}
+		if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(v, r.timeout); err != nil {
+			return r, fmt.Errorf("timeout: %w", err)
+		}
+	}
+	if r.body != nil {
+		r.scanEvent()
+	}
+	return r, nil
+}
+
+// appendMerged adds the bytes v of a message field seen again to those
+// seen before (encoded messages concatenated merge), copying on the first
+// merge so the result no longer aliases the input.
+func appendMerged(prev, v []byte, merged bool) ([]byte, bool) {
+	switch {
+	case prev == nil:
+		if v == nil {
+			v = []byte{} // present, if empty
+		}
+		return v, false
+	case !merged:
+		return append(append(make([]byte, 0, len(prev)+len(v)), prev...), v...), true
+	default:
+		return append(prev, v...), true
+	}
+}
+
+// scanEvent reads the id, type and presence of time of a checked event.
+func (r *streamedEvent) scanEvent() {
+	b := r.body
+	var id []byte
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		b = b[n:]
+		switch {
+		case num == fieldEventID && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			id, b = v, b[n:]
+			continue
+		case num == fieldEventType && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			r.typ, b = eventv1.Type(int32(v)), b[n:]
+			continue
+		case num == fieldEventTime && typ == protowire.BytesType:
+			r.hasTime = true
+		}
+		b = b[protowire.ConsumeFieldValue(num, typ, b):]
+	}
+	r.id = string(id)
+}
+
+// processRequestEvent returns ProcessRequest field 2 holding the event, with
+// id and, when the event has no time, now appended: the unknown fields to
+// give a ProcessRequest without an Event.
+func (r *streamedEvent) processRequestEvent(newID bool, now time.Time) []byte {
+	var extra []byte
+	if newID {
+		extra = protowire.AppendTag(extra, fieldEventID, protowire.BytesType)
+		extra = protowire.AppendString(extra, r.id)
+	}
+	if !r.hasTime {
+		var ts []byte
+		if s := now.Unix(); s != 0 {
+			ts = protowire.AppendTag(ts, 1, protowire.VarintType)
+			ts = protowire.AppendVarint(ts, uint64(s))
+		}
+		if ns := now.Nanosecond(); ns != 0 {
+			ts = protowire.AppendTag(ts, 2, protowire.VarintType)
+			ts = protowire.AppendVarint(ts, uint64(ns))
+		}
+		extra = protowire.AppendTag(extra, fieldEventTime, protowire.BytesType)
+		extra = protowire.AppendBytes(extra, ts)
+	}
+	n := len(r.body) + len(extra)
+	out := make([]byte, 0, protowire.SizeTag(fieldProcessEvent)+protowire.SizeVarint(uint64(n))+n)
+	out = protowire.AppendTag(out, fieldProcessEvent, protowire.BytesType)
+	out = protowire.AppendVarint(out, uint64(n))
+	out = append(out, r.body...)
+	return append(out, extra...)
+}
