@@ -104,10 +104,11 @@ type answered struct {
 // read admits the client's events until the client closes the stream (nil)
 // or it fails.
 func (in *ingress) read(ss eventv1.SinkService_StreamServer) error {
+	// An Empty keeps the whole StreamRequest as unknown fields: its
+	// encoding, which parseStreamRequest reads (see ingress_raw.go). begin
+	// copies what it keeps, so m is reused.
+	var m emptypb.Empty
 	for {
-		// An Empty keeps the whole StreamRequest as unknown fields: its
-		// encoding, which parseStreamRequest reads (see ingress_raw.go).
-		var m emptypb.Empty
 		err := ss.RecvMsg(&m)
 		if errors.Is(err, io.EOF) {
 			return nil
@@ -261,7 +262,24 @@ func (e *event) complete(c *call, r result) {
 		e.done(nil, in.s.streamError(e.r, r.err))
 		return
 	}
-	e.done(answer(&r.f, false))
+	// The usual answer, a relayed reply, in one allocation.
+	a := new(streamAnswer)
+	if err := fillAnswer(&r.f, false, &a.send); err != nil {
+		e.done(nil, err)
+		return
+	}
+	in.s.metrics.observe(e.typ, codes.OK, e.start)
+	a.resp.Id = e.id
+	a.ok.Response = &a.send
+	a.resp.Result = &a.ok
+	in.out <- answered{&a.resp, e.slot}
+}
+
+// streamAnswer is a StreamResponse with its parts.
+type streamAnswer struct {
+	resp eventv1.StreamResponse
+	ok   eventv1.StreamResponse_Response
+	send eventv1.SendResponse
 }
 
 func (e *event) done(resp *eventv1.SendResponse, err error) {

@@ -133,30 +133,42 @@ func (r *streamedEvent) scanEvent() {
 
 // processRequestEvent returns ProcessRequest field 2 holding the event, with
 // id and, when the event has no time, now appended: the unknown fields to
-// give a ProcessRequest without an Event.
+// give a ProcessRequest without an Event. It allocates once.
 func (r *streamedEvent) processRequestEvent(newID bool, now time.Time) []byte {
-	var extra []byte
+	secs, nanos := uint64(now.Unix()), uint64(now.Nanosecond())
+	tsLen, extra := 0, 0
 	if newID {
-		extra = protowire.AppendTag(extra, fieldEventID, protowire.BytesType)
-		extra = protowire.AppendString(extra, r.id)
+		extra += protowire.SizeTag(fieldEventID) + protowire.SizeBytes(len(r.id))
 	}
 	if !r.hasTime {
-		var ts []byte
-		if s := now.Unix(); s != 0 {
-			ts = protowire.AppendTag(ts, 1, protowire.VarintType)
-			ts = protowire.AppendVarint(ts, uint64(s))
+		if secs != 0 {
+			tsLen += protowire.SizeTag(1) + protowire.SizeVarint(secs)
 		}
-		if ns := now.Nanosecond(); ns != 0 {
-			ts = protowire.AppendTag(ts, 2, protowire.VarintType)
-			ts = protowire.AppendVarint(ts, uint64(ns))
+		if nanos != 0 {
+			tsLen += protowire.SizeTag(2) + protowire.SizeVarint(nanos)
 		}
-		extra = protowire.AppendTag(extra, fieldEventTime, protowire.BytesType)
-		extra = protowire.AppendBytes(extra, ts)
+		extra += protowire.SizeTag(fieldEventTime) + protowire.SizeBytes(tsLen)
 	}
-	n := len(r.body) + len(extra)
-	out := make([]byte, 0, protowire.SizeTag(fieldProcessEvent)+protowire.SizeVarint(uint64(n))+n)
+	n := len(r.body) + extra
+	out := make([]byte, 0, protowire.SizeTag(fieldProcessEvent)+protowire.SizeBytes(n))
 	out = protowire.AppendTag(out, fieldProcessEvent, protowire.BytesType)
 	out = protowire.AppendVarint(out, uint64(n))
 	out = append(out, r.body...)
-	return append(out, extra...)
+	if newID {
+		out = protowire.AppendTag(out, fieldEventID, protowire.BytesType)
+		out = protowire.AppendString(out, r.id)
+	}
+	if !r.hasTime {
+		out = protowire.AppendTag(out, fieldEventTime, protowire.BytesType)
+		out = protowire.AppendVarint(out, uint64(tsLen))
+		if secs != 0 {
+			out = protowire.AppendTag(out, 1, protowire.VarintType)
+			out = protowire.AppendVarint(out, secs)
+		}
+		if nanos != 0 {
+			out = protowire.AppendTag(out, 2, protowire.VarintType)
+			out = protowire.AppendVarint(out, nanos)
+		}
+	}
+	return out
 }

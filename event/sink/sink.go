@@ -300,29 +300,39 @@ func (s *Sink) routeForType(present bool, t eventv1.Type) (*route, error) {
 // decoded when decode is set, else relayed: its encoding becomes the
 // response's unknown fields, which proto encodes as they are (see relay.go).
 func answer(f *frame, decode bool) (*eventv1.SendResponse, error) {
+	resp := new(eventv1.SendResponse)
+	if err := fillAnswer(f, decode, resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// fillAnswer is answer, filling in an empty resp.
+func fillAnswer(f *frame, decode bool, resp *eventv1.SendResponse) error {
 	switch f.kind {
 	case frameReply:
-		resp := &eventv1.SendResponse{Outcome: eventv1.Outcome_OUTCOME_REPLIED}
+		resp.Outcome = eventv1.Outcome_OUTCOME_REPLIED
 		if !decode {
 			resp.ProtoReflect().SetUnknown(f.reply)
-			return resp, nil
+			return nil
 		}
 		ev, err := f.replyEvent()
 		if err != nil {
-			return nil, status.Errorf(codes.Internal, "processor's reply event does not decode: %v", err)
+			return status.Errorf(codes.Internal, "processor's reply event does not decode: %v", err)
 		}
 		resp.Event = ev
-		return resp, nil
+		return nil
 	case frameConsumed:
-		return &eventv1.SendResponse{Outcome: eventv1.Outcome_OUTCOME_CONSUMED}, nil
+		resp.Outcome = eventv1.Outcome_OUTCOME_CONSUMED
+		return nil
 	case frameError:
 		st := status.FromProto(f.status)
 		if st.Code() == codes.OK {
-			return nil, status.Error(codes.Internal, "processor answered with an error status of OK")
+			return status.Error(codes.Internal, "processor answered with an error status of OK")
 		}
-		return nil, st.Err()
+		return st.Err()
 	default:
-		return nil, status.Error(codes.Internal, "processor answered without a result")
+		return status.Error(codes.Internal, "processor answered without a result")
 	}
 }
 
