@@ -147,50 +147,42 @@ func (a *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		x.body.ReadCloser = http.MaxBytesReader(w, r.Body, a.maxBody)
 		r.Body = &x.body
 	}
-	if len(r.Header["Request-Timeout"]) > 0 {
-		a.serveWithTimeout(x, r)
+	if len(r.Header["Request-Timeout"]) > 0 || a.log.Enabled(r.Context(), slog.LevelDebug) {
+		a.serveSlow(x, r)
 		return
 	}
-	a.serve(x, r)
+	x.decodeSend(r, a.unmarshal)
+	a.mux.ServeHTTP(&x.rw, r)
 }
 
-// serveWithTimeout serves r within the deadline of its Request-Timeout
-// header, or answers 400 when the header is not a positive duration.
+// serveSlow serves r within the deadline of its Request-Timeout header
+// (400 when that is not a positive duration), and logs it at debug level.
 //
 //go:noinline
-func (a *httpAPI) serveWithTimeout(x *exchange, r *http.Request) {
-	v := r.Header.Get("Request-Timeout")
-	d, err := parseTimeout(v)
-	if err != nil || d <= 0 {
-		a.writeError(&x.rw, r, status.Errorf(codes.InvalidArgument,
-			"invalid Request-Timeout %q: want a positive duration such as 500ms or 2s, or a number of seconds", v))
-		return
+func (a *httpAPI) serveSlow(x *exchange, r *http.Request) {
+	start := time.Now()
+	if v := r.Header.Get("Request-Timeout"); v != "" {
+		d, err := parseTimeout(v)
+		if err != nil || d <= 0 {
+			a.writeError(&x.rw, r, status.Errorf(codes.InvalidArgument,
+				"invalid Request-Timeout %q: want a positive duration such as 500ms or 2s, or a number of seconds", v))
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		r = r.WithContext(ctx)
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), d)
-	defer cancel()
-	a.serve(x, r.WithContext(ctx))
-}
-
-// serve hands r to the gateway mux, after decoding the event of a send.
-func (a *httpAPI) serve(x *exchange, r *http.Request) {
-	if r.Body == &x.body && r.Method == http.MethodPost && r.URL.Path == sendPath {
-		x.body.predecode(a.unmarshal)
-	}
-	var start time.Time
-	debug := a.log.Enabled(r.Context(), slog.LevelDebug)
-	if debug {
-		start = time.Now()
-	}
+	x.decodeSend(r, a.unmarshal)
 	a.mux.ServeHTTP(&x.rw, r)
-	if debug {
-		a.logRequest(r, x.rw.status, start)
-	}
+	a.logRequest(r, x.rw.status, start)
 }
 
-//go:noinline
+// logRequest logs a served request at debug level.
 func (a *httpAPI) logRequest(r *http.Request, status int, start time.Time) {
-	a.log.Debug("http request", "method", r.Method, "path", r.URL.Path,
-		"status", status, "duration", time.Since(start))
+	if a.log.Enabled(r.Context(), slog.LevelDebug) {
+		a.log.Debug("http request", "method", r.Method, "path", r.URL.Path,
+			"status", status, "duration", time.Since(start))
+	}
 }
 
 // sendPath is where clients POST events.
@@ -201,6 +193,14 @@ const sendPath = "/v1/events"
 type exchange struct {
 	rw   responseWriter
 	body limitedBody
+}
+
+// decodeSend decodes the body of a send before the gateway does (see
+// [httpAPI.ServeHTTP]); the gateway's decoder hands the result over.
+func (x *exchange) decodeSend(r *http.Request, u protojson.UnmarshalOptions) {
+	if r.Body == &x.body && r.Method == http.MethodPost && r.URL.Path == sendPath {
+		x.body.predecode(u)
+	}
 }
 
 // incomingHeader picks the HTTP headers passed to the sink as gRPC
