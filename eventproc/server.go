@@ -42,7 +42,8 @@ type server struct {
 	grpc     *grpc.Server
 	health   *health.Server
 	http     *http.Server
-	draining atomic.Bool // set when shutdown starts
+	memory   *memoryReleaser // returns memory to the OS when HTTP goes quiet
+	draining atomic.Bool     // set when shutdown starts
 	// streamsCtx ends long-lived streaming calls (health Watch, reflection,
 	// Subscribe) when shutdown starts, so that they do not hold up
 	// GracefulStop for the whole grace period.
@@ -81,11 +82,13 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	}
 	// No WriteTimeout: it would cut off subscriptions, which stream for as
 	// long as the client stays; they bound each write instead.
+	s.memory = newMemoryReleaser()
 	s.http = &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ConnState:         s.memory.connState,
 	}
 	s.grpc = grpc.NewServer(
 		// An event over the limit is answered RESOURCE_EXHAUSTED, as HTTP
@@ -161,6 +164,12 @@ func (s *server) serve(ctx context.Context, grpcLis, httpLis, debugLis net.Liste
 	})
 	g.Go(func() error {
 		s.followReadiness(gctx)
+		return nil
+	})
+	g.Go(func() error {
+		t := time.NewTicker(releaseInterval)
+		defer t.Stop()
+		s.memory.run(gctx, t.C)
 		return nil
 	})
 	if debug != nil {
