@@ -86,7 +86,9 @@ func (s *keySpy) Value(key any) any {
 // found returns the error the request is done with, or nil; ending says
 // that it is being cancelled now. r.mu must be held.
 func (r *request) found(ending bool) error {
-	if !r.deadline.IsZero() && !time.Now().Before(r.deadline) {
+	// time.Until reads only the monotonic clock (deadline has a monotonic
+	// reading), where time.Now reads the wall clock as well.
+	if !r.deadline.IsZero() && time.Until(r.deadline) <= 0 {
 		return context.DeadlineExceeded
 	}
 	if err := r.parent.Err(); err != nil {

@@ -224,7 +224,7 @@ func (st *stream) dispatch(r *request, now time.Time) (bool, error) {
 		case <-st.ctx.Done():
 			return false, st.ctx.Err()
 		}
-		if !deadline.IsZero() && !time.Now().Before(deadline) {
+		if !deadline.IsZero() && time.Until(deadline) <= 0 {
 			<-st.srv.sem
 			return false, st.answer(errorResponse(id, status.New(codes.DeadlineExceeded, "processor: request expired before it was handled")))
 		}
