@@ -3,6 +3,7 @@ package processor_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"github.com/eventproc/eventproc/event/processor"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -144,4 +146,45 @@ func TestInlineMixed(t *testing.T) {
 		t.Errorf("got %v, want CANCELED for 1", resp)
 	}
 	closeAndExpectEnd(t, st)
+}
+
+// Draining that starts while an inlined handler runs still waits for its
+// answer, which is delivered before the stream ends cleanly.
+func TestInlineDrain(t *testing.T) {
+	ctx := testCtx(t)
+	stop := make(chan func(), 1)
+	notServing := make(chan struct{})
+	h := start(t, inlined{processor.HandlerFunc(func(context.Context, *eventv1.Event) (*eventv1.Event, error) {
+		// Serve starts draining, and is draining once health says
+		// NOT_SERVING.
+		(<-stop)()
+		select {
+		case <-notServing:
+		case <-ctx.Done():
+		}
+		return &eventv1.Event{Id: "answered"}, nil
+	}), always}, processor.Options{})
+	stop <- h.stop
+	st := h.open(t, ctx, "")
+	health := watchHealth(t, ctx, h)
+	go func() {
+		defer close(notServing)
+		for {
+			resp, err := health.Recv()
+			if err != nil || resp.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING {
+				return
+			}
+		}
+	}()
+
+	send(t, st, request(1, "x", 0))
+	if resp := recv(t, st); resp.GetId() != 1 || resp.GetReply().GetId() != "answered" {
+		t.Errorf("got %v, want the reply to 1", resp)
+	}
+	if resp, err := st.Recv(); err != io.EOF {
+		t.Errorf("after the answer: Recv = %v, %v; want EOF", resp, err)
+	}
+	if err := h.shutdown(); err != nil {
+		t.Errorf("Serve = %v, want nil", err)
+	}
 }
