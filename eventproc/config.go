@@ -53,6 +53,9 @@ type Config struct {
 	// SSEHeartbeat is the interval of comment lines on idle Server-Sent
 	// Events streams, which keep proxies from closing them.
 	SSEHeartbeat time.Duration
+	// MemoryBudget is the memory, in bytes, the Go runtime aims to stay
+	// within (see memoryBudget); zero leaves the runtime's limit alone.
+	MemoryBudget int64
 }
 
 // sinkConfig returns the library configuration for c.
@@ -129,6 +132,11 @@ func options() []option {
 		{name: "sse-heartbeat", arg: "DURATION", env: "EVENTPROC_SSE_HEARTBEAT", def: "15s",
 			usage: "interval of heartbeat comments on Server-Sent Events streams, which keep proxies from " +
 				"closing idle ones"},
+		{name: "memory-budget", arg: "SIZE", env: "EVENTPROC_MEMORY_BUDGET", def: defaultMemoryBudget,
+			usage: "memory the Go runtime aims to stay within (its soft memory limit, e.g. 56MiB or 1GiB): the garbage " +
+				"collector runs more often as the sink nears it, at most about four times as often as without it: the " +
+				"sink goes beyond the budget when what it holds live needs that; 0 or off: no budget; when the " +
+				"flag and its variable are unset, GOMEMLIMIT, if set, applies instead"},
 		{name: "log-format", arg: "text|json", env: "EVENTPROC_LOG_FORMAT", def: "text",
 			usage: "log format (logs go to standard error)"},
 		{name: "log-level", arg: "LEVEL", env: "EVENTPROC_LOG_LEVEL", def: "info",
@@ -342,6 +350,13 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	if c.SSEHeartbeat, err = parseDuration(one("sse-heartbeat"), false); err != nil {
 		return c, err
 	}
+	if c.MemoryBudget, err = parseSize(one("memory-budget")); err != nil {
+		return c, err
+	}
+	if given["memory-budget"].set == nil && strings.TrimSpace(getenv("EVENTPROC_MEMORY_BUDGET")) == "" &&
+		strings.TrimSpace(getenv("GOMEMLIMIT")) != "" {
+		c.MemoryBudget = 0 // the runtime applies GOMEMLIMIT
+	}
 	switch s := one("log-format"); strings.ToLower(s.value) {
 	case "text", "json":
 		c.LogFormat = strings.ToLower(s.value)
@@ -440,6 +455,30 @@ func parseTimeout(v string) (time.Duration, error) {
 		return time.Duration(secs * float64(time.Second)), nil
 	}
 	return time.ParseDuration(v)
+}
+
+// parseSize parses a number of bytes with an optional unit (B, KiB, MiB,
+// GiB, as in GOMEMLIMIT); 0 and "off" are zero.
+func parseSize(s setting) (int64, error) {
+	v := strings.TrimSpace(s.value)
+	if strings.EqualFold(v, "off") {
+		return 0, nil
+	}
+	num, unit := v, int64(1)
+	for _, u := range []struct {
+		suffix string
+		size   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"B", 1}} {
+		if n, ok := strings.CutSuffix(v, u.suffix); ok {
+			num, unit = strings.TrimSpace(n), u.size
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/unit {
+		return 0, s.errorf("want a size such as 56MiB or 1GiB, or off")
+	}
+	return n * unit, nil
 }
 
 func parseInt(s setting, least int) (int, error) {

@@ -1,10 +1,10 @@
 package main
 
 import (
-	"context"
 	"net/http"
+	"slices"
+	"strings"
 	"testing"
-	"time"
 )
 
 // TestMemoryReleaser: memory is released at the first tick after a quiet
@@ -68,31 +68,88 @@ func TestMemoryReleaser(t *testing.T) {
 	}
 }
 
-// TestMemoryReleaserRun: run ticks until its context ends.
-func TestMemoryReleaserRun(t *testing.T) {
-	m := newMemoryReleaser()
-	released := make(chan struct{}, 1)
-	m.release = func() { released <- struct{}{} }
-	for range releaseActivity {
-		m.connState(nil, http.StateActive)
+// TestMemoryBudget: the runtime's limit is the budget while what the
+// runtime needs leaves a quarter as much room, and follows what it needs
+// beyond that; no budget leaves the limit alone.
+func TestMemoryBudget(t *testing.T) {
+	var set []int64
+	b := newMemoryBudget(1 << 40) // far above what a test process needs
+	b.set = func(n int64) int64 { set = append(set, n); return 0 }
+	b.adjust()
+	b.adjust()
+	if !slices.Equal(set, []int64{1 << 40}) {
+		t.Errorf("limits set %v, want the budget once", set)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ticks := make(chan time.Time)
-	done := make(chan struct{})
-	go func() {
-		m.run(ctx, ticks)
-		close(done)
-	}()
-	// run takes the activity so far as its starting point. Once it has taken
-	// a tick (so it has started), more activity and then a busy and a quiet
-	// tick release.
-	ticks <- time.Time{}
-	for range releaseActivity {
-		m.connState(nil, http.StateClosed)
+
+	set = nil
+	b = newMemoryBudget(1) // below anything
+	b.set = func(n int64) int64 { set = append(set, n); return 0 }
+	needed := b.needed()
+	if needed <= 0 {
+		t.Fatalf("needed = %d", needed)
 	}
-	ticks <- time.Time{}
-	ticks <- time.Time{}
-	<-released
-	cancel()
-	<-done
+	b.adjust()
+	if len(set) != 1 || set[0] < needed+needed/4 {
+		t.Errorf("limits set %v, want one of at least %d (needed %d)", set, needed+needed/4, needed)
+	}
+
+	b = newMemoryBudget(0)
+	b.set = func(n int64) int64 { t.Errorf("limit set to %d without a budget", n); return 0 }
+	b.adjust()
+}
+
+func TestLimitFor(t *testing.T) {
+	for _, tt := range []struct{ needed, want int64 }{{0, 0}, {4, 5}, {40 << 20, 50 << 20}} {
+		if got := limitFor(tt.needed); got != tt.want {
+			t.Errorf("limitFor(%d) = %d, want %d", tt.needed, got, tt.want)
+		}
+	}
+}
+
+// TestMemoryBudgetConfig: --memory-budget and its variable take sizes; by
+// default the budget applies unless GOMEMLIMIT is set.
+func TestMemoryBudgetConfig(t *testing.T) {
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	route := []string{"--route", "hello=localhost:9090"}
+	for _, tt := range []struct {
+		args []string
+		env  func(string) string
+		want int64
+	}{
+		{nil, noEnv, 52 << 20},
+		{[]string{"--memory-budget", "1GiB"}, noEnv, 1 << 30},
+		{[]string{"--memory-budget", "64 MiB"}, noEnv, 64 << 20},
+		{[]string{"--memory-budget", "2048KiB"}, noEnv, 2 << 20},
+		{[]string{"--memory-budget", "1000"}, noEnv, 1000},
+		{[]string{"--memory-budget", "off"}, noEnv, 0},
+		{[]string{"--memory-budget", "0"}, noEnv, 0},
+		{nil, env("EVENTPROC_MEMORY_BUDGET", "100MiB"), 100 << 20},
+		{nil, env("GOMEMLIMIT", "1GiB"), 0},
+		{nil, env("GOMEMLIMIT", "1GiB", "EVENTPROC_MEMORY_BUDGET", "60MiB"), 60 << 20},
+		{[]string{"--memory-budget", "70MiB"}, env("GOMEMLIMIT", "1GiB"), 70 << 20},
+	} {
+		c, err := parseConfig(append(route, tt.args...), tt.env)
+		if err != nil {
+			t.Errorf("%q: %v", tt.args, err)
+			continue
+		}
+		if c.MemoryBudget != tt.want {
+			t.Errorf("%q: budget %d, want %d", tt.args, c.MemoryBudget, tt.want)
+		}
+	}
+	for _, bad := range []string{"lots", "-1MiB", "1.5GiB", "MiB", "9999999999GiB"} {
+		_, err := parseConfig(append(route, "--memory-budget", bad), noEnv)
+		if err == nil || !strings.Contains(err.Error(), `--memory-budget "`+bad+`": want a size`) {
+			t.Errorf("--memory-budget %q: error %v", bad, err)
+		}
+	}
 }

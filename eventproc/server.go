@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -167,9 +168,7 @@ func (s *server) serve(ctx context.Context, grpcLis, httpLis, debugLis net.Liste
 		return nil
 	})
 	g.Go(func() error {
-		t := time.NewTicker(releaseInterval)
-		defer t.Stop()
-		s.memory.run(gctx, t.C)
+		s.manageMemory(gctx)
 		return nil
 	})
 	if debug != nil {
@@ -228,6 +227,29 @@ func (s *server) shutdown() {
 		}
 	})
 	wg.Wait()
+}
+
+// manageMemory keeps the runtime's memory limit at the budget (see
+// memoryBudget) and returns memory to the OS when the HTTP front goes quiet
+// (see memoryReleaser), until ctx ends. It then restores the limit it found.
+func (s *server) manageMemory(ctx context.Context) {
+	budget := newMemoryBudget(s.cfg.MemoryBudget)
+	if budget.budget > 0 {
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	}
+	budget.adjust()
+	s.memory.init()
+	t := time.NewTicker(releaseInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.memory.tick()
+			budget.adjust()
+		}
+	}
 }
 
 // followReadiness keeps the gRPC health status in step with ready until ctx
