@@ -109,9 +109,7 @@ PROC_LOG_LEVEL).
 A flag given on the command line wins over its variable.
 
 proc runs with GOGC=400 (fewer garbage collections for a few MiB more
-memory) unless the GOGC environment variable is set, and with GOMAXPROCS=1
-(the echo needs less than a core, and one thread saves cross-thread
-wake-ups per event) unless the GOMAXPROCS environment variable is set.
+memory) unless the GOGC environment variable is set.
 
 Flags:
 `)

@@ -3,7 +3,7 @@
 // flag or per-event metadata makes it consume events, fail them with a
 // chosen status or take its time, to exercise the sink. Run `proc -h` for
 // the flags. Unless the GOGC environment variable is set, proc runs with
-// GOGC=400, and unless GOMAXPROCS is set, with GOMAXPROCS=1.
+// GOGC=400.
 package main
 
 import (

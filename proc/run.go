@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime"
 	"runtime/debug"
 
 	"github.com/eventproc/eventproc/event/processor"
@@ -25,7 +24,7 @@ import (
 // with the real address, so that `--addr 127.0.0.1:0` is usable by tests
 // and scripts that read it. Logs go to stderr; -h writes the usage to
 // stdout. Unless the environment sets GOGC, run sets it to 400 for the
-// whole process; unless it sets GOMAXPROCS, run sets that to 1.
+// whole process.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := parseConfig(args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
@@ -39,10 +38,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// proc's live heap is small and every event allocates, so the
 		// default GOGC=100 collects many times a second; see gcPercent.
 		debug.SetGCPercent(gcPercent)
-	}
-	if getenv("GOMAXPROCS") == "" {
-		// See maxProcs.
-		runtime.GOMAXPROCS(maxProcs)
 	}
 
 	lis, err := net.Listen("tcp", cfg.addr)
@@ -80,15 +75,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // gcPercent is the GOGC proc runs with when the environment sets none:
 // fewer collections for a few MiB more heap.
 const gcPercent = 400
-
-// maxProcs is the GOMAXPROCS proc runs with when the environment sets
-// none. The echo handler needs little CPU, so one thread running Go code
-// serves far more events than a sink sends (on 2 cores, 3-4 times the
-// rate the sink reached in internal/bench), and it saves the wake-ups of
-// other threads that every hand-off between goroutines (transport reader,
-// stream reader, writer, transport writer) otherwise costs: proc used
-// 20-25 % less CPU per event with it. Set GOMAXPROCS for more.
-const maxProcs = 1
 
 // defaultName is the name proc goes by without --name: this host's name and
 // the port of addr, as HOST:PORT.

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -403,29 +402,9 @@ func TestHelp(t *testing.T) {
 	if err := run(ctx, []string{"-h"}, mapEnv(nil), &stdout, &stderr); err != nil {
 		t.Fatalf("run -h = %v, want nil", err)
 	}
-	for _, want := range []string{"Usage: proc", "-addr", "-name", "PROC_NAME", "processed_by", "-max-concurrency", "PROC_ADDR", "wins over", "error=CODE", "listening on", "GOMAXPROCS=1"} {
+	for _, want := range []string{"Usage: proc", "-addr", "-name", "PROC_NAME", "processed_by", "-max-concurrency", "PROC_ADDR", "wins over", "error=CODE", "listening on"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("usage lacks %q:\n%s", want, stdout.String())
 		}
-	}
-}
-
-// proc runs with GOMAXPROCS=1 unless the environment sets GOMAXPROCS.
-func TestGOMAXPROCS(t *testing.T) {
-	ctx := testCtx(t)
-	prev := runtime.GOMAXPROCS(0)
-	t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
-
-	runtime.GOMAXPROCS(3)
-	p := startProc(t, ctx, map[string]string{"GOMAXPROCS": "3"})
-	if got := runtime.GOMAXPROCS(0); got != 3 {
-		t.Errorf("with GOMAXPROCS=3 in the environment: GOMAXPROCS %d, want 3", got)
-	}
-	if err := p.wait(); err != nil {
-		t.Fatal(err)
-	}
-	startProc(t, ctx, nil)
-	if got := runtime.GOMAXPROCS(0); got != maxProcs {
-		t.Errorf("without GOMAXPROCS in the environment: GOMAXPROCS %d, want %d", got, maxProcs)
 	}
 }
