@@ -133,7 +133,7 @@ func (a *httpAPI) mount(path string, h http.Handler) error {
 // rather than in the gateway's decoder: the connection goroutine's stack
 // is sized by the deepest call it ever makes and then kept while the
 // request waits for its processor, so decoding at the bottom of the stack
-// instead of under the gateway's frames keeps a connection at 8 KiB of
+// instead of under the gateway's frames keeps most connections at 8 KiB of
 // stack rather than 16 (docs/performance.md).
 func (a *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength > a.maxBody {
