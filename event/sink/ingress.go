@@ -44,6 +44,7 @@ func (s *Sink) Stream(ss eventv1.SinkService_StreamServer) error {
 		free:  make(chan int32, maxInFlightPerClientStream),
 		calls: make([]*call, maxInFlightPerClientStream),
 	}
+	in.tcSize = proto.Size(&eventv1.ProcessRequest{TraceContext: in.tc})
 	// When the client goes away, answer what is still in flight at once
 	// (with its context error), and tell the processors.
 	stop := context.AfterFunc(ctx, in.abort)
@@ -81,6 +82,8 @@ type ingress struct {
 	s   *Sink
 	ctx context.Context
 	tc  map[string]string // the stream's trace context, for every event
+	// tcSize is tc's encoded size in a ProcessRequest.
+	tcSize int
 	// out holds answers for the writer. It has room for every slot, so a
 	// completion callback never blocks on it.
 	out chan answered
@@ -202,7 +205,7 @@ func (in *ingress) begin(slot int32, req *streamedEvent) {
 		field: req.processRequestEvent(newID, start)}
 	e.req.TraceContext = in.tc
 	e.req.ProtoReflect().SetUnknown(e.field)
-	e.first = call{ctx: in.ctx, deadline: deadline, req: &e.req, onDone: e}
+	e.first = call{ctx: in.ctx, deadline: deadline, req: &e.req, onDone: e, maxSize: in.tcSize + len(e.field)}
 	e.send(&e.first)
 }
 
@@ -255,7 +258,7 @@ func (e *event) complete(c *call, r result) {
 		e.failed = c.s.p
 		req := &eventv1.ProcessRequest{TraceContext: in.tc}
 		req.ProtoReflect().SetUnknown(e.field)
-		e.send(&call{ctx: in.ctx, deadline: e.deadline, onDone: e, req: req})
+		e.send(&call{ctx: in.ctx, deadline: e.deadline, onDone: e, req: req, maxSize: in.tcSize + len(e.field)})
 		return
 	}
 	if r.err != nil {

@@ -376,14 +376,39 @@ func TestDispatchBackpressure(t *testing.T) {
 }
 
 // A request too large for the processor fails alone; the stream survives.
+// Requests near the limit are measured exactly.
 func TestDispatchOversized(t *testing.T) {
 	addr, _ := startFake(t, &fakeProcessor{answer: echo})
-	s := startSink(t, Config{Routes: helloRoute(addr), StreamsPerTarget: 1, MaxMessageBytes: 1000})
-	ctx := testCtx(t)
-	_, err := s.Dispatch(ctx, hello(strings.Repeat("x", 2000)))
-	wantCode(t, err, codes.ResourceExhausted)
-	if _, err := s.Dispatch(ctx, hello("small")); err != nil {
-		t.Fatal(err)
+	const limit = 1000
+	s := startSink(t, Config{Routes: helloRoute(addr), StreamsPerTarget: 1, MaxMessageBytes: limit})
+	for _, path := range sendPaths {
+		t.Run(path.name, func(t *testing.T) {
+			send := path.sender(t, s)
+			_, err := send(hello(strings.Repeat("x", 2*limit)))
+			wantCode(t, err, codes.ResourceExhausted)
+			// Just under and just over the limit once the sink has added
+			// id, time and timeout.
+			fits := 0
+			for n := limit - 120; n < limit; n++ {
+				resp, err := send(hello(strings.Repeat("y", n)))
+				switch status.Code(err) {
+				case codes.OK:
+					fits++
+					if got := len(resp.GetEvent().GetPayload().GetStringValue()); got != n {
+						t.Fatalf("payload of %d bytes echoed as %d", n, got)
+					}
+				case codes.ResourceExhausted:
+				default:
+					t.Fatalf("payload of %d bytes: %v", n, err)
+				}
+			}
+			if fits == 0 || fits == 120 {
+				t.Errorf("%d of 120 events near the limit fit; want some but not all", fits)
+			}
+			if _, err := send(hello("small")); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 

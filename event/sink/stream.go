@@ -44,7 +44,16 @@ type call struct {
 	s *stream
 	// timeout is req.Timeout's storage, saving an allocation per request.
 	timeout durationpb.Duration
+	// maxSize, when not zero, bounds req's encoded size once the writer
+	// has set its id and timeout; the writer measures req only when
+	// maxSize could be over the limit.
+	maxSize int
 }
+
+// requestOverhead bounds what the writer adds to a request: the id
+// (tag and a 64-bit varint) and the timeout (tag, length, and two tagged
+// varints of up to 10 bytes each).
+const requestOverhead = 11 + 2 + 2*11
 
 // finish delivers the call's answer. Only the goroutine that removed the
 // call from its stream may call it, once.
@@ -296,12 +305,14 @@ func (s *stream) writeLoop(ctx context.Context, ps processStream) error {
 		d := time.Until(c.deadline)
 		c.timeout.Seconds, c.timeout.Nanos = int64(d/time.Second), int32(d%time.Second)
 		c.req.Timeout = &c.timeout
-		if n := proto.Size(c.req); n > s.p.cfg.MaxMessageBytes {
-			if s.unregister(c.req.Id) {
-				c.finish(result{err: status.Errorf(codes.ResourceExhausted,
-					"event is %d bytes encoded, over the %d-byte limit for processors", n, s.p.cfg.MaxMessageBytes)})
+		if c.maxSize == 0 || c.maxSize+requestOverhead > s.p.cfg.MaxMessageBytes {
+			if n := proto.Size(c.req); n > s.p.cfg.MaxMessageBytes {
+				if s.unregister(c.req.Id) {
+					c.finish(result{err: status.Errorf(codes.ResourceExhausted,
+						"event is %d bytes encoded, over the %d-byte limit for processors", n, s.p.cfg.MaxMessageBytes)})
+				}
+				continue
 			}
-			continue
 		}
 		c.sent.Store(true)
 		if err := ps.Send(c.req); err != nil {
