@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,7 +22,10 @@ import (
 var (
 	flagDuration = flag.Duration("chaos.duration", 0,
 		"how long the load runs; the scenario cycle repeats while it fits (0: $CHAOS_DURATION, else one cycle)")
-	flagClients = flag.Int("chaos.clients", 16, "concurrent closed-loop HTTP clients")
+	flagClients       = flag.Int("chaos.clients", 8, "concurrent closed-loop HTTP clients")
+	flagStreamClients = flag.Int("chaos.stream-clients", 8,
+		"concurrent closed-loop workers multiplexed over the SinkService.Stream client streams (0: no Stream load)")
+	flagStreams = flag.Int("chaos.streams", 2, "SinkService.Stream client streams the Stream workers share")
 	flagSlack   = flag.Duration("chaos.slack", 500*time.Millisecond, "how late after its deadline an answer may arrive")
 	flagRecover = flag.Duration("chaos.recover", time.Second,
 		"longest time from a restarted replica's listening line to its first 200")
@@ -46,7 +50,8 @@ var (
 )
 
 const (
-	// deadline is every request's Grpc-Timeout.
+	// deadline is every request's Grpc-Timeout (HTTP) or timeout field
+	// (Stream).
 	deadline = time.Second
 	// clientTimeout bounds every request on the client side: an answer
 	// this late means the sink hung.
@@ -59,38 +64,42 @@ const (
 
 // config is one run's settings, from the flags and the environment.
 type config struct {
-	duration   time.Duration // of the load; 0: one cycle
-	clients    int
-	slack      time.Duration
-	recover    time.Duration
-	grace      time.Duration
-	steady     time.Duration
-	dead       time.Duration
-	freeze     time.Duration
-	goMargin   float64
-	rssMargin  float64 // bytes
-	race       bool
-	keepalive  bool          // the sink takes --keepalive and --keepalive-timeout
-	detectIn   time.Duration // how long the sink may take to notice the frozen replica
-	warmup     time.Duration
-	cycleLen   time.Duration
-	maxRuntime time.Duration // bound of the whole test
+	duration      time.Duration // of the load; 0: one cycle
+	clients       int           // HTTP
+	streamClients int           // Stream workers
+	streams       int           // Stream client streams
+	slack         time.Duration
+	recover       time.Duration
+	grace         time.Duration
+	steady        time.Duration
+	dead          time.Duration
+	freeze        time.Duration
+	goMargin      float64
+	rssMargin     float64 // bytes
+	race          bool
+	keepalive     bool          // the sink takes --keepalive and --keepalive-timeout
+	detectIn      time.Duration // how long the sink may take to notice the frozen replica
+	warmup        time.Duration
+	cycleLen      time.Duration
+	maxRuntime    time.Duration // bound of the whole test
 }
 
 func newConfig(t *testing.T) config {
 	t.Helper()
 	c := config{
-		duration:  *flagDuration,
-		clients:   *flagClients,
-		slack:     *flagSlack,
-		recover:   *flagRecover,
-		grace:     *flagGrace,
-		steady:    *flagSteady,
-		dead:      *flagDead,
-		freeze:    *flagFreeze,
-		goMargin:  float64(*flagGoMargin),
-		rssMargin: float64(*flagRSSMargin) * (1 << 20),
-		race:      *flagRace,
+		duration:      *flagDuration,
+		clients:       *flagClients,
+		streamClients: *flagStreamClients,
+		streams:       *flagStreams,
+		slack:         *flagSlack,
+		recover:       *flagRecover,
+		grace:         *flagGrace,
+		steady:        *flagSteady,
+		dead:          *flagDead,
+		freeze:        *flagFreeze,
+		goMargin:      float64(*flagGoMargin),
+		rssMargin:     float64(*flagRSSMargin) * (1 << 20),
+		race:          *flagRace,
 	}
 	if c.race {
 		c.rssMargin *= 4 // the race detector's shadow memory
@@ -104,9 +113,13 @@ func newConfig(t *testing.T) config {
 			c.duration = d
 		}
 	}
-	if c.clients < 1 {
-		t.Fatalf("-chaos.clients=%d: want at least 1", c.clients)
+	if c.clients < 0 || c.streamClients < 0 || c.clients+c.streamClients < 1 {
+		t.Fatalf("-chaos.clients=%d -chaos.stream-clients=%d: want at least one client", c.clients, c.streamClients)
 	}
+	if c.streamClients > 0 && c.streams < 1 {
+		t.Fatalf("-chaos.streams=%d: want at least 1", c.streams)
+	}
+	c.streams = min(c.streams, max(c.streamClients, 1))
 	c.warmup = c.steady * 3 / 4
 	c.cycleLen = c.dead + c.steady + c.freeze + c.steady
 	c.maxRuntime = max(c.duration, c.warmup+c.cycleLen) + 3*time.Minute // + builds and start-up
@@ -200,21 +213,39 @@ func TestChaos(t *testing.T) {
 			"comparing OS threads and VmRSS from /proc instead")
 	}
 
-	// The load runs until stopLoad; it is stopped and waited for however
-	// the test ends, so no request outlives it.
+	// The load, HTTP and Stream at once, runs until stopLoad; it is
+	// stopped and waited for however the test ends, so no request
+	// outlives it.
+	if addrs["grpc"] == "" && cfg.streamClients > 0 {
+		t.Fatal("the sink logged no gRPC address for the Stream load")
+	}
 	gen := newLoadGen(addrs["http"], cfg.clients, deadline, clientTimeout)
 	defer gen.client.CloseIdleConnections()
+	sgen := newStreamLoad(addrs["grpc"], deadline, clientTimeout, gen.runID)
 	stop := make(chan struct{})
 	done := make(chan []record, 1)
+	sdone := make(chan streamLoadResult, 1)
 	var records []record
+	var faults []fault
 	stopLoad := sync.OnceFunc(func() {
 		close(stop)
 		records = <-done
+		sres := <-sdone
+		records = append(records, sres.records...)
+		slices.SortFunc(records, func(a, b record) int { return a.start.Compare(b.start) })
+		faults = sres.faults
 		gen.client.CloseIdleConnections()
 	})
 	defer stopLoad()
 	loadStart := time.Now()
 	go func() { done <- gen.run(ctx, cfg.clients, stop) }()
+	go func() {
+		if cfg.streamClients == 0 {
+			sdone <- streamLoadResult{}
+			return
+		}
+		sdone <- sgen.run(ctx, cfg.streams, cfg.streamClients, stop)
+	}()
 
 	cycles := runScenario(t, ctx, cfg, bins, a, b, loadStart)
 	stopLoad()
@@ -243,7 +274,7 @@ func TestChaos(t *testing.T) {
 			t.Errorf("-chaos.dump: %v", err)
 		}
 	}
-	rep := analyse(cfg, records, cycles, loadStart, loadEnd, before, after)
+	rep := analyse(cfg, records, faults, cycles, loadStart, loadEnd, before, after)
 	rep.replicas = []*replica{a, b}
 	summary := rep.summary()
 	t.Log("\n" + summary)

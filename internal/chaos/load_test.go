@@ -15,16 +15,43 @@ import (
 	"time"
 )
 
+// via is the API a request went through.
+type via int
+
+const (
+	viaHTTP   via = iota // POST /v1/events
+	viaStream            // SinkService.Stream
+	numVia
+)
+
+func (v via) String() string {
+	switch v {
+	case viaHTTP:
+		return "HTTP"
+	case viaStream:
+		return "Stream"
+	}
+	return fmt.Sprintf("via(%d)", int(v))
+}
+
 // record is what the test saw of one request.
 type record struct {
+	via     via
+	stream  int // Stream: which client stream (1-based); 0 for HTTP
 	worker  int
 	payload string // unique over the run
-	start   time.Time
-	end     time.Time
-	// status is the HTTP status; 0 when err is set.
+	// id is the event id the client chose (Stream); "" when the sink
+	// assigns it (HTTP).
+	id    string
+	start time.Time
+	end   time.Time
+	// status is the HTTP status; 0 when err is set. A Stream answer's
+	// gRPC code is mapped as the HTTP gateway maps it (OK 200,
+	// UNAVAILABLE 503, DEADLINE_EXCEEDED 504, ...), a reply with another
+	// outcome to 204 or 202.
 	status int
-	// err is a transport error, the client-side timeout or an unreadable
-	// body: the request got no (complete) answer.
+	// err is a transport error, the client-side timeout, an unreadable
+	// body or a broken Stream: the request got no (complete) answer.
 	err string
 	// From a 200 answer: the reply event's id, payload and processed_by.
 	replyID     string
@@ -158,7 +185,7 @@ func dumpRecords(path string, records []record, start time.Time) error {
 	for i := range records {
 		r := &records[i]
 		if err := enc.Encode(map[string]any{
-			"worker": r.worker, "payload": r.payload,
+			"via": r.via.String(), "stream": r.stream, "worker": r.worker, "payload": r.payload, "id": r.id,
 			"start": r.start.Sub(start).Seconds(), "end": r.end.Sub(start).Seconds(),
 			"status": r.status, "err": r.err, "processed_by": r.processedBy,
 			"echoed": r.echoed, "reply_id": r.replyID, "body": r.body,

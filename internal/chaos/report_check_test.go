@@ -4,6 +4,7 @@ package chaos
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ func TestAnalyse(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
 	c := cycle{n: 1, kill: at(1), aExited: at(1.01), restart: at(2.98), aListening: at(3), stop: at(5), cont: at(8.5), end: at(10.5)}
-	cfg := config{slack: 500 * time.Millisecond, recover: time.Second, grace: 300 * time.Millisecond, detectIn: 2500 * time.Millisecond, goMargin: 10, rssMargin: 1 << 20}
+	cfg := config{clients: 1, streamClients: 1, streams: 1, slack: 500 * time.Millisecond, recover: time.Second, grace: 300 * time.Millisecond, detectIn: 2500 * time.Millisecond, goMargin: 10, rssMargin: 1 << 20}
 	ok := func(start float64, by string, id string) record {
 		return record{payload: id, start: at(start), end: at(start + 0.005), status: http.StatusOK, processedBy: by, echoed: id, replyID: "r-" + id}
 	}
@@ -30,9 +31,33 @@ func TestAnalyse(t *testing.T) {
 		ok(8.6, "B", "10"), ok(9, "A", "11"),
 		{payload: "12", start: at(0.99), end: at(1.02), status: http.StatusServiceUnavailable},
 	}
+	// The same over SinkService.Stream, where the client sets the ids.
+	for _, r := range clean[:len(clean):len(clean)] {
+		r.via, r.stream, r.payload = viaStream, 1, "s"+r.payload
+		r.id = "id-" + r.payload
+		if r.status == http.StatusOK {
+			r.echoed, r.replyID = r.payload, r.id
+		}
+		clean = append(clean, r)
+	}
+	stream := func(r record) record {
+		r.via, r.stream, r.id = viaStream, 1, "id-"+r.payload
+		if r.replyID != "" {
+			r.replyID = r.id
+		}
+		return r
+	}
 	stats := sinkStats{source: "/metrics", goroutines: 40, rss: 1 << 24}
-	if rep := analyse(cfg, clean, []cycle{c}, t0, at(10.5), stats, stats); len(rep.failures) > 0 {
+	rep := analyse(cfg, clean, nil, []cycle{c}, t0, at(10.5), stats, stats)
+	if len(rep.failures) > 0 {
 		t.Fatalf("clean run: failures %q", rep.failures)
+	}
+	if rep.by[viaHTTP].total != 12 || rep.by[viaStream].total != 12 || len(rep.cycles) != 2 {
+		t.Fatalf("clean run: %d HTTP and %d Stream requests, %d cycle results; want 12, 12 and 2",
+			rep.by[viaHTTP].total, rep.by[viaStream].total, len(rep.cycles))
+	}
+	if sum := rep.summary(); !strings.Contains(sum, "  HTTP   12; 200: 10") || !strings.Contains(sum, "  Stream 12; 200: 10") {
+		t.Errorf("clean run: summary without the HTTP and Stream counts:\n%s", sum)
 	}
 
 	tests := []struct {
@@ -83,6 +108,36 @@ func TestAnalyse(t *testing.T) {
 		{"requests left in flight", nil, func(s *sinkStats) {
 			s.byTarget = map[string]map[string]float64{metricInflight: {"127.0.0.1:1": 0, "127.0.0.1:2": 3}}
 		}, "3 requests in flight to 127.0.0.1:2"},
+
+		// The same checks apply to Stream requests, each API on its own.
+		{"Stream: no answer", func(rs []record) []record {
+			return append(rs, stream(record{payload: "x", start: at(0.7), end: at(5.7), err: "no answer on stream 1 within 5s"}))
+		}, nil, "no answer: Stream request x"},
+		{"Stream: cancelled", func(rs []record) []record {
+			return append(rs, stream(record{payload: "x", start: at(0.7), end: at(0.71), status: 499}))
+		}, nil, "status 499"},
+		{"Stream: late", func(rs []record) []record {
+			return append(rs, stream(record{payload: "x", start: at(0.7), end: at(2.3), status: http.StatusGatewayTimeout}))
+		}, nil, "after its 1s deadline"},
+		{"Stream: another's payload", func(rs []record) []record {
+			r := stream(ok(0.7, "A", "x"))
+			r.echoed = "s1"
+			return append(rs, r)
+		}, nil, "another payload"},
+		{"Stream: reply to another event", func(rs []record) []record {
+			r := stream(ok(0.7, "A", "x"))
+			r.replyID = "id-s1"
+			return append(rs, r)
+		}, nil, "not its request's"},
+		{"Stream: B not used while A is dead", func(rs []record) []record {
+			return slices.DeleteFunc(rs, func(r record) bool { return r.payload == "s3" || r.payload == "s4" })
+		}, nil, "cycle 1, Stream: no request succeeded on B while A was dead"},
+		{"Stream: B never back", func(rs []record) []record {
+			return slices.DeleteFunc(rs, func(r record) bool { return r.payload == "s10" })
+		}, nil, "cycle 1, Stream: B served no request"},
+		{"no Stream requests", func(rs []record) []record {
+			return slices.DeleteFunc(rs, func(r record) bool { return r.via == viaStream })
+		}, nil, "no Stream requests were sent"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,7 +150,7 @@ func TestAnalyse(t *testing.T) {
 			if tt.after != nil {
 				tt.after(&after)
 			}
-			rep := analyse(cfg, rs, []cycle{c}, t0, at(10.5), before, after)
+			rep := analyse(cfg, rs, nil, []cycle{c}, t0, at(10.5), before, after)
 			if tt.want == "" {
 				if len(rep.failures) > 0 {
 					t.Errorf("failures %q, want none", rep.failures)
@@ -109,6 +164,21 @@ func TestAnalyse(t *testing.T) {
 			}
 			t.Errorf("failures %q, want one containing %q", rep.failures, tt.want)
 		})
+	}
+
+	// Faults of the Stream load, which belong to no request, fail the run.
+	for _, f := range []fault{
+		{at(3), `stream 1: answer for event id "id-s5", which is not in flight (unknown, answered already, or past the 5s client-side timeout)`},
+		{at(4), "stream 2: broke with rpc error: code = Internal desc = x (status Internal) while events were being sent (4 in flight)"},
+	} {
+		rep := analyse(cfg, clean, []fault{f}, []cycle{c}, t0, at(10.5), stats, stats)
+		want := "Stream load at " + rep.at(f.at) + ": " + f.what
+		if !slices.Contains(rep.failures, want) {
+			t.Errorf("fault %q: failures %q, want %q", f.what, rep.failures, want)
+		}
+		if !strings.Contains(rep.summary(), "streams ended early): 1") {
+			t.Errorf("fault %q: summary does not count it:\n%s", f.what, rep.summary())
+		}
 	}
 }
 
