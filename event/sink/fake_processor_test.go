@@ -65,7 +65,7 @@ func echo(_ context.Context, req *eventv1.ProcessRequest) *eventv1.ProcessRespon
 
 // startFake serves f on a loopback port until the test ends and returns its
 // address and server (Stop it to break the sink's streams).
-func startFake(t *testing.T, f eventv1.ProcessorServiceServer) (string, *grpc.Server) {
+func startFake(t testing.TB, f eventv1.ProcessorServiceServer) (string, *grpc.Server) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -75,7 +75,7 @@ func startFake(t *testing.T, f eventv1.ProcessorServiceServer) (string, *grpc.Se
 }
 
 // serveFake serves f on lis until the test ends.
-func serveFake(t *testing.T, f eventv1.ProcessorServiceServer, lis net.Listener) *grpc.Server {
+func serveFake(t testing.TB, f eventv1.ProcessorServiceServer, lis net.Listener) *grpc.Server {
 	t.Helper()
 	srv := grpc.NewServer()
 	eventv1.RegisterProcessorServiceServer(srv, f)
@@ -93,7 +93,7 @@ func serveFake(t *testing.T, f eventv1.ProcessorServiceServer, lis net.Listener)
 
 // startSink builds a sink from cfg, runs it until the test ends and waits
 // until it is ready.
-func startSink(t *testing.T, cfg Config) *Sink {
+func startSink(t testing.TB, cfg Config) *Sink {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = discard()

@@ -20,7 +20,7 @@ import (
 
 // serveSink serves s's SinkService on a loopback port until the test ends
 // and returns a client for it, dialed with opts as well.
-func serveSink(t *testing.T, s *Sink, opts ...grpc.DialOption) eventv1.SinkServiceClient {
+func serveSink(t testing.TB, s *Sink, opts ...grpc.DialOption) eventv1.SinkServiceClient {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

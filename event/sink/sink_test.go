@@ -20,7 +20,7 @@ import (
 // testTimeout bounds every test's context.
 const testTimeout = 30 * time.Second
 
-func testCtx(t *testing.T) context.Context {
+func testCtx(t testing.TB) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	t.Cleanup(cancel)
@@ -551,7 +551,7 @@ func (s *spyStream) Recv() (*eventv1.ProcessRequest, error) {
 
 // waitFor waits until cond holds, re-checking it whenever a stream goes up
 // or down.
-func waitFor(t *testing.T, s *Sink, cond func() bool) {
+func waitFor(t testing.TB, s *Sink, cond func() bool) {
 	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
