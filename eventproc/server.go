@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/eventproc/eventproc/event/sink"
+	"github.com/eventproc/eventproc/internal/debugserver"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
 
@@ -137,7 +138,7 @@ func (s *server) serve(ctx context.Context, grpcLis, httpLis, debugLis net.Liste
 	var debug *http.Server
 	if debugLis != nil {
 		s.log.Info("debug listening on "+debugLis.Addr().String(), "addr", debugLis.Addr().String())
-		debug = newDebugServer()
+		debug = debugserver.New()
 	}
 	s.log.Info("grpc listening on "+grpcLis.Addr().String(), "addr", grpcLis.Addr().String())
 	s.log.Info("http listening on "+httpLis.Addr().String(), "addr", httpLis.Addr().String())

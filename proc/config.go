@@ -26,6 +26,7 @@ type config struct {
 	shutdownGrace  time.Duration
 	logFormat      string
 	logLevel       slog.Level
+	debugAddr      string // "" means no debug server
 }
 
 // parseConfig reads the environment through getenv, then args; a flag on
@@ -44,6 +45,7 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.DurationVar(&cfg.shutdownGrace, "shutdown-grace", processor.DefaultShutdownGrace, "time in-flight events get to finish on SIGINT/SIGTERM")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "log `format` on stderr: text or json")
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "minimum log `level`: debug, info, warn or error")
+	fs.StringVar(&cfg.debugAddr, "debug-addr", "", "`address` for Go's profiler (/debug/pprof/) and runtime variables (/debug/vars); off when empty; bind where only operators reach it")
 
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {

@@ -6,11 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"runtime/debug"
 
 	"github.com/eventproc/eventproc/event/processor"
+	"github.com/eventproc/eventproc/internal/debugserver"
 )
 
 // run is proc: it parses args and the environment (read through getenv),
@@ -62,6 +65,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		h.publish = srv.Publish
 	}
 
+	if cfg.debugAddr != "" {
+		stop, err := serveDebug(cfg.debugAddr, log)
+		if err != nil {
+			_ = lis.Close()
+			return err
+		}
+		defer stop()
+	}
+
 	fmt.Fprintf(stdout, "listening on %s\n", lis.Addr())
 	log.Info("proc: serving", "addr", lis.Addr().String(), "name", name, "consume", cfg.consume, "publish", cfg.publish,
 		"max_concurrency", cfg.maxConcurrency)
@@ -70,6 +82,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info("proc: stopped")
 	return nil
+}
+
+// serveDebug serves --debug-addr until stop is called.
+func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on --debug-addr %s: %w", addr, err)
+	}
+	log.Info("proc: debug listening on "+lis.Addr().String(), "addr", lis.Addr().String())
+	srv := debugserver.New()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("proc: debug server stopped", "err", err)
+		}
+	}()
+	return func() {
+		_ = srv.Close()
+		<-done
+	}, nil
 }
 
 // gcPercent is the GOGC proc runs with when the environment sets none:

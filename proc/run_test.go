@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"regexp"
 	"strings"
@@ -406,5 +407,45 @@ func TestHelp(t *testing.T) {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("usage lacks %q:\n%s", want, stdout.String())
 		}
+	}
+}
+
+// --debug-addr serves Go's profiler on a listener of its own, and stops
+// with proc; without it proc opens no such listener.
+func TestDebugAddr(t *testing.T) {
+	ctx := testCtx(t)
+	debugLine := regexp.MustCompile(`debug listening on ([^\s"]+)`)
+	if p := startProc(t, ctx, nil); debugLine.MatchString(p.stderr.String()) {
+		t.Fatalf("debug listener without --debug-addr:\n%s", p.stderr)
+	}
+	p := startProc(t, ctx, nil, "--debug-addr", "127.0.0.1:0")
+	m := debugLine.FindStringSubmatch(p.stderr.String())
+	if m == nil {
+		t.Fatalf("no debug listening line:\n%s", p.stderr)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m[1]+"/debug/pprof/goroutine?debug=1", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("goroutine")) {
+		t.Fatalf("/debug/pprof/goroutine: %d %.80q", resp.StatusCode, body)
+	}
+	if err := p.wait(); err != nil {
+		t.Fatal(err)
+	}
+	http.DefaultClient.CloseIdleConnections()
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatal("debug server still answers after proc stopped")
+	}
+}
+
+func TestDebugAddrInvalid(t *testing.T) {
+	err := run(testCtx(t), []string{"--addr", "127.0.0.1:0", "--debug-addr", "nope:bad:addr"}, mapEnv(nil), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--debug-addr") {
+		t.Fatalf("run = %v, want an error naming --debug-addr", err)
 	}
 }

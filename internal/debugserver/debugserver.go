@@ -1,4 +1,8 @@
-package main
+// Package debugserver is the --debug-addr server of eventproc and proc:
+// Go's profiler (/debug/pprof/) and runtime variables, memory statistics
+// included (/debug/vars). It is off unless the flag is set, and belongs on
+// an address only operators can reach.
+package debugserver
 
 import (
 	"expvar"
@@ -7,11 +11,8 @@ import (
 	"time"
 )
 
-// newDebugServer returns the server of --debug-addr: Go's profiler
-// (/debug/pprof/) and runtime variables, memory statistics included
-// (/debug/vars). It is off unless the flag is set, and belongs on an address
-// only operators can reach.
-func newDebugServer() *http.Server {
+// New returns the debug server; the caller serves it on its own listener.
+func New() *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
