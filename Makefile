@@ -61,16 +61,17 @@ lint: ## buf lint, buf format check, gofmt and go vet.
 bench: ## Run the benchmark suite and write docs/benchmarks.md.
 	$(GO) run ./internal/bench -duration $(BENCHTIME) -out docs/benchmarks.md
 
-# Profile-guided optimisation: eventproc/default.pgo is a CPU profile of the
-# sink under `make bench`'s three request paths, merged; `go build` uses it
-# for the eventproc binary (-pgo=auto). Regenerate it after large changes to
-# the hot paths.
+# Profile-guided optimisation: eventproc/default.pgo and proc/default.pgo are
+# CPU profiles of the sink and the echo processor under `make bench`'s three
+# request paths, merged; `go build` uses them for those binaries
+# (-pgo=auto). Regenerate them after large changes to the hot paths.
 .PHONY: pgo
-pgo: ## Re-profile the sink (REST, gRPC, Stream at 64 clients) into eventproc/default.pgo.
+pgo: ## Re-profile sink and processor (REST, gRPC, Stream at 64 clients) into */default.pgo.
 	@dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
 	GOFLAGS=-pgo=off $(GO) run ./internal/bench profile -duration 10s -paths rest,grpc,stream -dir "$$dir"; \
-	$(GO) tool pprof -proto "$$dir"/rest.cpu.pprof "$$dir"/grpc.cpu.pprof "$$dir"/stream.cpu.pprof > "$$dir"/merged.pgo; \
-	mv "$$dir"/merged.pgo eventproc/default.pgo
+	$(GO) tool pprof -proto "$$dir"/{rest,grpc,stream}.cpu.pprof > "$$dir"/sink.pgo; \
+	$(GO) tool pprof -proto "$$dir"/{rest,grpc,stream}.proc.cpu.pprof > "$$dir"/proc.pgo; \
+	mv "$$dir"/sink.pgo eventproc/default.pgo; mv "$$dir"/proc.pgo proc/default.pgo
 
 # Length of the `make chaos` run (the short version runs in `make test`).
 CHAOS_DURATION ?= 60s

@@ -20,7 +20,8 @@ import (
 // profiler and runtime variables on a listener of their own) against a real
 // proc, drives it with the suite's load client, and fetches a CPU profile of
 // exactly the measured window, the allocation profile and the runtime's
-// malloc counters.
+// malloc counters; and, through proc's own --debug-addr, proc's CPU profile
+// of the same window (<path>.proc.cpu.pprof).
 
 // cmdProfile is the profiling subcommand.
 const cmdProfile = "profile"
@@ -87,6 +88,8 @@ func profile(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer bins.remove()
 	e := &env{bins: bins, log: stderr}
+	// proc from another revision may not have --debug-addr.
+	profileProc := *rev == ""
 
 	byPath := map[string]func(context.Context, *servers, int) (func(int) caller, func(), error){
 		"rest": restClient,
@@ -103,7 +106,7 @@ func profile(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("-paths: unknown path %q", path)
 		}
 		row, err := e.profilePath(ctx, path, client, *workers, *warmup, secs, *dir,
-			strings.Fields(*sinkArgs), strings.Fields(*sinkEnv))
+			strings.Fields(*sinkArgs), strings.Fields(*sinkEnv), profileProc)
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
@@ -120,13 +123,20 @@ func profile(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // profilePath profiles one sink path and returns its table row.
 func (e *env) profilePath(ctx context.Context, path string,
 	client func(context.Context, *servers, int) (func(int) caller, func(), error),
-	workers int, warmup time.Duration, secs int, dir string, sinkArgs, sinkEnv []string) ([]string, error) {
-	p, got, err := startChild("proc", e.bins.proc, []string{"--addr", "127.0.0.1:0", "--shutdown-grace", "1s"},
-		[]*regexp.Regexp{listeningRE}, startTimeout)
+	workers int, warmup time.Duration, secs int, dir string, sinkArgs, sinkEnv []string, profileProc bool) ([]string, error) {
+	procArgs, procWant := []string{"--addr", "127.0.0.1:0", "--shutdown-grace", "1s"}, []*regexp.Regexp{listeningRE}
+	if profileProc {
+		procArgs, procWant = append(procArgs, "--debug-addr", "127.0.0.1:0"), append(procWant, debugRE)
+	}
+	p, got, err := startChild("proc", e.bins.proc, procArgs, procWant, startTimeout)
 	if err != nil {
 		return nil, err
 	}
 	defer p.stop()
+	var procDebug string
+	if profileProc {
+		procDebug = "http://" + got[1]
+	}
 	sk, got, err := startChildEnv("eventproc", e.bins.eventproc,
 		append([]string{"--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--debug-addr", "127.0.0.1:0",
 			"--route", "hello=" + got[0]}, sinkArgs...), sinkEnv,
@@ -149,21 +159,29 @@ func (e *env) profilePath(ctx context.Context, path string,
 	var m0, m1 memStats
 	var st0, st1 procStat
 	var fetchErr error
-	cpuDone := make(chan error, 1)
+	cpuDone := make(chan error, 2)
 	cpuFile := filepath.Join(dir, path+".cpu.pprof")
+	procCPUFile := filepath.Join(dir, path+".proc.cpu.pprof")
 	lr := runLoad(ctx, loadPlan{
 		workers: workers, warmup: warmup, measure: time.Duration(secs) * time.Second,
 		atStart: func() {
 			st0, _ = sk.sample()
 			fetchErr = getMemStats(debug, &m0)
 			go func() { cpuDone <- fetchTo(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", debug, secs), cpuFile) }()
+			if procDebug != "" {
+				go func() {
+					cpuDone <- fetchTo(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", procDebug, secs), procCPUFile)
+				}()
+			} else {
+				cpuDone <- nil
+			}
 		},
 		atEnd: func() {
 			st1, _ = sk.sample()
 			fetchErr = errors.Join(fetchErr, getMemStats(debug, &m1))
 		},
 	}, newCaller)
-	if err := errors.Join(fetchErr, <-cpuDone); err != nil {
+	if err := errors.Join(fetchErr, <-cpuDone, <-cpuDone); err != nil {
 		return nil, err
 	}
 	if err := fetchTo(debug+"/debug/pprof/allocs", filepath.Join(dir, path+".allocs.pprof")); err != nil {
