@@ -48,40 +48,28 @@ func parseStreamRequest(b []byte) (streamedEvent, error) {
 	var r streamedEvent
 	merged := false
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return r, protowire.ParseError(n)
+		fld, rest, err := nextField(b)
+		if err != nil {
+			return r, err
 		}
-		if num > protowire.MaxValidNumber {
-			return r, errFieldNumber
-		}
-		b = b[n:]
-		if typ != protowire.BytesType || (num != fieldStreamEvent && num != fieldStreamTimeout) {
-			n := protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return r, protowire.ParseError(n)
-			}
-			b = b[n:]
+		b = rest
+		if fld.typ != protowire.BytesType {
 			continue
 		}
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return r, protowire.ParseError(n)
-		}
-		b = b[n:]
 		// Each occurrence must be valid on its own, as for proto.Unmarshal.
-		if num == fieldStreamEvent {
-			if err := checkMessage(v, eventDescriptor, 0); err != nil {
+		switch fld.num {
+		case fieldStreamEvent:
+			if err := checkMessage(fld.bytes, eventDescriptor, 0); err != nil {
 				return r, fmt.Errorf("event: %w", err)
 			}
-			r.body, merged = appendMerged(r.body, v, merged)
-			continue
-		}
-		if r.timeout == nil {
-			r.timeout = new(durationpb.Duration)
-		}
-		if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(v, r.timeout); err != nil {
-			return r, fmt.Errorf("timeout: %w", err)
+			r.body, merged = appendMerged(r.body, fld.bytes, merged)
+		case fieldStreamTimeout:
+			if r.timeout == nil {
+				r.timeout = new(durationpb.Duration)
+			}
+			if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(fld.bytes, r.timeout); err != nil {
+				return r, fmt.Errorf("timeout: %w", err)
+			}
 		}
 	}
 	if r.body != nil {
@@ -112,21 +100,16 @@ func (r *streamedEvent) scanEvent() {
 	b := r.body
 	var id []byte
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		b = b[n:]
+		fld, rest, _ := nextField(b) // checked already
+		b = rest
 		switch {
-		case num == fieldEventID && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			id, b = v, b[n:]
-			continue
-		case num == fieldEventType && typ == protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			r.typ, b = eventv1.Type(int32(v)), b[n:]
-			continue
-		case num == fieldEventTime && typ == protowire.BytesType:
+		case fld.num == fieldEventID && fld.typ == protowire.BytesType:
+			id = fld.bytes
+		case fld.num == fieldEventType && fld.typ == protowire.VarintType:
+			r.typ = eventv1.Type(int32(fld.varint))
+		case fld.num == fieldEventTime && fld.typ == protowire.BytesType:
 			r.hasTime = true
 		}
-		b = b[protowire.ConsumeFieldValue(num, typ, b):]
 	}
 	r.id = string(id)
 }

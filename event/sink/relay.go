@@ -99,70 +99,45 @@ func (f *frame) parse(b []byte) error {
 	var ev []byte // the reply event's bytes; aliases b unless merged
 	merged := false
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return protowire.ParseError(n)
+		fld, rest, err := nextField(b)
+		if err != nil {
+			return err
 		}
-		if num > protowire.MaxValidNumber {
-			return errFieldNumber
-		}
-		b = b[n:]
+		b = rest
 		switch {
-		case num == fieldID && typ == protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return protowire.ParseError(n)
-			}
-			f.id, b = v, b[n:]
-			continue
-		case num == fieldConsumed && typ == protowire.VarintType:
-			_, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return protowire.ParseError(n)
-			}
-			b = b[n:]
+		case fld.num == fieldID && fld.typ == protowire.VarintType:
+			f.id = fld.varint
+		case fld.num == fieldConsumed && fld.typ == protowire.VarintType:
 			f.kind, ev, f.status, f.publish = frameConsumed, nil, nil, nil
-			continue
-		case typ != protowire.BytesType || num < fieldReply || num > fieldPublish || num == fieldConsumed:
-			n := protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return protowire.ParseError(n)
-			}
-			b = b[n:] // unknown, or a known field with another wire type: proto skips it too
-			continue
-		}
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		b = b[n:]
-		switch num {
-		case fieldReply:
-			if err := checkMessage(v, eventDescriptor, 0); err != nil {
+		case fld.typ != protowire.BytesType:
+			// Unknown, or a known field with another wire type: proto
+			// skips it too.
+		case fld.num == fieldReply:
+			if err := checkMessage(fld.bytes, eventDescriptor, 0); err != nil {
 				return fmt.Errorf("reply event: %w", err)
 			}
 			if f.kind == frameReply { // a message field seen twice merges: concatenate
 				if !merged {
 					ev, merged = append([]byte(nil), ev...), true
 				}
-				ev = append(ev, v...)
+				ev = append(ev, fld.bytes...)
 			} else {
-				ev, merged = v, false
+				ev, merged = fld.bytes, false
 			}
 			f.kind, f.status, f.publish = frameReply, nil, nil
-		case fieldError:
+		case fld.num == fieldError:
 			if f.kind != frameError {
 				f.status = new(spb.Status)
 			}
-			if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(v, f.status); err != nil {
+			if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(fld.bytes, f.status); err != nil {
 				return fmt.Errorf("error status: %w", err)
 			}
 			f.kind, ev, f.publish = frameError, nil, nil
-		case fieldPublish:
+		case fld.num == fieldPublish:
 			if f.kind != framePublish {
 				f.publish = new(eventv1.Event)
 			}
-			if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(v, f.publish); err != nil {
+			if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(fld.bytes, f.publish); err != nil {
 				return fmt.Errorf("published event: %w", err)
 			}
 			f.kind, ev, f.status = framePublish, nil, nil
@@ -208,41 +183,60 @@ func checkMessage(b []byte, md protoreflect.MessageDescriptor, depth int) error 
 	}
 	fields := md.Fields()
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return protowire.ParseError(n)
+		fld, rest, err := nextField(b)
+		if err != nil {
+			return err
 		}
-		if num > protowire.MaxValidNumber {
-			return errFieldNumber
-		}
-		b = b[n:]
-		if typ != protowire.BytesType {
-			n := protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return protowire.ParseError(n)
-			}
-			b = b[n:]
-			continue
-		}
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		b = b[n:]
-		fd := fields.ByNumber(num)
-		if fd == nil {
+		b = rest
+		fd := fields.ByNumber(fld.num)
+		if fd == nil || fld.typ != protowire.BytesType {
 			continue
 		}
 		switch fd.Kind() {
 		case protoreflect.StringKind:
-			if !utf8.Valid(v) {
+			if !utf8.Valid(fld.bytes) {
 				return fmt.Errorf("%s: %w", fd.FullName(), errInvalidUTF8)
 			}
 		case protoreflect.MessageKind:
-			if err := checkMessage(v, fd.Message(), depth+1); err != nil {
+			if err := checkMessage(fld.bytes, fd.Message(), depth+1); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// wireField is one field of an encoded message.
+type wireField struct {
+	num    protowire.Number
+	typ    protowire.Type
+	bytes  []byte // the value of a length-delimited field; aliases the input
+	varint uint64 // the value of a varint field
+}
+
+// nextField reads the field at the start of b, and returns it and the rest
+// of b. It fails where proto.Unmarshal would: a malformed tag or value, or
+// a field number out of range.
+func nextField(b []byte) (wireField, []byte, error) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n < 0 {
+		return wireField{}, nil, protowire.ParseError(n)
+	}
+	if num > protowire.MaxValidNumber {
+		return wireField{}, nil, errFieldNumber
+	}
+	b = b[n:]
+	fld := wireField{num: num, typ: typ}
+	switch typ {
+	case protowire.BytesType:
+		fld.bytes, n = protowire.ConsumeBytes(b)
+	case protowire.VarintType:
+		fld.varint, n = protowire.ConsumeVarint(b)
+	default:
+		n = protowire.ConsumeFieldValue(num, typ, b)
+	}
+	if n < 0 {
+		return wireField{}, nil, protowire.ParseError(n)
+	}
+	return fld, b[n:], nil
 }
