@@ -190,19 +190,8 @@ func (s *stream) start(c *call) error {
 	}
 }
 
-// expire ends an asynchronous call at its deadline.
-func (s *stream) expire(c *call) {
-	id := c.req.Id
-	if !s.unregister(id) {
-		return
-	}
-	if c.sent.Load() {
-		s.cancel(id)
-	}
-	c.onDone.complete(c, result{err: context.DeadlineExceeded})
-}
-
-// abandon ends an asynchronous call whose caller went away (err is why).
+// abandon ends an asynchronous call that is still pending, with err: at
+// its deadline, or when its caller went away.
 func (c *call) abandon(err error) {
 	s, id := c.s, c.req.Id
 	if !s.unregister(id) {
@@ -234,7 +223,7 @@ func (s *stream) register(c *call) (uint64, error) {
 	c.s = s
 	s.calls[id] = c
 	if c.onDone != nil {
-		c.timer = time.AfterFunc(time.Until(c.deadline), func() { s.expire(c) })
+		c.timer = time.AfterFunc(time.Until(c.deadline), func() { c.abandon(context.DeadlineExceeded) })
 	}
 	s.pending.Store(int64(len(s.calls)))
 	return id, nil
