@@ -42,7 +42,6 @@ func (s *Sink) Stream(ss eventv1.SinkService_StreamServer) error {
 		tc:    traceContext(ctx),
 		out:   make(chan answered, maxInFlightPerClientStream),
 		free:  make(chan int32, maxInFlightPerClientStream),
-		calls: make([]*call, maxInFlightPerClientStream),
 	}
 	in.tcSize = proto.Size(&eventv1.ProcessRequest{TraceContext: in.tc})
 	// When the client goes away, answer what is still in flight at once
@@ -85,7 +84,8 @@ type ingress struct {
 	// tcSize is tc's encoded size in a ProcessRequest.
 	tcSize int
 	// out holds answers for the writer. It has room for every slot, so a
-	// completion callback never blocks on it.
+	// completion callback never blocks on it. With free, about 20 KiB per
+	// client stream.
 	out chan answered
 	// free holds slots the writer released; slots never used are
 	// next..maxInFlightPerClientStream-1.
@@ -128,6 +128,9 @@ func (in *ingress) read(ss eventv1.SinkService_StreamServer) error {
 		if in.next < maxInFlightPerClientStream {
 			slot = in.next
 			in.next++
+			in.mu.Lock()
+			in.calls = append(in.calls, nil) // calls grows with the slots in use
+			in.mu.Unlock()
 		} else {
 			select {
 			case slot = <-in.free:
