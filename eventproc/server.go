@@ -23,8 +23,8 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/eventproc/eventproc/event/sink"
-	"github.com/eventproc/eventproc/internal/debugserver"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/debugserver"
 )
 
 // streamWorkers is the number of goroutines the gRPC server keeps to run

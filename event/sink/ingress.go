@@ -37,11 +37,11 @@ const maxInFlightPerClientStream = 1024
 func (s *Sink) Stream(ss eventv1.SinkService_StreamServer) error {
 	ctx := ss.Context()
 	in := &ingress{
-		s:     s,
-		ctx:   ctx,
-		tc:    traceContext(ctx),
-		out:   make(chan answered, maxInFlightPerClientStream),
-		free:  make(chan int32, maxInFlightPerClientStream),
+		s:    s,
+		ctx:  ctx,
+		tc:   traceContext(ctx),
+		out:  make(chan answered, maxInFlightPerClientStream),
+		free: make(chan int32, maxInFlightPerClientStream),
 	}
 	in.tcSize = proto.Size(&eventv1.ProcessRequest{TraceContext: in.tc})
 	// When the client goes away, answer what is still in flight at once
