@@ -27,7 +27,7 @@ build: ## Build bin/eventproc (the sink) and bin/proc (the echo processor).
 .PHONY: run
 run: build ## Build, then run an echo processor and the sink on localhost (Ctrl-C stops both).
 	@echo "echo processor on $(PROC_ADDR), sink HTTP on $(HTTP_ADDR), gRPC on $(GRPC_ADDR)"
-	@trap 'kill 0' EXIT INT TERM; \
+	@trap 'kill $$(jobs -p) 2>/dev/null || true' EXIT; trap 'exit 130' INT TERM; \
 	$(BIN)/proc --addr $(PROC_ADDR) --publish & \
 	$(BIN)/eventproc --http-addr $(HTTP_ADDR) --grpc-addr $(GRPC_ADDR) \
 		--route 'hello=localhost$(PROC_ADDR)' --route 'goodbye=localhost$(PROC_ADDR)' & \
