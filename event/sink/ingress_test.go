@@ -103,14 +103,21 @@ func TestStreamIngress(t *testing.T) {
 	}
 }
 
-func TestStreamIngressBadTimeout(t *testing.T) {
+// echoStream opens a SinkService.Stream to a sink routing TYPE_HELLO to
+// an echoing fake processor.
+func echoStream(t *testing.T) eventv1.SinkService_StreamClient {
+	t.Helper()
 	addr, _ := startFake(t, &fakeProcessor{answer: echo})
 	s := startSink(t, Config{Routes: helloRoute(addr)})
-	client := serveSink(t, s)
-	ss, err := client.Stream(testCtx(t))
+	ss, err := serveSink(t, s).Stream(testCtx(t))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ss
+}
+
+func TestStreamIngressBadTimeout(t *testing.T) {
+	ss := echoStream(t)
 	if err := ss.Send(&eventv1.StreamRequest{Event: hello("x"), Timeout: durationpb.New(-1)}); err != nil {
 		t.Fatal(err)
 	}
@@ -261,12 +268,7 @@ func TestStreamIngressDeadline(t *testing.T) {
 // Events sent without an id or a time get them from the sink, as on the
 // other paths; a client's own id and time are kept.
 func TestStreamIngressFillsIDAndTime(t *testing.T) {
-	addr, _ := startFake(t, &fakeProcessor{answer: echo})
-	s := startSink(t, Config{Routes: helloRoute(addr)})
-	ss, err := serveSink(t, s).Stream(testCtx(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ss := echoStream(t)
 	own := hello("own")
 	own.Id, own.Time = "client-id", timestamppb.New(time.Unix(1000, 5))
 	ids := map[string]bool{}
@@ -296,19 +298,13 @@ func TestStreamIngressFillsIDAndTime(t *testing.T) {
 // A message that is not a StreamRequest ends the stream with
 // INVALID_ARGUMENT, as gRPC does when it cannot decode one.
 func TestStreamIngressMalformed(t *testing.T) {
-	addr, _ := startFake(t, &fakeProcessor{answer: echo})
-	s := startSink(t, Config{Routes: helloRoute(addr)})
-	client := serveSink(t, s)
-	ss, err := client.Stream(testCtx(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ss := echoStream(t)
 	// Field 1 (the event) holding an invalid UTF-8 id.
 	bad := &eventv1.StreamRequest{}
 	bad.ProtoReflect().SetUnknown([]byte{0x0a, 0x04, 0x0a, 0x02, 0xff, 0xfe})
 	if err := ss.Send(bad); err != nil {
 		t.Fatal(err)
 	}
-	_, err = ss.Recv()
+	_, err := ss.Recv()
 	wantCode(t, err, codes.InvalidArgument)
 }
