@@ -56,6 +56,9 @@ type Config struct {
 	// MemoryBudget is the memory, in bytes, the Go runtime aims to stay
 	// within (see memoryBudget); zero leaves the runtime's limit alone.
 	MemoryBudget int64
+	// GCPercent is the most GOGC is set to under a memory budget (see
+	// gcPercent); zero leaves the runtime's alone.
+	GCPercent int
 }
 
 // sinkConfig returns the library configuration for c.
@@ -356,6 +359,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	if given["memory-budget"].set == nil && strings.TrimSpace(getenv("EVENTPROC_MEMORY_BUDGET")) == "" &&
 		strings.TrimSpace(getenv("GOMEMLIMIT")) != "" {
 		c.MemoryBudget = 0 // the runtime applies GOMEMLIMIT
+	}
+	if c.MemoryBudget > 0 && strings.TrimSpace(getenv("GOGC")) == "" {
+		c.GCPercent = gcPercent
 	}
 	switch s := one("log-format"); strings.ToLower(s.value) {
 	case "text", "json":

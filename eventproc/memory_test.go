@@ -95,7 +95,54 @@ func TestMemoryBudget(t *testing.T) {
 
 	b = newMemoryBudget(0)
 	b.set = func(n int64) int64 { t.Errorf("limit set to %d without a budget", n); return 0 }
+	b.setGC = func(n int) int { t.Errorf("GOGC set to %d without a budget", n); return 0 }
+	b.gcMax = gcPercent
 	b.adjust()
+}
+
+// TestMemoryBudgetGC: under a budget far above what the runtime needs, GOGC
+// is set once to its most; under one below it, to 100; without gcMax, never.
+func TestMemoryBudgetGC(t *testing.T) {
+	for _, tt := range []struct {
+		budget int64
+		gcMax  int
+		want   []int
+	}{
+		{1 << 40, gcPercent, []int{gcPercent}},
+		{1, gcPercent, []int{100}},
+		{1 << 40, 0, nil},
+	} {
+		var set []int
+		b := newMemoryBudget(tt.budget)
+		b.set = func(int64) int64 { return 0 }
+		b.setGC = func(n int) int { set = append(set, n); return 0 }
+		b.gcMax = tt.gcMax
+		b.adjust()
+		b.adjust()
+		if !slices.Equal(set, tt.want) {
+			t.Errorf("budget %d, gcMax %d: GOGC set to %v, want %v", tt.budget, tt.gcMax, set, tt.want)
+		}
+	}
+}
+
+func TestGCPercentFor(t *testing.T) {
+	const mib = 1 << 20
+	for _, tt := range []struct {
+		budget, needed int64
+		want           int
+	}{
+		{48 * mib, 0, 400},
+		{48 * mib, 4 * mib, 400},   // goal 20 MiB
+		{50 * mib, 10 * mib, 400},  // goal exactly the budget
+		{48 * mib, 16 * mib, 200},  // goal 48 MiB
+		{48 * mib, 24 * mib, 100},  // half the budget
+		{48 * mib, 40 * mib, 100},  // near it: as by default
+		{48 * mib, 100 * mib, 100}, // beyond it
+	} {
+		if got := gcPercentFor(tt.budget, tt.needed, gcPercent); got != tt.want {
+			t.Errorf("gcPercentFor(%d MiB, %d MiB) = %d, want %d", tt.budget/mib, tt.needed/mib, got, tt.want)
+		}
+	}
 }
 
 func TestLimitFor(t *testing.T) {
@@ -125,7 +172,7 @@ func TestMemoryBudgetConfig(t *testing.T) {
 		env  func(string) string
 		want int64
 	}{
-		{nil, noEnv, 52 << 20},
+		{nil, noEnv, 48 << 20},
 		{[]string{"--memory-budget", "1GiB"}, noEnv, 1 << 30},
 		{[]string{"--memory-budget", "64 MiB"}, noEnv, 64 << 20},
 		{[]string{"--memory-budget", "2048KiB"}, noEnv, 2 << 20},
@@ -144,6 +191,29 @@ func TestMemoryBudgetConfig(t *testing.T) {
 		}
 		if c.MemoryBudget != tt.want {
 			t.Errorf("%q: budget %d, want %d", tt.args, c.MemoryBudget, tt.want)
+		}
+	}
+	// GOGC defaults to gcPercent only under a budget, and never overrides
+	// the environment's.
+	for _, tt := range []struct {
+		args []string
+		env  func(string) string
+		want int
+	}{
+		{nil, noEnv, gcPercent},
+		{nil, env("GOGC", "100"), 0},
+		{nil, env("GOGC", "off"), 0},
+		{[]string{"--memory-budget", "off"}, noEnv, 0},
+		{nil, env("GOMEMLIMIT", "1GiB"), 0},
+		{[]string{"--memory-budget", "1GiB"}, env("GOMEMLIMIT", "1GiB"), gcPercent},
+	} {
+		c, err := parseConfig(append(route, tt.args...), tt.env)
+		if err != nil {
+			t.Errorf("%q: %v", tt.args, err)
+			continue
+		}
+		if c.GCPercent != tt.want {
+			t.Errorf("%q with GOGC=%q: GC percent %d, want %d", tt.args, tt.env("GOGC"), c.GCPercent, tt.want)
 		}
 	}
 	for _, bad := range []string{"lots", "-1MiB", "1.5GiB", "MiB", "9999999999GiB"} {

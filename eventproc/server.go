@@ -232,11 +232,16 @@ func (s *server) shutdown() {
 
 // manageMemory keeps the runtime's memory limit at the budget (see
 // memoryBudget) and returns memory to the OS when the HTTP front goes quiet
-// (see memoryReleaser), until ctx ends. It then restores the limit it found.
+// (see memoryReleaser), until ctx ends. It then restores the limit and the
+// GOGC it found.
 func (s *server) manageMemory(ctx context.Context) {
 	budget := newMemoryBudget(s.cfg.MemoryBudget)
 	if budget.budget > 0 {
 		defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	}
+	if budget.budget > 0 && s.cfg.GCPercent > 0 {
+		budget.gcMax = s.cfg.GCPercent
+		defer debug.SetGCPercent(debug.SetGCPercent(100))
 	}
 	budget.adjust()
 	s.memory.init()
