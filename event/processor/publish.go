@@ -49,12 +49,14 @@ func (s *Server) Publish(ctx context.Context, ev *eventv1.Event) error {
 func publishOnce(ctx context.Context, group []*stream, ev *eventv1.Event) (bool, error) {
 	for _, st := range group {
 		resp := &eventv1.ProcessResponse{Result: &eventv1.ProcessResponse_Publish{Publish: ev}}
+		st.queued.Add(1) // see stream.enqueue
 		select {
 		case st.out <- resp:
 			return true, nil
 		case <-st.ctx.Done():
-			// closed meanwhile: try the sink's next stream
+			st.queued.Add(-1) // closed meanwhile: try the sink's next stream
 		case <-ctx.Done():
+			st.queued.Add(-1)
 			return false, status.FromContextError(ctx.Err()).Err()
 		}
 	}
