@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +14,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 )
 
 // outQueueLen bounds the answers waiting for a stream's writer. A handler
@@ -54,7 +57,26 @@ type stream struct {
 	// or taken and waiting for sendMu): answer sends directly only when it
 	// is zero, so nothing overtakes a message queued before it.
 	queued atomic.Int64
+
+	// batchLimit, when not zero, is the largest message the sink reads: it
+	// reads ProcessResponse.batch (it said so in its request headers).
+	batchLimit int
+	// collected holds, while receive handles a batch of requests, the
+	// requests it ran inline and their answers, sent together when the
+	// batch is done (see flushCollected). Only receive uses it.
+	collected     []*request
+	collectedResp []*eventv1.ProcessResponse
+	collecting    bool
 }
+
+// batchHeader is the header with which both ends of a Process stream say
+// they read batches (ProcessRequest.batch, ProcessResponse.batch); its
+// value is the largest message, in bytes, its sender reads.
+const batchHeader = "eventproc-batch"
+
+// maxRecvBytes is the largest message a processor reads: gRPC's default,
+// which Serve keeps.
+const maxRecvBytes = 4 << 20
 
 func newStream(s *Server, gs grpc.BidiStreamingServer[eventv1.ProcessRequest, eventv1.ProcessResponse]) *stream {
 	ctx, cancel := context.WithCancel(gs.Context())
@@ -72,6 +94,11 @@ func newStream(s *Server, gs grpc.BidiStreamingServer[eventv1.ProcessRequest, ev
 		if v := md.Get(SinkIDMetadataKey); len(v) > 0 {
 			st.sinkID = v[0]
 		}
+		if v := md.Get(batchHeader); len(v) > 0 {
+			if n, err := strconv.Atoi(v[0]); err == nil && n > 0 {
+				st.batchLimit = n
+			}
+		}
 	}
 	return st
 }
@@ -81,8 +108,9 @@ func (st *stream) serve() error {
 	defer st.cancel() // cancels every handler still running
 	st.srv.addStream(st)
 	defer st.srv.removeStream(st)
-	// The sink counts a stream as live once it has the header.
-	if err := st.grpc.SendHeader(metadata.MD{}); err != nil {
+	// The sink counts a stream as live once it has the header, which also
+	// says that this end reads batches.
+	if err := st.grpc.SendHeader(metadata.Pairs(batchHeader, strconv.Itoa(maxRecvBytes))); err != nil {
 		return err
 	}
 	st.srv.log.DebugContext(st.ctx, "processor: stream opened", "sink_id", st.sinkID)
@@ -109,7 +137,7 @@ func (st *stream) write(recvDone <-chan error) error {
 		for range maxBatch {
 			select {
 			case resp := <-st.out:
-				if err := st.send(resp); err != nil {
+				if err := st.sendQueued(resp); err != nil {
 					return err
 				}
 				continue
@@ -119,7 +147,7 @@ func (st *stream) write(recvDone <-chan error) error {
 		}
 		select {
 		case resp := <-st.out:
-			if err := st.send(resp); err != nil {
+			if err := st.sendQueued(resp); err != nil {
 				return err
 			}
 		case err := <-recvDone:
@@ -158,6 +186,56 @@ func (st *stream) send(resp *eventv1.ProcessResponse) error {
 	return st.grpc.Send(resp)
 }
 
+// sendQueued sends resp, taken from out, with whatever else waits there
+// when the sink reads batches: one message for up to maxBatch answers.
+func (st *stream) sendQueued(resp *eventv1.ProcessResponse) error {
+	if st.batchLimit == 0 || len(st.out) == 0 {
+		return st.send(resp)
+	}
+	batch := []*eventv1.ProcessResponse{resp}
+more:
+	for len(batch) < maxBatch {
+		select {
+		case resp := <-st.out:
+			batch = append(batch, resp)
+		default:
+			break more
+		}
+	}
+	st.sendMu.Lock()
+	defer st.sendMu.Unlock()
+	defer st.queued.Add(-int64(len(batch)))
+	return st.sendBatch(batch)
+}
+
+// sendBatch sends the answers in as few messages as the sink's limit
+// allows, with sendMu held.
+func (st *stream) sendBatch(answers []*eventv1.ProcessResponse) error {
+	for len(answers) > 0 {
+		n, size := 0, 0
+		for n < len(answers) {
+			entry := proto.Size(answers[n])
+			entry += protowire.SizeTag(fieldBatch) + protowire.SizeVarint(uint64(entry))
+			if n > 0 && size+entry > st.batchLimit {
+				break
+			}
+			n, size = n+1, size+entry
+		}
+		msg := answers[0]
+		if n > 1 {
+			msg = &eventv1.ProcessResponse{Batch: answers[:n:n]}
+		}
+		if err := st.grpc.Send(msg); err != nil {
+			return err
+		}
+		answers = answers[n:]
+	}
+	return nil
+}
+
+// fieldBatch is ProcessResponse.batch.
+const fieldBatch protowire.Number = 6
+
 // enqueue hands resp to write, waiting for room in out; it fails when ctx
 // ends first.
 func (st *stream) enqueue(ctx context.Context, resp *eventv1.ProcessResponse) error {
@@ -174,6 +252,32 @@ func (st *stream) enqueue(ctx context.Context, resp *eventv1.ProcessResponse) er
 		st.queued.Add(-1)
 		return ctx.Err()
 	}
+}
+
+// answerBatch sends several answers as batches (see sendBatch), or hands
+// them to the writer as one; it fails when the stream is over.
+func (st *stream) answerBatch(answers []*eventv1.ProcessResponse) error {
+	if st.queued.Load() == 0 && st.sendMu.TryLock() {
+		if st.sendDone {
+			st.sendMu.Unlock()
+			return errStreamOver
+		}
+		err := st.sendBatch(answers)
+		if err != nil && st.sendErr == nil {
+			st.sendErr = err
+		}
+		st.sendMu.Unlock()
+		if err != nil {
+			st.cancel()
+		}
+		return err
+	}
+	for _, a := range answers {
+		if err := st.enqueue(st.ctx, a); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // errStreamOver is answer's error once the stream's handler has returned.
@@ -218,11 +322,19 @@ func (st *stream) receive() error {
 		if err := st.grpc.RecvMsg(&r.msg); err != nil {
 			return err
 		}
+		if batch := r.msg.GetBatch(); len(batch) > 0 {
+			if err := st.receiveBatch(batch); err != nil {
+				return err
+			}
+			if r.msg.GetId() == 0 {
+				continue // only a batch, as it should be: r is still free
+			}
+		}
 		if r.msg.GetCancel() {
 			st.cancelRequest(r.msg.GetId())
 			continue // r is still free
 		}
-		started, err := st.dispatch(r, time.Now())
+		started, err := st.dispatch(r, &r.msg, time.Now())
 		if err != nil {
 			return err
 		}
@@ -230,6 +342,49 @@ func (st *stream) receive() error {
 			r = nil
 		}
 	}
+}
+
+// receiveBatch handles the requests of a ProcessRequest.batch. Answers of
+// handlers run inline are sent together once all are handled, as one
+// batch when the sink reads batches.
+func (st *stream) receiveBatch(batch []*eventv1.ProcessRequest) error {
+	now := time.Now()
+	st.collecting = st.batchLimit > 0
+	defer func() { st.collecting = false }()
+	for _, req := range batch {
+		if req.GetCancel() {
+			st.cancelRequest(req.GetId())
+			continue
+		}
+		if _, err := st.dispatch(new(request), req, now); err != nil {
+			st.flushCollected()
+			return err
+		}
+	}
+	st.flushCollected()
+	return nil
+}
+
+// flushCollected sends the answers collected while handling a batch, then
+// lets their requests go. Until then they count as running, so a draining
+// writer waits for their answers.
+func (st *stream) flushCollected() {
+	switch len(st.collectedResp) {
+	case 0:
+		return
+	case 1:
+		_ = st.answer(st.collectedResp[0])
+	default:
+		_ = st.answerBatch(st.collectedResp)
+		st.collectedResp = nil // the batch may still hold it
+	}
+	for i, r := range st.collected {
+		st.finish(r)
+		st.collected[i] = nil
+	}
+	st.collected = st.collected[:0]
+	clear(st.collectedResp)
+	st.collectedResp = st.collectedResp[:0]
 }
 
 // cancelRequest cancels the handler of request id, if it still runs.
@@ -246,8 +401,7 @@ func (st *stream) cancelRequest(id uint64) {
 // answers it at once when it cannot run, and reports whether it started
 // it (else r may be reused). It blocks while MaxConcurrency handlers run.
 // It returns an error only when the stream is over.
-func (st *stream) dispatch(r *request, now time.Time) (bool, error) {
-	req := &r.msg
+func (st *stream) dispatch(r *request, req *eventv1.ProcessRequest, now time.Time) (bool, error) {
 	id := req.GetId()
 	if id == 0 {
 		st.srv.log.WarnContext(st.ctx, "processor: dropped request with id 0", "sink_id", st.sinkID)
@@ -271,6 +425,7 @@ func (st *stream) dispatch(r *request, now time.Time) (bool, error) {
 	select {
 	case st.srv.sem <- struct{}{}: // a free slot, without waiting: the usual case
 	default:
+		st.flushCollected() // they hold slots too
 		select {
 		case st.srv.sem <- struct{}{}:
 		case <-st.srv.drainCh:
@@ -301,10 +456,17 @@ func (st *stream) dispatch(r *request, now time.Time) (bool, error) {
 	st.pending[id] = r
 	st.mu.Unlock()
 
-	if st.srv.inliner != nil && inline(st.srv.inliner, ev) {
-		st.run(r)
-	} else {
+	switch {
+	case st.srv.inliner == nil || !inline(st.srv.inliner, ev):
 		st.startWork(r)
+	case st.collecting:
+		st.collected = append(st.collected, r)
+		st.collectedResp = append(st.collectedResp, st.srv.handle(r))
+		if len(st.collected) == maxBatch {
+			st.flushCollected()
+		}
+	default:
+		st.run(r)
 	}
 	return true, nil
 }
@@ -348,6 +510,11 @@ func (st *stream) closeWork() { close(st.work) }
 func (st *stream) run(r *request) {
 	resp := st.srv.handle(r)
 	_ = st.answer(resp) // fails only when the stream is over: nobody to tell
+	st.finish(r)
+}
+
+// finish lets r go once its answer was handed over: it no longer runs.
+func (st *stream) finish(r *request) {
 	st.mu.Lock()
 	delete(st.pending, r.id)
 	st.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,13 @@ import (
 // when it opens a Process stream, so a processor holding several streams
 // from one sink publishes each event on only one of them.
 const SinkIDHeader = "eventproc-sink-id"
+
+// batchHeader is the header with which both ends of a Process stream say
+// they read batches (ProcessRequest.batch, ProcessResponse.batch): the
+// sink in its request headers, the processor in its response headers. Its
+// value is the largest message, in bytes, its sender reads, which bounds
+// the batches sent to it.
+const batchHeader = "eventproc-batch"
 
 // pool keeps StreamsPerTarget Process streams open to one processor target
 // and picks the least loaded of them for each request.
@@ -148,7 +156,7 @@ func (p *pool) probe(ctx context.Context) {
 // while attempts keep failing.
 func (p *pool) keepOpen(ctx context.Context, i int) {
 	client := eventv1.NewProcessorServiceClient(p.conn)
-	md := metadata.Pairs(SinkIDHeader, p.sinkID)
+	md := metadata.Pairs(SinkIDHeader, p.sinkID, batchHeader, strconv.Itoa(p.cfg.MaxMessageBytes))
 	delay := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		sctx, cancel := context.WithCancelCause(metadata.NewOutgoingContext(ctx, md))
@@ -194,6 +202,11 @@ func (p *pool) serveOnce(ctx context.Context, abort context.CancelCauseFunc, cli
 	}
 	s := newStream(p)
 	s.abort = abort
+	if v := md.Get(batchHeader); len(v) > 0 {
+		if n, err := strconv.Atoi(v[0]); err == nil && n > 0 {
+			s.batchLimit = min(n, p.cfg.MaxMessageBytes)
+		}
+	}
 	p.slots[i].Store(s)
 	p.onChange()
 	p.log.Info("processor stream up", "slot", i)

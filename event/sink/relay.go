@@ -75,6 +75,8 @@ type frame struct {
 	replyAt int
 	status  *spb.Status    // frameError
 	publish *eventv1.Event // framePublish
+	// batch holds the entries of ProcessResponse.batch, in order.
+	batch []frame
 }
 
 // ProcessResponse field numbers.
@@ -84,6 +86,7 @@ const (
 	fieldConsumed protowire.Number = 3
 	fieldError    protowire.Number = 4
 	fieldPublish  protowire.Number = 5
+	fieldBatch    protowire.Number = 6
 	// SendResponse.event, the field a relayed reply becomes.
 	fieldSendEvent protowire.Number = 1
 )
@@ -93,8 +96,15 @@ var eventDescriptor = (&eventv1.Event{}).ProtoReflect().Descriptor()
 // parse reads an encoded ProcessResponse the way proto.Unmarshal would
 // (fields in any order, the last of a oneof wins, a repeated message field
 // merges, unknown fields are skipped), except that a reply event is only
-// checked, not decoded. b is not retained.
-func (f *frame) parse(b []byte) error {
+// checked, not decoded. b is not retained; f.batch's array is reused.
+func (f *frame) parse(b []byte) error { return f.parseDepth(b, 0) }
+
+func (f *frame) parseDepth(b []byte, depth int) error {
+	if depth > maxDepth {
+		return errors.New("exceeded maximum recursion depth")
+	}
+	batch := f.batch[:0]
+	clear(f.batch)
 	*f = frame{}
 	var ev []byte // the reply event's bytes; aliases b unless merged
 	merged := false
@@ -141,7 +151,15 @@ func (f *frame) parse(b []byte) error {
 				return fmt.Errorf("published event: %w", err)
 			}
 			f.kind, ev, f.status = framePublish, nil, nil
+		case fld.num == fieldBatch:
+			batch = append(batch, frame{})
+			if err := batch[len(batch)-1].parseDepth(fld.bytes, depth+1); err != nil {
+				return fmt.Errorf("batch: %w", err)
+			}
 		}
+	}
+	if len(batch) > 0 {
+		f.batch = batch
 	}
 	if f.kind == frameReply {
 		hdr := protowire.SizeTag(fieldSendEvent) + protowire.SizeVarint(uint64(len(ev)))

@@ -80,6 +80,17 @@ func FuzzCheckMessage(f *testing.F) {
 // its relayed reply decodes, as a SendResponse, to the same event.
 func FuzzFrameParse(f *testing.F) {
 	relaySeeds(f)
+	for _, m := range []*eventv1.ProcessResponse{
+		{Batch: []*eventv1.ProcessResponse{
+			{Id: 1, Result: &eventv1.ProcessResponse_Reply{Reply: hello("a")}},
+			{Id: 2, Result: &eventv1.ProcessResponse_Consumed{Consumed: true}},
+			{Result: &eventv1.ProcessResponse_Publish{Publish: hello("p")}},
+		}},
+		{Batch: []*eventv1.ProcessResponse{{Batch: []*eventv1.ProcessResponse{{Id: 3}}}}},
+	} {
+		b, _ := proto.Marshal(m)
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var fr frame
 		err := fr.parse(b)
@@ -91,43 +102,60 @@ func FuzzFrameParse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if fr.id != want.GetId() {
-			t.Fatalf("id %d, want %d", fr.id, want.GetId())
+		sameFrame(t, &fr, &want)
+		// A reused frame parses the same (parse reuses its batch array).
+		if err := fr.parse(b); err != nil {
+			t.Fatal(err)
 		}
-		switch res := want.GetResult().(type) {
-		case *eventv1.ProcessResponse_Reply:
-			got, err := fr.replyEvent()
-			if err != nil || fr.kind != frameReply || !proto.Equal(got, res.Reply) {
-				t.Fatalf("reply %v (%v, kind %d), want %v", got, err, fr.kind, res.Reply)
-			}
-			relayed := new(eventv1.SendResponse)
-			relayed.ProtoReflect().SetUnknown(fr.reply)
-			enc, err := proto.Marshal(relayed)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var sr eventv1.SendResponse
-			if err := proto.Unmarshal(enc, &sr); err != nil || !proto.Equal(sr.GetEvent(), res.Reply) {
-				t.Fatalf("relayed reply decodes to %v (%v), want %v", sr.GetEvent(), err, res.Reply)
-			}
-		case *eventv1.ProcessResponse_Consumed:
-			if fr.kind != frameConsumed {
-				t.Fatalf("kind %d, want consumed", fr.kind)
-			}
-		case *eventv1.ProcessResponse_Error:
-			if fr.kind != frameError || !proto.Equal(fr.status, res.Error) {
-				t.Fatalf("error %v (kind %d), want %v", fr.status, fr.kind, res.Error)
-			}
-		case *eventv1.ProcessResponse_Publish:
-			if fr.kind != framePublish || !proto.Equal(fr.publish, res.Publish) {
-				t.Fatalf("publish %v (kind %d), want %v", fr.publish, fr.kind, res.Publish)
-			}
-		case nil:
-			if fr.kind != frameNone {
-				t.Fatalf("kind %d, want none", fr.kind)
-			}
-		}
+		sameFrame(t, &fr, &want)
 	})
+}
+
+// sameFrame checks that fr holds what proto.Unmarshal read as want.
+func sameFrame(t *testing.T, fr *frame, want *eventv1.ProcessResponse) {
+	t.Helper()
+	if fr.id != want.GetId() {
+		t.Fatalf("id %d, want %d", fr.id, want.GetId())
+	}
+	if len(fr.batch) != len(want.GetBatch()) {
+		t.Fatalf("%d batch entries, want %d", len(fr.batch), len(want.GetBatch()))
+	}
+	for i := range fr.batch {
+		sameFrame(t, &fr.batch[i], want.GetBatch()[i])
+	}
+	switch res := want.GetResult().(type) {
+	case *eventv1.ProcessResponse_Reply:
+		got, err := fr.replyEvent()
+		if err != nil || fr.kind != frameReply || !proto.Equal(got, res.Reply) {
+			t.Fatalf("reply %v (%v, kind %d), want %v", got, err, fr.kind, res.Reply)
+		}
+		relayed := new(eventv1.SendResponse)
+		relayed.ProtoReflect().SetUnknown(fr.reply)
+		enc, err := proto.Marshal(relayed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sr eventv1.SendResponse
+		if err := proto.Unmarshal(enc, &sr); err != nil || !proto.Equal(sr.GetEvent(), res.Reply) {
+			t.Fatalf("relayed reply decodes to %v (%v), want %v", sr.GetEvent(), err, res.Reply)
+		}
+	case *eventv1.ProcessResponse_Consumed:
+		if fr.kind != frameConsumed {
+			t.Fatalf("kind %d, want consumed", fr.kind)
+		}
+	case *eventv1.ProcessResponse_Error:
+		if fr.kind != frameError || !proto.Equal(fr.status, res.Error) {
+			t.Fatalf("error %v (kind %d), want %v", fr.status, fr.kind, res.Error)
+		}
+	case *eventv1.ProcessResponse_Publish:
+		if fr.kind != framePublish || !proto.Equal(fr.publish, res.Publish) {
+			t.Fatalf("publish %v (kind %d), want %v", fr.publish, fr.kind, res.Publish)
+		}
+	case nil:
+		if fr.kind != frameNone {
+			t.Fatalf("kind %d, want none", fr.kind)
+		}
+	}
 }
 
 func TestCheckMessageDepth(t *testing.T) {

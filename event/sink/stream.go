@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -106,6 +107,10 @@ type stream struct {
 	draining atomic.Bool
 	// abort ends the gRPC stream, giving the cause.
 	abort context.CancelCauseFunc
+	// batchLimit, when not zero, is the largest batch the processor reads
+	// (it reads batches): the writer then sends what waits in sendq
+	// together (see writeBatch).
+	batchLimit int
 
 	mu     sync.Mutex
 	calls  map[uint64]*call
@@ -272,8 +277,10 @@ func (s *stream) serve(ctx context.Context, ps processStream) error {
 	return g.Wait()
 }
 
-// writeLoop is the only goroutine that sends on the stream.
+// writeLoop is the only goroutine that sends on the stream. When several
+// requests wait and the processor reads batches, it sends them as one.
 func (s *stream) writeLoop(ctx context.Context, ps processStream) error {
+	var w batchWriter
 	for {
 		var o outgoing
 		select {
@@ -281,41 +288,143 @@ func (s *stream) writeLoop(ctx context.Context, ps processStream) error {
 			return ctx.Err()
 		case o = <-s.sendq:
 		}
-		if o.c == nil {
-			if err := ps.Send(&eventv1.ProcessRequest{Id: o.cancelID, Cancel: true}); err != nil {
+		if s.batchLimit == 0 || len(s.sendq) == 0 {
+			if err := s.writeOne(ps, o); err != nil {
 				return err
 			}
 			continue
 		}
-		c := o.c
-		if c.expired() {
-			continue // never send work nobody waits for
-		}
-		d := time.Until(c.deadline)
-		c.timeout.Seconds, c.timeout.Nanos = int64(d/time.Second), int32(d%time.Second)
-		c.req.Timeout = &c.timeout
-		if c.maxSize == 0 || c.maxSize+requestOverhead > s.p.cfg.MaxMessageBytes {
-			if n := proto.Size(c.req); n > s.p.cfg.MaxMessageBytes {
-				if s.unregister(c.req.Id) {
-					c.finish(result{err: status.Errorf(codes.ResourceExhausted,
-						"event is %d bytes encoded, over the %d-byte limit for processors", n, s.p.cfg.MaxMessageBytes)})
-				}
-				continue
+		w.add(o)
+	more:
+		for len(w.queued) < maxBatch {
+			select {
+			case o := <-s.sendq:
+				w.add(o)
+			default:
+				break more
 			}
 		}
-		c.sent.Store(true)
-		if err := ps.Send(c.req); err != nil {
+		if err := s.writeBatch(ps, &w); err != nil {
 			return err
 		}
-		if c.expired() {
-			// The caller gave up while the request was being sent and may
-			// have missed that it was sent: cancel it here (a second
-			// cancel for the same id is harmless).
-			if err := ps.Send(&eventv1.ProcessRequest{Id: c.req.Id, Cancel: true}); err != nil {
+	}
+}
+
+// maxBatch bounds the requests the writer sends in one message.
+const maxBatch = 64
+
+// writeOne sends one request or cancellation.
+func (s *stream) writeOne(ps processStream, o outgoing) error {
+	req := s.prepare(o)
+	if req == nil {
+		return nil
+	}
+	if err := ps.Send(req); err != nil {
+		return err
+	}
+	return s.cancelExpired(ps, o.c)
+}
+
+// prepare returns what to send for o, or nil when it is not to be sent: a
+// call nobody waits for, or one over the size limit, which it answers.
+func (s *stream) prepare(o outgoing) *eventv1.ProcessRequest {
+	c := o.c
+	if c == nil {
+		return &eventv1.ProcessRequest{Id: o.cancelID, Cancel: true}
+	}
+	if c.expired() {
+		return nil // never send work nobody waits for
+	}
+	d := time.Until(c.deadline)
+	c.timeout.Seconds, c.timeout.Nanos = int64(d/time.Second), int32(d%time.Second)
+	c.req.Timeout = &c.timeout
+	if c.maxSize == 0 || c.maxSize+requestOverhead > s.p.cfg.MaxMessageBytes {
+		if n := proto.Size(c.req); n > s.p.cfg.MaxMessageBytes {
+			if s.unregister(c.req.Id) {
+				c.finish(result{err: status.Errorf(codes.ResourceExhausted,
+					"event is %d bytes encoded, over the %d-byte limit for processors", n, s.p.cfg.MaxMessageBytes)})
+			}
+			return nil
+		}
+	}
+	c.sent.Store(true)
+	return c.req
+}
+
+// cancelExpired cancels c's request, just sent, when its caller gave up
+// meanwhile and may have missed that it was sent (a second cancel for the
+// same id is harmless).
+func (s *stream) cancelExpired(ps processStream, c *call) error {
+	if c == nil || !c.expired() {
+		return nil
+	}
+	return ps.Send(&eventv1.ProcessRequest{Id: c.req.Id, Cancel: true})
+}
+
+// batchWriter holds what the writer sends as one batch.
+type batchWriter struct {
+	queued []outgoing
+	sent   []*call // calls in the batch message being built
+	buf    []byte  // ProcessRequest.batch entries, encoded
+}
+
+func (w *batchWriter) add(o outgoing) { w.queued = append(w.queued, o) }
+
+// fieldProcessBatch is ProcessRequest.batch.
+const fieldProcessBatch protowire.Number = 6
+
+// writeBatch sends w's queued requests as ProcessRequest.batch entries of
+// as few messages as the size limit allows, then empties w.
+func (s *stream) writeBatch(ps processStream, w *batchWriter) error {
+	defer func() {
+		clear(w.queued)
+		w.queued = w.queued[:0]
+	}()
+	for _, o := range w.queued {
+		req := s.prepare(o)
+		if req == nil {
+			continue
+		}
+		n := proto.Size(req)
+		entry := protowire.SizeTag(fieldProcessBatch) + protowire.SizeBytes(n)
+		if len(w.buf) > 0 && len(w.buf)+entry > s.batchLimit {
+			if err := s.flushBatch(ps, w); err != nil {
 				return err
 			}
 		}
+		w.buf = protowire.AppendTag(w.buf, fieldProcessBatch, protowire.BytesType)
+		w.buf = protowire.AppendVarint(w.buf, uint64(n))
+		var err error
+		if w.buf, err = (proto.MarshalOptions{UseCachedSize: true}).MarshalAppend(w.buf, req); err != nil {
+			return err
+		}
+		if o.c != nil {
+			w.sent = append(w.sent, o.c)
+		}
 	}
+	return s.flushBatch(ps, w)
+}
+
+// flushBatch sends the batch built in w, if any.
+func (s *stream) flushBatch(ps processStream, w *batchWriter) error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	// The entries travel as the unknown fields of an empty request, which
+	// protobuf encodes as they are. gRPC may keep the message after Send
+	// (for a stats handler), so each batch gets a buffer of its own.
+	msg := new(eventv1.ProcessRequest)
+	msg.ProtoReflect().SetUnknown(w.buf)
+	w.buf = nil
+	err := ps.Send(msg)
+	for i, c := range w.sent {
+		if err == nil {
+			err = s.cancelExpired(ps, c)
+		}
+		w.sent[i] = nil
+	}
+	w.sent = w.sent[:0]
+	return err
 }
 
 // readLoop is the only goroutine that receives from the stream.
@@ -325,24 +434,43 @@ func (s *stream) readLoop(ps processStream) error {
 		if err := ps.RecvMsg(&f); err != nil {
 			return err
 		}
-		if f.id == 0 {
-			if f.kind == framePublish {
-				s.p.onPublish(f.publish)
-			} else {
-				s.p.dropReply("answer without a request id")
-			}
-			continue
-		}
-		if f.kind == frameError && isDraining(f.status) && !s.draining.Swap(true) {
-			s.p.log.Info("processor is draining; no new requests on this stream")
-		}
-		c := s.take(f.id)
-		if c == nil {
-			s.p.dropReply("answer for an unknown or expired request id")
-			continue
-		}
-		c.finish(result{f: f})
+		s.deliverAll(&f)
 	}
+}
+
+// deliverAll delivers the entries of f's batch, then f itself unless it is
+// only a batch.
+func (s *stream) deliverAll(f *frame) {
+	for i := range f.batch {
+		s.deliverAll(&f.batch[i])
+	}
+	if len(f.batch) == 0 || f.id != 0 || f.kind != frameNone {
+		s.deliver(f)
+	}
+}
+
+// deliver hands a processor's answer to its call, or a published event to
+// the subscribers.
+func (s *stream) deliver(f *frame) {
+	if f.id == 0 {
+		if f.kind == framePublish {
+			s.p.onPublish(f.publish)
+		} else {
+			s.p.dropReply("answer without a request id")
+		}
+		return
+	}
+	if f.kind == frameError && isDraining(f.status) && !s.draining.Swap(true) {
+		s.p.log.Info("processor is draining; no new requests on this stream")
+	}
+	c := s.take(f.id)
+	if c == nil {
+		s.p.dropReply("answer for an unknown or expired request id")
+		return
+	}
+	r := result{f: *f}
+	r.f.batch = nil // not the caller's
+	c.finish(r)
 }
 
 // fail closes the stream to new calls and fails every pending one: calls not

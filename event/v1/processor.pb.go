@@ -94,7 +94,14 @@ type ProcessRequest struct {
 	TraceContext map[string]string `protobuf:"bytes,4,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// True when the sink no longer waits for request id (the client gave up);
 	// the processor should stop working on it and need not answer.
-	Cancel        bool `protobuf:"varint,5,opt,name=cancel,proto3" json:"cancel,omitempty"`
+	Cancel bool `protobuf:"varint,5,opt,name=cancel,proto3" json:"cancel,omitempty"`
+	// Several requests in one message, each handled as if it came on its
+	// own; a message with batch set has no other field set. The sink sends
+	// batches only on a stream whose processor announced, with the response
+	// header "eventproc-batch: 1", that it reads them, and only when several
+	// requests wait to be sent at once: a message per request costs gRPC
+	// more than the request itself.
+	Batch         []*ProcessRequest `protobuf:"bytes,6,rep,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -164,6 +171,13 @@ func (x *ProcessRequest) GetCancel() bool {
 	return false
 }
 
+func (x *ProcessRequest) GetBatch() []*ProcessRequest {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
+}
+
 // ProcessResponse is the answer to one ProcessRequest, or an event the
 // processor publishes on its own.
 type ProcessResponse struct {
@@ -178,7 +192,12 @@ type ProcessResponse struct {
 	//	*ProcessResponse_Consumed
 	//	*ProcessResponse_Error
 	//	*ProcessResponse_Publish
-	Result        isProcessResponse_Result `protobuf_oneof:"result"`
+	Result isProcessResponse_Result `protobuf_oneof:"result"`
+	// Several answers or publishes in one message, each taken as if it came
+	// on its own; a message with batch set has no other field set. A
+	// processor sends batches only on a stream whose sink announced, with the
+	// request header "eventproc-batch: 1", that it reads them.
+	Batch         []*ProcessResponse `protobuf:"bytes,6,rep,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -263,6 +282,13 @@ func (x *ProcessResponse) GetPublish() *Event {
 	return nil
 }
 
+func (x *ProcessResponse) GetBatch() []*ProcessResponse {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
+}
+
 type isProcessResponse_Result interface {
 	isProcessResponse_Result()
 }
@@ -299,22 +325,24 @@ var File_event_v1_processor_proto protoreflect.FileDescriptor
 
 const file_event_v1_processor_proto_rawDesc = "" +
 	"\n" +
-	"\x18event/v1/processor.proto\x12\bevent.v1\x1a\x14event/v1/event.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x17google/rpc/status.proto\"\xa6\x02\n" +
+	"\x18event/v1/processor.proto\x12\bevent.v1\x1a\x14event/v1/event.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x17google/rpc/status.proto\"\xd6\x02\n" +
 	"\x0eProcessRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12%\n" +
 	"\x05event\x18\x02 \x01(\v2\x0f.event.v1.EventR\x05event\x123\n" +
 	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12O\n" +
 	"\rtrace_context\x18\x04 \x03(\v2*.event.v1.ProcessRequest.TraceContextEntryR\ftraceContext\x12\x16\n" +
-	"\x06cancel\x18\x05 \x01(\bR\x06cancel\x1a?\n" +
+	"\x06cancel\x18\x05 \x01(\bR\x06cancel\x12.\n" +
+	"\x05batch\x18\x06 \x03(\v2\x18.event.v1.ProcessRequestR\x05batch\x1a?\n" +
 	"\x11TraceContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcb\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfc\x01\n" +
 	"\x0fProcessResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12'\n" +
 	"\x05reply\x18\x02 \x01(\v2\x0f.event.v1.EventH\x00R\x05reply\x12\x1c\n" +
 	"\bconsumed\x18\x03 \x01(\bH\x00R\bconsumed\x12*\n" +
 	"\x05error\x18\x04 \x01(\v2\x12.google.rpc.StatusH\x00R\x05error\x12+\n" +
-	"\apublish\x18\x05 \x01(\v2\x0f.event.v1.EventH\x00R\apublishB\b\n" +
+	"\apublish\x18\x05 \x01(\v2\x0f.event.v1.EventH\x00R\apublish\x12/\n" +
+	"\x05batch\x18\x06 \x03(\v2\x19.event.v1.ProcessResponseR\x05batchB\b\n" +
 	"\x06result*P\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12#\n" +
@@ -349,16 +377,18 @@ var file_event_v1_processor_proto_depIdxs = []int32{
 	4, // 0: event.v1.ProcessRequest.event:type_name -> event.v1.Event
 	5, // 1: event.v1.ProcessRequest.timeout:type_name -> google.protobuf.Duration
 	3, // 2: event.v1.ProcessRequest.trace_context:type_name -> event.v1.ProcessRequest.TraceContextEntry
-	4, // 3: event.v1.ProcessResponse.reply:type_name -> event.v1.Event
-	6, // 4: event.v1.ProcessResponse.error:type_name -> google.rpc.Status
-	4, // 5: event.v1.ProcessResponse.publish:type_name -> event.v1.Event
-	1, // 6: event.v1.ProcessorService.Process:input_type -> event.v1.ProcessRequest
-	2, // 7: event.v1.ProcessorService.Process:output_type -> event.v1.ProcessResponse
-	7, // [7:8] is the sub-list for method output_type
-	6, // [6:7] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	1, // 3: event.v1.ProcessRequest.batch:type_name -> event.v1.ProcessRequest
+	4, // 4: event.v1.ProcessResponse.reply:type_name -> event.v1.Event
+	6, // 5: event.v1.ProcessResponse.error:type_name -> google.rpc.Status
+	4, // 6: event.v1.ProcessResponse.publish:type_name -> event.v1.Event
+	2, // 7: event.v1.ProcessResponse.batch:type_name -> event.v1.ProcessResponse
+	1, // 8: event.v1.ProcessorService.Process:input_type -> event.v1.ProcessRequest
+	2, // 9: event.v1.ProcessorService.Process:output_type -> event.v1.ProcessResponse
+	9, // [9:10] is the sub-list for method output_type
+	8, // [8:9] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_event_v1_processor_proto_init() }
