@@ -364,8 +364,12 @@ func (s *stream) cancelExpired(ps processStream, c *call) error {
 // batchWriter holds what the writer sends as one batch.
 type batchWriter struct {
 	queued []outgoing
-	sent   []*call // calls in the batch message being built
-	buf    []byte  // ProcessRequest.batch entries, encoded
+	// The batch message being built: its requests, their encoded sizes,
+	// its size, and its calls.
+	reqs  []*eventv1.ProcessRequest
+	sizes []int
+	size  int
+	sent  []*call
 }
 
 func (w *batchWriter) add(o outgoing) { w.queued = append(w.queued, o) }
@@ -374,7 +378,7 @@ func (w *batchWriter) add(o outgoing) { w.queued = append(w.queued, o) }
 const fieldProcessBatch protowire.Number = 6
 
 // writeBatch sends w's queued requests as ProcessRequest.batch entries of
-// as few messages as the size limit allows, then empties w.
+// as few messages as the processor's limit allows, then empties w.
 func (s *stream) writeBatch(ps processStream, w *batchWriter) error {
 	defer func() {
 		clear(w.queued)
@@ -385,19 +389,14 @@ func (s *stream) writeBatch(ps processStream, w *batchWriter) error {
 		if req == nil {
 			continue
 		}
-		n := proto.Size(req)
+		n := proto.Size(req) // cached in req for the encoding below
 		entry := protowire.SizeTag(fieldProcessBatch) + protowire.SizeBytes(n)
-		if len(w.buf) > 0 && len(w.buf)+entry > s.batchLimit {
+		if len(w.reqs) > 0 && w.size+entry > s.batchLimit {
 			if err := s.flushBatch(ps, w); err != nil {
 				return err
 			}
 		}
-		w.buf = protowire.AppendTag(w.buf, fieldProcessBatch, protowire.BytesType)
-		w.buf = protowire.AppendVarint(w.buf, uint64(n))
-		var err error
-		if w.buf, err = (proto.MarshalOptions{UseCachedSize: true}).MarshalAppend(w.buf, req); err != nil {
-			return err
-		}
+		w.reqs, w.sizes, w.size = append(w.reqs, req), append(w.sizes, n), w.size+entry
 		if o.c != nil {
 			w.sent = append(w.sent, o.c)
 		}
@@ -407,16 +406,28 @@ func (s *stream) writeBatch(ps processStream, w *batchWriter) error {
 
 // flushBatch sends the batch built in w, if any.
 func (s *stream) flushBatch(ps processStream, w *batchWriter) error {
-	if len(w.buf) == 0 {
+	if len(w.reqs) == 0 {
 		return nil
 	}
 	// The entries travel as the unknown fields of an empty request, which
 	// protobuf encodes as they are. gRPC may keep the message after Send
 	// (for a stats handler), so each batch gets a buffer of its own.
-	msg := new(eventv1.ProcessRequest)
-	msg.ProtoReflect().SetUnknown(w.buf)
-	w.buf = nil
-	err := ps.Send(msg)
+	buf := make([]byte, 0, w.size)
+	var err error
+	for i, req := range w.reqs {
+		buf = protowire.AppendTag(buf, fieldProcessBatch, protowire.BytesType)
+		buf = protowire.AppendVarint(buf, uint64(w.sizes[i]))
+		if buf, err = (proto.MarshalOptions{UseCachedSize: true}).MarshalAppend(buf, req); err != nil {
+			break
+		}
+	}
+	clear(w.reqs)
+	w.reqs, w.sizes, w.size = w.reqs[:0], w.sizes[:0], 0
+	if err == nil {
+		msg := new(eventv1.ProcessRequest)
+		msg.ProtoReflect().SetUnknown(buf)
+		err = ps.Send(msg)
+	}
 	for i, c := range w.sent {
 		if err == nil {
 			err = s.cancelExpired(ps, c)
