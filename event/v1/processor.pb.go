@@ -97,8 +97,9 @@ type ProcessRequest struct {
 	Cancel bool `protobuf:"varint,5,opt,name=cancel,proto3" json:"cancel,omitempty"`
 	// Several requests in one message, each handled as if it came on its
 	// own; a message with batch set has no other field set. The sink sends
-	// batches only on a stream whose processor announced, with the response
-	// header "eventproc-batch: 1", that it reads them, and only when several
+	// batches only on a stream whose processor announced that it reads them,
+	// with the response header "eventproc-batch" giving the largest message
+	// it reads in bytes (which bounds the batches), and only when several
 	// requests wait to be sent at once: a message per request costs gRPC
 	// more than the request itself.
 	Batch         []*ProcessRequest `protobuf:"bytes,6,rep,name=batch,proto3" json:"batch,omitempty"`
@@ -195,8 +196,9 @@ type ProcessResponse struct {
 	Result isProcessResponse_Result `protobuf_oneof:"result"`
 	// Several answers or publishes in one message, each taken as if it came
 	// on its own; a message with batch set has no other field set. A
-	// processor sends batches only on a stream whose sink announced, with the
-	// request header "eventproc-batch: 1", that it reads them.
+	// processor sends batches only on a stream whose sink announced that it
+	// reads them, with the request header "eventproc-batch" giving the
+	// largest message it reads in bytes, and no larger than that.
 	Batch         []*ProcessResponse `protobuf:"bytes,6,rep,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
