@@ -3,6 +3,7 @@ package sink
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -287,6 +288,14 @@ func (s *stream) writeLoop(ctx context.Context, ps processStream) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case o = <-s.sendq:
+		}
+		if s.batchLimit > 0 && len(s.sendq) == 0 {
+			// Let the callers that are ready to run queue their requests
+			// first, so that a burst leaves as one message rather than a
+			// message each. With nothing else to run this returns at once;
+			// under load it made REST and unary requests cheaper by about a
+			// tenth (7 allocations fewer each: docs/performance.md).
+			runtime.Gosched()
 		}
 		if s.batchLimit == 0 || len(s.sendq) == 0 {
 			if err := s.writeOne(ps, o); err != nil {
