@@ -255,21 +255,9 @@ func (st *stream) enqueue(ctx context.Context, resp *eventv1.ProcessResponse) er
 }
 
 // answerBatch sends several answers as batches (see sendBatch), or hands
-// them to the writer as one; it fails when the stream is over.
+// them to the writer; it fails when the stream is over.
 func (st *stream) answerBatch(answers []*eventv1.ProcessResponse) error {
-	if st.queued.Load() == 0 && st.sendMu.TryLock() {
-		if st.sendDone {
-			st.sendMu.Unlock()
-			return errStreamOver
-		}
-		err := st.sendBatch(answers)
-		if err != nil && st.sendErr == nil {
-			st.sendErr = err
-		}
-		st.sendMu.Unlock()
-		if err != nil {
-			st.cancel()
-		}
+	if sent, err := st.sendDirect(func() error { return st.sendBatch(answers) }); sent {
 		return err
 	}
 	for _, a := range answers {
@@ -278,6 +266,28 @@ func (st *stream) answerBatch(answers []*eventv1.ProcessResponse) error {
 		}
 	}
 	return nil
+}
+
+// sendDirect runs send, which sends on the stream, when nothing waits for
+// the writer and no other Send is under way, and reports whether it did.
+// A failed Send ends the stream (write returns its error).
+func (st *stream) sendDirect(send func() error) (bool, error) {
+	if st.queued.Load() != 0 || !st.sendMu.TryLock() {
+		return false, nil
+	}
+	if st.sendDone {
+		st.sendMu.Unlock()
+		return true, errStreamOver
+	}
+	err := send()
+	if err != nil && st.sendErr == nil {
+		st.sendErr = err
+	}
+	st.sendMu.Unlock()
+	if err != nil {
+		st.cancel()
+	}
+	return true, err
 }
 
 // errStreamOver is answer's error once the stream's handler has returned.
@@ -540,19 +550,7 @@ func (st *stream) finish(r *request) {
 // the sink's flow control is then the same back-pressure on this stream as
 // a full out. A failed Send ends the stream (write returns its error).
 func (st *stream) answer(resp *eventv1.ProcessResponse) error {
-	if st.queued.Load() == 0 && st.sendMu.TryLock() {
-		if st.sendDone {
-			st.sendMu.Unlock()
-			return errStreamOver
-		}
-		err := st.grpc.Send(resp)
-		if err != nil && st.sendErr == nil {
-			st.sendErr = err
-		}
-		st.sendMu.Unlock()
-		if err != nil {
-			st.cancel()
-		}
+	if sent, err := st.sendDirect(func() error { return st.grpc.Send(resp) }); sent {
 		return err
 	}
 	return st.enqueue(st.ctx, resp)
