@@ -324,7 +324,7 @@ const maxBatch = 64
 
 // writeOne sends one request or cancellation.
 func (s *stream) writeOne(ps processStream, o outgoing) error {
-	req := s.prepare(o)
+	req, _ := s.prepare(o)
 	if req == nil {
 		return nil
 	}
@@ -335,29 +335,31 @@ func (s *stream) writeOne(ps processStream, o outgoing) error {
 }
 
 // prepare returns what to send for o, or nil when it is not to be sent: a
-// call nobody waits for, or one over the size limit, which it answers.
-func (s *stream) prepare(o outgoing) *eventv1.ProcessRequest {
+// call nobody waits for, or one over the size limit, which it answers. It
+// also returns the request's encoded size when it measured it, else -1.
+func (s *stream) prepare(o outgoing) (*eventv1.ProcessRequest, int) {
 	c := o.c
 	if c == nil {
-		return &eventv1.ProcessRequest{Id: o.cancelID, Cancel: true}
+		return &eventv1.ProcessRequest{Id: o.cancelID, Cancel: true}, -1
 	}
 	if c.expired() {
-		return nil // never send work nobody waits for
+		return nil, -1 // never send work nobody waits for
 	}
 	d := time.Until(c.deadline)
 	c.timeout.Seconds, c.timeout.Nanos = int64(d/time.Second), int32(d%time.Second)
 	c.req.Timeout = &c.timeout
+	n := -1
 	if c.maxSize == 0 || c.maxSize+requestOverhead > s.p.cfg.MaxMessageBytes {
-		if n := proto.Size(c.req); n > s.p.cfg.MaxMessageBytes {
+		if n = proto.Size(c.req); n > s.p.cfg.MaxMessageBytes {
 			if s.unregister(c.req.Id) {
 				c.finish(result{err: status.Errorf(codes.ResourceExhausted,
 					"event is %d bytes encoded, over the %d-byte limit for processors", n, s.p.cfg.MaxMessageBytes)})
 			}
-			return nil
+			return nil, -1
 		}
 	}
 	c.sent.Store(true)
-	return c.req
+	return c.req, n
 }
 
 // cancelExpired cancels c's request, just sent, when its caller gave up
@@ -394,11 +396,13 @@ func (s *stream) writeBatch(ps processStream, w *batchWriter) error {
 		w.queued = w.queued[:0]
 	}()
 	for _, o := range w.queued {
-		req := s.prepare(o)
+		req, n := s.prepare(o)
 		if req == nil {
 			continue
 		}
-		n := proto.Size(req) // cached in req for the encoding below
+		if n < 0 { // not measured yet; either way req caches it for flushBatch
+			n = proto.Size(req)
+		}
 		entry := protowire.SizeTag(fieldProcessBatch) + protowire.SizeBytes(n)
 		if len(w.reqs) > 0 && w.size+entry > s.batchLimit {
 			if err := s.flushBatch(ps, w); err != nil {
