@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/eventjson"
 )
 
 // sseRetry is the reconnection delay, in milliseconds, suggested to
@@ -64,7 +65,7 @@ func (s *sseStream) event(resp *eventv1.SubscribeResponse) error {
 	b = append(b, "\nevent: "...)
 	b = append(b, resp.GetEvent().GetType().String()...)
 	b = append(b, '\n')
-	data, err := protojson.MarshalOptions{}.Marshal(resp.GetEvent())
+	data, err := eventjson.Marshal(resp.GetEvent())
 	if err != nil {
 		return err
 	}
