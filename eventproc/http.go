@@ -30,18 +30,6 @@ type backend interface {
 	eventv1.SinkServiceServer
 	subscriber
 	Status() []sink.RouteStatus
-	// Dispatch is Send with the reply event decoded: the gateway encodes
-	// it as JSON, while the sink's gRPC Send relays it as the processor's
-	// bytes (see [sink.Sink.Send]).
-	Dispatch(ctx context.Context, ev *eventv1.Event) (*eventv1.SendResponse, error)
-}
-
-// gatewayService is the SinkService the gateway calls in-process: Send
-// goes through Dispatch, which hands back a decoded reply for JSON.
-type gatewayService struct{ backend }
-
-func (g gatewayService) Send(ctx context.Context, req *eventv1.SendRequest) (*eventv1.SendResponse, error) {
-	return g.Dispatch(ctx, req.GetEvent())
 }
 
 // httpAPI is the HTTP front: the grpc-gateway mux with SinkService
@@ -93,13 +81,14 @@ func newHTTPAPI(b backend, ready func() bool, maxBody int64, log *slog.Logger) (
 		runtime.WithErrorHandler(a.gatewayError),
 		runtime.WithRoutingErrorHandler(a.routingError),
 		runtime.WithForwardResponseOption(forwardOutcome),
+		runtime.WithForwardResponseRewriter(relayedJSON),
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
 		// No method or path games: POST /v1/events is the only way to send.
 		runtime.WithDisableHTTPMethodOverride(),
 		runtime.WithDisablePathLengthFallback(),
 	)
 	// In-process: HTTP requests call the sink directly, without a gRPC hop.
-	if err := eventv1.RegisterSinkServiceHandlerServer(context.Background(), a.mux, gatewayService{b}); err != nil {
+	if err := eventv1.RegisterSinkServiceHandlerServer(context.Background(), a.mux, b); err != nil {
 		return nil, err
 	}
 	// Registered after the gateway's handlers, so these win: the gateway
@@ -325,18 +314,49 @@ func (m eventMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
 	})
 }
 
-// Marshal implements [runtime.Marshaler]. Events, the body of every send's
-// answer, are written by [eventjson], which writes what protojson would in
-// a sixth of the time; other messages go to protojson straight into the
-// returned slice (the embedded JSONPb copies it once more).
+// Marshal implements [runtime.Marshaler]. A send's answer arrives as
+// [jsonBody], already written by relayedJSON; events are written by
+// [eventjson], which writes what protojson would in a sixth of the time;
+// other messages go to protojson straight into the returned slice (the
+// embedded JSONPb copies it once more).
 func (m eventMarshaler) Marshal(v any) ([]byte, error) {
-	if ev, ok := v.(*eventv1.Event); ok {
-		return eventjson.Marshal(ev)
+	switch v := v.(type) {
+	case jsonBody:
+		return v, nil
+	case *eventv1.Event:
+		return eventjson.Marshal(v)
 	}
 	if msg, ok := v.(proto.Message); ok {
 		return m.MarshalOptions.Marshal(msg)
 	}
 	return m.JSONPb.Marshal(v)
+}
+
+// jsonBody is a response body already encoded as JSON.
+type jsonBody []byte
+
+// relayedJSON is the gateway's forward-response rewriter. The sink's Send
+// relays a reply event as the processor encoded it (see [sink.Sink.Send]);
+// relayedJSON writes it as JSON straight from those bytes, as protojson
+// would write the decoded event ([eventjson.AppendWire]), without building
+// the Event. Other responses pass unchanged.
+func relayedJSON(_ context.Context, m proto.Message) (any, error) {
+	if m == nil {
+		return m, nil
+	}
+	resp, ok := m.ProtoReflect().Interface().(*eventv1.SendResponse)
+	if !ok {
+		return m, nil
+	}
+	wire, ok := sink.RelayedEvent(resp)
+	if !ok {
+		return m, nil
+	}
+	b, err := eventjson.AppendWire(make([]byte, 0, 64+2*len(wire)), wire)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "processor's reply event cannot be written as JSON: %v", err)
+	}
+	return jsonBody(b), nil
 }
 
 // readEvent reads r to its end into a pooled buffer and decodes it into

@@ -47,10 +47,6 @@ func (b *stubBackend) Send(context.Context, *eventv1.SendRequest) (*eventv1.Send
 	return b.resp, b.err
 }
 
-func (b *stubBackend) Dispatch(context.Context, *eventv1.Event) (*eventv1.SendResponse, error) {
-	return b.resp, b.err
-}
-
 func (b *stubBackend) Status() []sink.RouteStatus { return nil }
 
 func newStubAPI(t *testing.T, resp *eventv1.SendResponse, err error) *httpAPI {

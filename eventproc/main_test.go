@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"regexp"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/eventproc/eventproc/event/processor"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
@@ -247,6 +249,7 @@ func (s *sinkProc) waitRoute(ctx context.Context, typ string, live bool) {
 //	block    wait until unblock (or the handler's context ends), then reply
 //	slow     wait until unblock, ignoring the context, then reply (late)
 //	trace    reply with the trace context as metadata
+//	nan      reply with the number NaN as payload, which JSON cannot express
 //
 // block and slow report the event id on started.
 type testProcessor struct {
@@ -375,6 +378,9 @@ func (p *testProcessor) handle(ctx context.Context, ev *eventv1.Event) (*eventv1
 	case "trace":
 		// Reply with the trace context the sink passed on.
 		ev.Metadata = processor.TraceContext(ctx)
+		return ev, nil
+	case "nan":
+		ev.Payload = structpb.NewNumberValue(math.NaN())
 		return ev, nil
 	case "slow":
 		p.started <- ev.GetId()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -447,6 +448,31 @@ func TestSend(t *testing.T) {
 			res := runCase(t, ctx, f, &tc, func() (*eventv1.SendResponse, error) { return sendGRPC(ctx, f, &tc) })
 			checkCase(t, ctx, f, &tc, res)
 		})
+	}
+}
+
+// TestReplyNotJSON: a reply event JSON cannot express (a NaN number) is a
+// 500 with a clear message over HTTP, the reply itself over gRPC, and
+// nothing else is disturbed.
+func TestReplyNotJSON(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	f := echoFixture(t, ctx)
+	resp, body := f.sink.post(ctx, eventJSON(t, hello("act", "nan")))
+	const want = "processor's reply event cannot be written as JSON: proto: google.protobuf.Value.number_value: invalid NaN value"
+	if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(string(body), want) {
+		t.Errorf("HTTP: %d %s, want 500 with %q", resp.StatusCode, body, want)
+	}
+	got, err := f.sink.sinkClient().Send(ctx, &eventv1.SendRequest{Event: hello("act", "nan")})
+	if err != nil {
+		t.Fatalf("gRPC: %v, want the reply", err)
+	}
+	if n := got.GetEvent().GetPayload().GetNumberValue(); !math.IsNaN(n) {
+		t.Errorf("gRPC: payload number = %v, want NaN", n)
+	}
+	resp, body = f.sink.post(ctx, eventJSON(t, hello()))
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("next event: %d %s, want 200", resp.StatusCode, body)
 	}
 }
 

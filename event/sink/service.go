@@ -3,6 +3,8 @@ package sink
 import (
 	"context"
 
+	"google.golang.org/protobuf/encoding/protowire"
+
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
 
@@ -10,9 +12,28 @@ import (
 // [Sink.Dispatch], but relays a reply event without decoding it: the
 // response's Event field is nil and the event travels, as the processor
 // encoded it, in the response's unknown fields, which gRPC's proto codec
-// writes out unchanged, so a gRPC client receives the event itself. Code
-// that needs the reply as an Event — an in-process grpc-gateway encoding
-// JSON, for one — calls Dispatch instead.
+// writes out unchanged, so a gRPC client receives the event itself.
+// [RelayedEvent] returns those bytes; code that needs the reply as an Event
+// calls Dispatch instead.
 func (s *Sink) Send(ctx context.Context, req *eventv1.SendRequest) (*eventv1.SendResponse, error) {
 	return s.dispatchCounted(ctx, req.GetEvent(), false)
+}
+
+// RelayedEvent returns the encoded reply event that [Sink.Send] relayed in
+// resp, as the processor encoded it, and whether resp holds one. The HTTP
+// front writes it as JSON without decoding it.
+func RelayedEvent(resp *eventv1.SendResponse) ([]byte, bool) {
+	if resp.GetEvent() != nil {
+		return nil, false
+	}
+	b := resp.ProtoReflect().GetUnknown()
+	num, typ, n := protowire.ConsumeTag(b)
+	if n < 0 || num != fieldSendEvent || typ != protowire.BytesType {
+		return nil, false
+	}
+	ev, m := protowire.ConsumeBytes(b[n:])
+	if m < 0 || n+m != len(b) {
+		return nil, false
+	}
+	return ev, true
 }

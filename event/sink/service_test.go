@@ -43,3 +43,39 @@ func TestSendPathsFillIDAndTime(t *testing.T) {
 		})
 	}
 }
+
+// TestRelayedEvent: Send's answer holds the processor's reply as it was
+// encoded, which RelayedEvent returns; Dispatch's holds the decoded event.
+func TestRelayedEvent(t *testing.T) {
+	addr, _ := startFake(t, &fakeProcessor{answer: echo})
+	s := startSink(t, Config{Routes: helloRoute(addr)})
+	ctx := t.Context()
+
+	resp, err := s.Send(ctx, &eventv1.SendRequest{Event: hello("relayed")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire, ok := RelayedEvent(resp)
+	if !ok {
+		t.Fatalf("RelayedEvent(%v): none", resp)
+	}
+	got := new(eventv1.Event)
+	if err := proto.Unmarshal(wire, got); err != nil {
+		t.Fatalf("relayed bytes do not decode: %v", err)
+	}
+	if got.GetPayload().GetStringValue() != "relayed" || got.GetId() == "" {
+		t.Errorf("relayed event %v, want the echo of the event sent", got)
+	}
+
+	resp, err = s.Dispatch(ctx, hello("decoded"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wire, ok := RelayedEvent(resp); ok || resp.GetEvent().GetPayload().GetStringValue() != "decoded" {
+		t.Errorf("Dispatch: RelayedEvent = %x, %v and event %v; want none and the decoded event", wire, ok, resp.GetEvent())
+	}
+	consumed := &eventv1.SendResponse{Outcome: eventv1.Outcome_OUTCOME_CONSUMED}
+	if _, ok := RelayedEvent(consumed); ok {
+		t.Errorf("RelayedEvent(%v) found an event", consumed)
+	}
+}

@@ -79,13 +79,7 @@ func appendEvent(b []byte, ev *eventv1.Event) ([]byte, bool) {
 	}
 	if t := ev.GetType(); t != 0 {
 		field(`"type":`)
-		if name, known := eventv1.Type_name[int32(t)]; known {
-			b = append(b, '"')
-			b = append(b, name...)
-			b = append(b, '"')
-		} else {
-			b = strconv.AppendInt(b, int64(t), 10)
-		}
+		b = appendType(b, t)
 	}
 	if p := ev.GetPayload(); p != nil {
 		field(`"payload":`)
@@ -94,9 +88,8 @@ func appendEvent(b []byte, ev *eventv1.Event) ([]byte, bool) {
 		}
 	}
 	if d := ev.GetData(); len(d) > 0 {
-		field(`"data":"`)
-		b = base64.StdEncoding.AppendEncode(b, d)
-		b = append(b, '"')
+		field(`"data":`)
+		b = appendBytes(b, d)
 	}
 	if md := ev.GetMetadata(); len(md) > 0 {
 		field(`"metadata":`)
@@ -111,6 +104,24 @@ func appendEvent(b []byte, ev *eventv1.Event) ([]byte, bool) {
 		}
 	}
 	return append(b, '}'), true
+}
+
+// appendType appends an event type: its name, or its number when it has
+// none.
+func appendType(b []byte, t eventv1.Type) []byte {
+	if name, known := eventv1.Type_name[int32(t)]; known {
+		b = append(b, '"')
+		b = append(b, name...)
+		return append(b, '"')
+	}
+	return strconv.AppendInt(b, int64(t), 10)
+}
+
+// appendBytes appends a bytes field: padded standard base64.
+func appendBytes(b, d []byte) []byte {
+	b = append(b, '"')
+	b = base64.StdEncoding.AppendEncode(b, d)
+	return append(b, '"')
 }
 
 // appendValue appends a google.protobuf.Value as protojson writes it.
@@ -233,7 +244,11 @@ const (
 // appendTimestamp appends a Timestamp in RFC 3339, UTC, with 0, 3, 6 or 9
 // fractional digits, as protojson does.
 func appendTimestamp(b []byte, ts *timestamppb.Timestamp) ([]byte, bool) {
-	secs, nanos := ts.GetSeconds(), int64(ts.GetNanos())
+	return appendTime(b, ts.GetSeconds(), int64(ts.GetNanos()))
+}
+
+// appendTime appends a Timestamp given its fields.
+func appendTime(b []byte, secs, nanos int64) ([]byte, bool) {
 	if secs < minSeconds || secs > maxSeconds || nanos < 0 || nanos > 999_999_999 {
 		return b, false
 	}
