@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math"
 	"slices"
+	"unicode/utf8"
 	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -80,49 +81,35 @@ type entry struct{ key, value []byte }
 func compareEntries(a, b entry) int { return bytes.Compare(a.key, b.key) }
 
 // appendWireEvent appends the event in wire, false if it leaves it to
-// proto.Unmarshal.
+// proto.Unmarshal. Fields may come in any order, as Unmarshal reads them:
+// the last of a repeated scalar wins, and metadata entries are gathered
+// wherever they are (the echo processor appends one after the others).
+// A message field (payload, time) repeated is merged by Unmarshal and
+// left to it.
 func appendWireEvent(b, wire []byte) ([]byte, bool) {
-	b = append(b, '{')
-	first := true
-	field := func(name string) {
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = append(b, name...)
-	}
 	var (
-		last     protowire.Number
-		metaBuf  [8]entry
-		metadata = metaBuf[:0]
-		ok       bool
+		id, payload, data, ts []byte
+		typ                   int32
+		hasPayload, hasTime   bool
+		metaBuf               [8]entry
+		metadata              = metaBuf[:0]
 	)
 	for len(wire) > 0 {
-		num, typ, n := consumeTag(wire)
+		num, wt, n := consumeTag(wire)
 		if n < 0 {
 			return b, false
 		}
 		wire = wire[n:]
 		if num < eventID || num > eventTime {
 			// An unknown field: skipped, as protojson skips it.
-			if n = protowire.ConsumeFieldValue(num, typ, wire); n < 0 {
+			if n = protowire.ConsumeFieldValue(num, wt, wire); n < 0 {
 				return b, false
 			}
 			wire = wire[n:]
 			continue
 		}
-		if num < last || num == last && num != eventMetadata {
-			return b, false // out of order, or repeated: merged by Unmarshal
-		}
-		if last == eventMetadata && num != eventMetadata {
-			field(`"metadata":`)
-			if b, ok = appendEntries(b, metadata, appendWireString, 0); !ok {
-				return b, false
-			}
-		}
-		last = num
 		if num == eventType {
-			if typ != protowire.VarintType {
+			if wt != protowire.VarintType {
 				return b, false
 			}
 			v, n := protowire.ConsumeVarint(wire)
@@ -130,13 +117,10 @@ func appendWireEvent(b, wire []byte) ([]byte, bool) {
 				return b, false
 			}
 			wire = wire[n:]
-			if t := int32(v); t != 0 {
-				field(`"type":`)
-				b = appendType(b, eventv1.Type(t))
-			}
+			typ = int32(v)
 			continue
 		}
-		if typ != protowire.BytesType {
+		if wt != protowire.BytesType {
 			return b, false
 		}
 		v, n := protowire.ConsumeBytes(wire)
@@ -146,22 +130,17 @@ func appendWireEvent(b, wire []byte) ([]byte, bool) {
 		wire = wire[n:]
 		switch num {
 		case eventID:
-			if len(v) > 0 {
-				field(`"id":`)
-				if b, ok = appendString(b, str(v)); !ok {
-					return b, false
-				}
+			if !utf8.Valid(v) {
+				return b, false // Unmarshal checks every occurrence
 			}
+			id = v
 		case eventPayload:
-			field(`"payload":`)
-			if b, ok = appendWireValue(b, v, 0); !ok {
+			if hasPayload {
 				return b, false
 			}
+			payload, hasPayload = v, true
 		case eventData:
-			if len(v) > 0 {
-				field(`"data":`)
-				b = appendBytes(b, v)
-			}
+			data = v
 		case eventMetadata:
 			e, ok := readEntry(v)
 			if !ok {
@@ -169,15 +148,49 @@ func appendWireEvent(b, wire []byte) ([]byte, bool) {
 			}
 			metadata = append(metadata, e)
 		case eventTime:
-			field(`"time":`)
-			if b, ok = appendWireTimestamp(b, v); !ok {
+			if hasTime {
 				return b, false
 			}
+			ts, hasTime = v, true
 		}
 	}
-	if last == eventMetadata {
-		field(`"metadata":`)
-		if b, ok = appendEntries(b, metadata, appendWireString, 0); !ok {
+
+	b = append(b, '{')
+	sep := func() {
+		if b[len(b)-1] != '{' {
+			b = append(b, ',')
+		}
+	}
+	ok := true
+	if len(id) > 0 {
+		b = append(b, `"id":`...)
+		if b, ok = appendString(b, str(id)); !ok {
+			return b, false
+		}
+	}
+	if typ != 0 {
+		sep()
+		b = appendType(append(b, `"type":`...), eventv1.Type(typ))
+	}
+	if hasPayload {
+		sep()
+		if b, ok = appendWireValue(append(b, `"payload":`...), payload, 0); !ok {
+			return b, false
+		}
+	}
+	if len(data) > 0 {
+		sep()
+		b = appendBytes(append(b, `"data":`...), data)
+	}
+	if len(metadata) > 0 {
+		sep()
+		if b, ok = appendEntries(append(b, `"metadata":`...), metadata, appendWireString, 0); !ok {
+			return b, false
+		}
+	}
+	if hasTime {
+		sep()
+		if b, ok = appendWireTimestamp(append(b, `"time":`...), ts); !ok {
 			return b, false
 		}
 	}

@@ -86,8 +86,11 @@ func TestWireEncodings(t *testing.T) {
 		fast bool
 	}{
 		{"empty", nil, true},
-		{"fields out of order", str(varint(nil, 2, 1), 1, "id"), false},
-		{"id twice", str(str(nil, 1, "a"), 1, "b"), false},
+		{"fields out of order", str(varint(nil, 2, 1), 1, "id"), true},
+		{"id twice", str(str(nil, 1, "a"), 1, "b"), true},
+		{"type twice", varint(varint(nil, 2, 1), 2, 2), true},
+		{"data twice", str(str(nil, 4, "a"), 4, "b"), true},
+		{"time twice", msg(msg(nil, 6, varint(nil, 1, 5)), 6, varint(nil, 2, 7)), false},
 		{"empty id present", str(nil, 1, ""), true},
 		{"zero type present", varint(nil, 2, 0), true},
 		{"type of 64 bits", varint(nil, 2, 1<<32|1), true},
@@ -109,7 +112,8 @@ func TestWireEncodings(t *testing.T) {
 		{"entry value first", msg(nil, 5, str(str(nil, 2, "v"), 1, "k")), true},
 		{"entry key twice", msg(nil, 5, str(str(nil, 1, "k"), 1, "j")), false},
 		{"metadata then time", msg(msg(nil, 5, entry("k", "v")), 6, varint(nil, 1, 5)), true},
-		{"metadata split", msg(msg(msg(nil, 5, entry("k", "v")), 6, nil), 5, entry("j", "w")), false},
+		{"metadata split", msg(msg(msg(nil, 5, entry("k", "v")), 6, nil), 5, entry("j", "w")), true},
+		{"metadata appended, as proc does", msg(msg(msg(str(nil, 1, "id"), 6, varint(nil, 1, 9)), 5, entry("b", "1")), 5, entry("a", "2")), true},
 		{"empty payload", msg(nil, 3, nil), false},
 		{"payload twice", msg(msg(nil, 3, value("a")), 3, value("b")), false},
 		{"two kinds", msg(nil, 3, varint(value("a"), valueBool, 1)), false},
