@@ -23,7 +23,7 @@ const (
 	grpSyscall   = "syscalls (socket read/write)"
 	grpAlloc     = "allocation (mallocgc, GC assist)"
 	grpSched     = "runtime: scheduler, netpoll, futex"
-	grpJSON      = "JSON (protojson, encoding/json)"
+	grpJSON      = "JSON (protojson, eventjson, encoding/json)"
 	grpProto     = "protobuf binary codec"
 	grpHTTP2     = "gRPC HTTP/2 transport (framing, flow control)"
 	grpGRPC      = "grpc-go calls and streams"
@@ -98,7 +98,7 @@ func classify(frames []string) string {
 		"runtime.futex", "runtime.netpoll", "runtime.goexit0", "runtime.wakep", "runtime.notewakeup"):
 		return grpSched
 	case anyFrame(frames, "google.golang.org/protobuf/encoding/protojson", "encoding/json",
-		"google.golang.org/protobuf/internal/encoding/json"):
+		"google.golang.org/protobuf/internal/encoding/json", "github.com/eventproc/eventproc/internal/eventjson"):
 		return grpJSON
 	case anyFrame(frames, "google.golang.org/grpc/internal/transport", "golang.org/x/net/http2"):
 		return grpHTTP2
