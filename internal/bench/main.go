@@ -5,6 +5,10 @@
 // a temporary directory, then, for every scenario and concurrency, starts
 // the servers fresh as child processes, loads them with the same
 // closed-loop client, and samples their CPU time and memory from /proc.
+// The lines at the largest concurrency, where the targets are set, run in
+// several rounds (-rounds, default 3) and the targets are judged on the
+// median of the rounds: on a shared virtual machine one line's throughput
+// can move by a third between minutes.
 // The reference servers are subcommands of this program:
 //
 //	bench serve-http-echo --addr ADDR     REST reference (net/http + protojson)
@@ -64,6 +68,9 @@ type options struct {
 	connsDuration    time.Duration
 	out              string
 	rev              string
+	// rounds is how many times the lines at the largest concurrency are
+	// measured, each round running every scenario once in turn.
+	rounds int
 }
 
 // Names of the scenarios that are not request-response.
@@ -85,6 +92,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.senders, "senders", 8, "concurrent Send clients driving the fan-out scenario")
 	fs.IntVar(&o.conns, "conns", 1000, "concurrent keep-alive HTTP clients of the conns scenario")
 	fs.DurationVar(&o.connsDuration, "conns-duration", 0, "measured time of the conns scenario (0: duration, at most 5s)")
+	fs.IntVar(&o.rounds, "rounds", 3, "measure the lines at the largest concurrency this many times, "+
+		"references and sink paths in turn, and judge the targets on the median")
 	short := fs.Bool("short", false, "quick run: 2s per measurement, 500ms warm-up")
 	fs.StringVar(&o.rev, "rev", "", "build the sink and processor from this git `revision` instead of the working tree")
 	fs.StringVar(&o.out, "out", "", "also write the results as Markdown to this `file`")
@@ -113,8 +122,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	if o.subscribers, err = parseInts(*subs); err != nil {
 		return o, fmt.Errorf("-subscribers: %w", err)
 	}
-	if o.senders < 1 || o.conns < 1 {
-		return o, errors.New("-senders and -conns must be at least 1")
+	if o.senders < 1 || o.conns < 1 || o.rounds < 1 {
+		return o, errors.New("-senders, -conns and -rounds must be at least 1")
 	}
 	if *scen != "" {
 		o.scenarios = make(map[string]bool)
@@ -175,6 +184,7 @@ func suite(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		command:  strings.TrimSpace("go run ./internal/bench " + strings.Join(args, " ")),
 		duration: o.duration,
 		warmup:   o.warmup,
+		rounds:   o.rounds,
 	}
 	failed := false
 	note := func(format string, a ...any) {
@@ -183,29 +193,36 @@ func suite(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	all := scenarios()
 	for _, c := range o.concurrency {
-		for i := range all {
-			sc := &all[i]
-			if !o.wants(sc.name) || ctx.Err() != nil {
-				continue
-			}
-			m := e.measure(ctx, sc, c, o.warmup, o.duration)
-			r.rr = append(r.rr, m)
-			switch {
-			case m.err != nil:
-				failed = true
-				note("%s C=%d failed: %v", sc.name, c, m.err)
-				fmt.Fprintf(stderr, "%-12s C=%-4d FAILED: %v\n", sc.name, c, m.err)
-			default:
-				l := m.load
-				fmt.Fprintf(stderr, "%-12s C=%-4d %8.0f req/s  p50 %s  p99 %s  errors %d  server CPU/req %s\n",
-					sc.name, c, l.rate(), fmtMs(l.percentile(.5)), fmtMs(l.percentile(.99)), l.errors, fmtUs(m.serverCPU))
-				if l.errors > 0 {
-					failed = true
-					note("%s C=%d: %d errors, e.g. %v", sc.name, c, l.errors, l.firstErr)
+		rounds := 1
+		if c == slices.Max(o.concurrency) {
+			rounds = o.rounds
+		}
+		for round := 1; round <= rounds; round++ {
+			for i := range all {
+				sc := &all[i]
+				if !o.wants(sc.name) || ctx.Err() != nil {
+					continue
 				}
-				if l.n == 0 {
+				m := e.measure(ctx, sc, c, o.warmup, o.duration)
+				m.round = round
+				r.rr = append(r.rr, m)
+				switch {
+				case m.err != nil:
 					failed = true
-					note("%s C=%d: no successful request", sc.name, c)
+					note("%s C=%d failed: %v", sc.name, c, m.err)
+					fmt.Fprintf(stderr, "%-12s C=%-4d FAILED: %v\n", sc.name, c, m.err)
+				default:
+					l := m.load
+					fmt.Fprintf(stderr, "%-12s C=%-4d %8.0f req/s  p50 %s  p99 %s  errors %d  server CPU/req %s\n",
+						sc.name, c, l.rate(), fmtMs(l.percentile(.5)), fmtMs(l.percentile(.99)), l.errors, fmtUs(m.serverCPU))
+					if l.errors > 0 {
+						failed = true
+						note("%s C=%d: %d errors, e.g. %v", sc.name, c, l.errors, l.firstErr)
+					}
+					if l.n == 0 {
+						failed = true
+						note("%s C=%d: no successful request", sc.name, c)
+					}
 				}
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -84,6 +85,7 @@ type report struct {
 	command  string
 	duration time.Duration
 	warmup   time.Duration
+	rounds   int           // rounds at the largest concurrency
 	rr       []measurement // request-response scenarios
 	fanout   []fanoutResult
 	conns    *connsResult
@@ -127,7 +129,7 @@ func passMiss(ok bool) string {
 func (r *report) reference(m measurement) *measurement {
 	for i := range r.rr {
 		o := &r.rr[i]
-		if o.scenario.name == m.scenario.ref && o.workers == m.workers && o.err == nil {
+		if o.scenario.name == m.scenario.ref && o.workers == m.workers && o.round == m.round && o.err == nil {
 			return o
 		}
 	}
@@ -149,13 +151,40 @@ type targetCheck struct {
 	noisy bool
 }
 
-// rrTable builds the request-response table and the target checks.
+// rrTable builds the request-response table and the target checks. A line
+// measured in several rounds has one row per round and one check per
+// target, judged on the median of its rounds.
 func (r *report) rrTable() (*table, []targetCheck) {
 	t := &table{header: []string{"scenario", "C", "req/s", "p50", "p90", "p99", "errors",
 		"server CPU/req", "proc CPU/req", "peak RSS", "RSS after", "other load", "× ref req/s", "× ref p99", "targets"}}
-	var checks []targetCheck
+	rounds := map[string]int{} // line → rounds measured
 	for _, m := range r.rr {
-		name, c := m.scenario.name, fmt.Sprint(m.workers)
+		line := fmt.Sprintf("%s C=%d", m.scenario.name, m.workers)
+		rounds[line] = max(rounds[line], m.round)
+	}
+	var (
+		order  []string // checks in the order of their first line
+		values = map[string][]float64{}
+		noisy  = map[string]bool{}
+		wants  = map[string]func(float64) (string, bool){}
+	)
+	check := func(name string, v float64, isNoisy bool, want func(float64) (string, bool)) bool {
+		if _, seen := values[name]; !seen {
+			order = append(order, name)
+			wants[name] = want
+		}
+		values[name] = append(values[name], v)
+		noisy[name] = noisy[name] || isNoisy
+		_, ok := want(v)
+		return ok
+	}
+	for _, m := range r.rr {
+		name := m.scenario.name
+		line := fmt.Sprintf("%s C=%d", name, m.workers)
+		c := fmt.Sprint(m.workers)
+		if rounds[line] > 1 {
+			c = fmt.Sprintf("%d #%d", m.workers, m.round)
+		}
 		if m.err != nil {
 			t.add(name, c, "failed", "", "", "", "", "", "", "", "", "", "", "", "see notes")
 			continue
@@ -170,35 +199,68 @@ func (r *report) rrTable() (*table, []targetCheck) {
 			t.add(row...)
 			continue
 		}
-		line := fmt.Sprintf("%s C=%d", name, m.workers)
 		if ref := r.reference(m); ref != nil && ref.load.rate() > 0 && ref.load.percentile(.99) > 0 {
 			thr := l.rate() / ref.load.rate()
 			p99 := float64(l.percentile(.99)) / float64(ref.load.percentile(.99))
 			row = append(row, fmt.Sprintf("%.2f", thr), fmt.Sprintf("%.2f", p99))
-			noisy := m.otherLoad > noisyLoad || ref.otherLoad > noisyLoad
-			ok := thr >= m.scenario.minThroughput
-			checks = append(checks, targetCheck{line + " req/s", fmt.Sprintf("≥ %.2f× %s", m.scenario.minThroughput, ref.scenario.name),
-				fmt.Sprintf("%.2f×", thr), ok, noisy})
+			isNoisy := m.otherLoad > noisyLoad || ref.otherLoad > noisyLoad
+			minThr, refName := m.scenario.minThroughput, ref.scenario.name
+			ok := check(line+" req/s", thr, isNoisy, func(v float64) (string, bool) {
+				return fmt.Sprintf("≥ %.2f× %s", minThr, refName), v >= minThr
+			})
 			verdicts = append(verdicts, "req/s "+passMiss(ok))
-			if m.scenario.maxP99 > 0 {
-				ok := p99 <= m.scenario.maxP99
-				checks = append(checks, targetCheck{line + " p99", fmt.Sprintf("≤ %.2f× %s", m.scenario.maxP99, ref.scenario.name),
-					fmt.Sprintf("%.2f×", p99), ok, noisy})
+			if maxP99 := m.scenario.maxP99; maxP99 > 0 {
+				ok := check(line+" p99", p99, isNoisy, func(v float64) (string, bool) {
+					return fmt.Sprintf("≤ %.2f× %s", maxP99, refName), v <= maxP99
+				})
 				verdicts = append(verdicts, "p99 "+passMiss(ok))
 			}
-			if noisy {
+			if isNoisy {
 				verdicts = append(verdicts, "noisy")
 			}
 		} else {
 			row = append(row, "–", "–")
 		}
-		ok := m.serverCPU <= maxSinkCPU
-		checks = append(checks, targetCheck{line + " sink CPU/req", "≤ " + fmtUs(maxSinkCPU), fmtUs(m.serverCPU), ok, false})
+		ok := check(line+" sink CPU/req", float64(m.serverCPU), false, func(v float64) (string, bool) {
+			return "≤ " + fmtUs(maxSinkCPU), time.Duration(v) <= maxSinkCPU
+		})
 		verdicts = append(verdicts, "cpu "+passMiss(ok))
 		row = append(row, strings.Join(verdicts, ", "))
 		t.add(row...)
 	}
+	var checks []targetCheck
+	for _, name := range order {
+		vs := values[name]
+		cpu := strings.HasSuffix(name, " CPU/req")
+		format := func(v float64) string {
+			if cpu {
+				return fmtUs(time.Duration(v))
+			}
+			return fmt.Sprintf("%.2f×", v)
+		}
+		med := median(vs)
+		want, ok := wants[name](med)
+		got := format(med)
+		if len(vs) > 1 {
+			all := make([]string, len(vs))
+			for i, v := range vs {
+				all[i] = strings.TrimSuffix(format(v), "×")
+			}
+			got += fmt.Sprintf(" (median of %s)", strings.Join(all, ", "))
+		}
+		checks = append(checks, targetCheck{line: name, want: want, got: got, ok: ok, noisy: noisy[name]})
+	}
 	return t, checks
+}
+
+// median returns the median of vs.
+func median(vs []float64) float64 {
+	vs = slices.Sorted(slices.Values(vs))
+	n := len(vs)
+	if n%2 == 1 {
+		return vs[n/2]
+	}
+	return (vs[n/2-1] + vs[n/2]) / 2
 }
 
 // fanoutTable builds the pub/sub table.
@@ -295,7 +357,13 @@ func (r *report) markdown(w io.Writer) {
 	fmt.Fprintf(w, "- command: `%s`\n", r.command)
 	fmt.Fprintf(w, "- source: %s\n", r.source)
 	fmt.Fprintf(w, "- each line: servers started fresh, %v warm-up, %v measured; closed-loop Go client with C workers "+
-		"in the same process for every line; the load client, the sink and the processor share the CPUs\n\n", r.warmup, r.duration)
+		"in the same process for every line; the load client, the sink and the processor share the CPUs\n", r.warmup, r.duration)
+	if r.rounds > 1 {
+		fmt.Fprintf(w, "- the lines at the largest concurrency were measured in %d rounds, each running every scenario in turn "+
+			"(`C` shows the round as `#n`); a sink line is compared with its reference in the same round, and each target "+
+			"is judged on the median of the rounds\n", r.rounds)
+	}
+	fmt.Fprintln(w)
 	rr, checks := r.rrTable()
 	if len(r.rr) > 0 {
 		fmt.Fprintf(w, "## Request-response\n\n")

@@ -208,6 +208,7 @@ func streamClient(ctx context.Context, s *servers, c int,
 type measurement struct {
 	scenario *scenario
 	workers  int
+	round    int // 1 for the first measurement of this scenario at this concurrency
 	load     loadResult
 	// CPU time per successful request of the measured server and of the
 	// processor (zero without one), over the measured window.
