@@ -202,7 +202,7 @@ func (r *report) rrTable() (*table, []targetCheck) {
 		if ref := r.reference(m); ref != nil && ref.load.rate() > 0 && ref.load.percentile(.99) > 0 {
 			thr := l.rate() / ref.load.rate()
 			p99 := float64(l.percentile(.99)) / float64(ref.load.percentile(.99))
-			row = append(row, fmt.Sprintf("%.2f", thr), fmt.Sprintf("%.2f", p99))
+			row = append(row, fmt.Sprintf("%.3f", thr), fmt.Sprintf("%.3f", p99))
 			isNoisy := m.otherLoad > noisyLoad || ref.otherLoad > noisyLoad
 			minThr, refName := m.scenario.minThroughput, ref.scenario.name
 			ok := check(line+" req/s", thr, isNoisy, func(v float64) (string, bool) {
@@ -236,7 +236,7 @@ func (r *report) rrTable() (*table, []targetCheck) {
 			if cpu {
 				return fmtUs(time.Duration(v))
 			}
-			return fmt.Sprintf("%.2f×", v)
+			return fmt.Sprintf("%.3f×", v)
 		}
 		med := median(vs)
 		want, ok := wants[name](med)

@@ -31,8 +31,8 @@ func TestRoundsMedian(t *testing.T) {
 		got string
 		ok  bool
 	}{
-		"rest-sink C=64 req/s":        {"0.65× (median of 0.50, 0.65, 0.70)", true},
-		"rest-sink C=64 p99":          {"1.00× (median of 1.00, 2.00, 1.00)", true},
+		"rest-sink C=64 req/s":        {"0.650× (median of 0.500, 0.650, 0.700)", true},
+		"rest-sink C=64 p99":          {"1.000× (median of 1.000, 2.000, 1.000)", true},
 		"rest-sink C=64 sink CPU/req": {"24.0µs (median of 40.0µs, 20.0µs, 24.0µs)", true},
 	}
 	if len(checks) != len(want) {
