@@ -120,7 +120,7 @@ func describeSource(ctx context.Context, root, rev string) string {
 	}
 	head := strings.TrimSpace(string(out))
 	diff := exec.CommandContext(ctx, "git", "-C", root, "diff", "--quiet", "HEAD", "--",
-		"eventproc", "proc", "event", "go.mod", "go.sum")
+		"eventproc", "proc", "event", "internal/eventjson", "internal/workpool", "internal/debugserver", "go.mod", "go.sum")
 	if diff.Run() != nil {
 		return "working tree at " + head + " with uncommitted changes to the sink or processor"
 	}
