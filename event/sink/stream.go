@@ -151,8 +151,8 @@ func (s *stream) do(ctx context.Context, deadline time.Time, timer bool, req *ev
 	}
 	var expired <-chan time.Time
 	if timer {
-		t := time.NewTimer(time.Until(deadline))
-		defer t.Stop()
+		t := getTimer(time.Until(deadline))
+		defer putTimer(t)
 		expired = t.C
 	}
 	select {
@@ -173,6 +173,28 @@ func (s *stream) do(ctx context.Context, deadline time.Time, timer bool, req *ev
 		s.cancel(id)
 	}
 	return result{}, err
+}
+
+// timers holds stopped timers for do: a call without a deadline of its own
+// waits on one, and a new timer is three allocations.
+var timers sync.Pool
+
+// getTimer returns a timer that fires after d.
+func getTimer(d time.Duration) *time.Timer {
+	if t, ok := timers.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
+}
+
+// putTimer stops t and keeps it for getTimer if it had not fired: then
+// nothing can be pending on its channel, whatever the timer semantics
+// (GODEBUG asynctimerchan) in force.
+func putTimer(t *time.Timer) {
+	if t.Stop() {
+		timers.Put(t)
+	}
 }
 
 // start sends c.req without waiting: c.onDone gets the answer, or
