@@ -93,7 +93,7 @@ func appendEvent(b []byte, ev *eventv1.Event) ([]byte, bool) {
 	}
 	if md := ev.GetMetadata(); len(md) > 0 {
 		field(`"metadata":`)
-		if b, ok = appendStringMap(b, md); !ok {
+		if b, ok = appendMap(b, md, 0, appendMapString); !ok {
 			return b, false
 		}
 	}
@@ -142,7 +142,7 @@ func appendValue(b []byte, v *structpb.Value, depth int) ([]byte, bool) {
 		if k.StructValue == nil {
 			return b, false
 		}
-		return appendStruct(b, k.StructValue.GetFields(), depth+1)
+		return appendMap(b, k.StructValue.GetFields(), depth+1, appendValue)
 	case *structpb.Value_ListValue:
 		if k.ListValue == nil {
 			return b, false
@@ -183,22 +183,17 @@ func appendNumber(b []byte, n float64) ([]byte, bool) {
 	return b, true
 }
 
-// sortedKeys returns the keys of m in the order protojson writes them,
-// using buf when it is large enough.
-func sortedKeys[V any](m map[string]V, buf []string) []string {
+// appendMap appends a map field (or a Struct's fields) with its keys
+// sorted, as protojson orders them, writing each value with value.
+func appendMap[V any](b []byte, m map[string]V, depth int, value func([]byte, V, int) ([]byte, bool)) ([]byte, bool) {
+	var buf [8]string
 	keys := buf[:0]
 	for k := range m {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	return keys
-}
-
-// appendStringMap appends a map<string, string> field.
-func appendStringMap(b []byte, m map[string]string) ([]byte, bool) {
-	var buf [8]string
 	b = append(b, '{')
-	for i, k := range sortedKeys(m, buf[:]) {
+	for i, k := range keys {
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -206,33 +201,15 @@ func appendStringMap(b []byte, m map[string]string) ([]byte, bool) {
 		if b, ok = appendString(b, k); !ok {
 			return b, false
 		}
-		b = append(b, ':')
-		if b, ok = appendString(b, m[k]); !ok {
+		if b, ok = value(append(b, ':'), m[k], depth); !ok {
 			return b, false
 		}
 	}
 	return append(b, '}'), true
 }
 
-// appendStruct appends a google.protobuf.Struct's fields.
-func appendStruct(b []byte, m map[string]*structpb.Value, depth int) ([]byte, bool) {
-	var buf [8]string
-	b = append(b, '{')
-	for i, k := range sortedKeys(m, buf[:]) {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		var ok bool
-		if b, ok = appendString(b, k); !ok {
-			return b, false
-		}
-		b = append(b, ':')
-		if b, ok = appendValue(b, m[k], depth); !ok {
-			return b, false
-		}
-	}
-	return append(b, '}'), true
-}
+// appendMapString appends a map's string value.
+func appendMapString(b []byte, v string, _ int) ([]byte, bool) { return appendString(b, v) }
 
 // Timestamp bounds protojson accepts: 0001-01-01T00:00:00Z to
 // 9999-12-31T23:59:59.999999999Z.

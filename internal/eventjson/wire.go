@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math"
 	"slices"
+	"strconv"
 	"unicode/utf8"
 	"unsafe"
 
@@ -80,6 +81,51 @@ type entry struct{ key, value []byte }
 
 func compareEntries(a, b entry) int { return bytes.Compare(a.key, b.key) }
 
+// field is one field of an encoded message.
+type field struct {
+	num protowire.Number
+	typ protowire.Type
+	val []byte // a length-delimited field's bytes
+	n   uint64 // a varint or fixed64 field's value
+}
+
+// readFields calls f with each field of the encoded message b whose number
+// is from lo to hi, in order, and skips the others, as protojson skips
+// unknown fields. It returns false when b is malformed, when such a field
+// is neither varint, fixed64 nor length-delimited, or when f returns false.
+func readFields(b []byte, lo, hi protowire.Number, f func(field) bool) bool {
+	for len(b) > 0 {
+		num, typ, n := consumeTag(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		if num < lo || num > hi {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return false
+			}
+			b = b[n:]
+			continue
+		}
+		fl := field{num: num, typ: typ}
+		switch typ {
+		case protowire.VarintType:
+			fl.n, n = protowire.ConsumeVarint(b)
+		case protowire.Fixed64Type:
+			fl.n, n = protowire.ConsumeFixed64(b)
+		case protowire.BytesType:
+			fl.val, n = protowire.ConsumeBytes(b)
+		default:
+			return false
+		}
+		if n < 0 || !f(fl) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
 // appendWireEvent appends the event in wire, false if it leaves it to
 // proto.Unmarshal. Fields may come in any order, as Unmarshal reads them:
 // the last of a repeated scalar wins, and metadata entries are gathered
@@ -88,71 +134,45 @@ func compareEntries(a, b entry) int { return bytes.Compare(a.key, b.key) }
 // left to it.
 func appendWireEvent(b, wire []byte) ([]byte, bool) {
 	var (
-		id, payload, data, ts []byte
+		id, data, payload, ts []byte
 		typ                   int32
 		hasPayload, hasTime   bool
 		metaBuf               [8]entry
 		metadata              = metaBuf[:0]
 	)
-	for len(wire) > 0 {
-		num, wt, n := consumeTag(wire)
-		if n < 0 {
-			return b, false
+	read := readFields(wire, eventID, eventTime, func(f field) bool {
+		if f.num == eventType {
+			typ = int32(f.n)
+			return f.typ == protowire.VarintType
 		}
-		wire = wire[n:]
-		if num < eventID || num > eventTime {
-			// An unknown field: skipped, as protojson skips it.
-			if n = protowire.ConsumeFieldValue(num, wt, wire); n < 0 {
-				return b, false
-			}
-			wire = wire[n:]
-			continue
+		if f.typ != protowire.BytesType {
+			return false
 		}
-		if num == eventType {
-			if wt != protowire.VarintType {
-				return b, false
-			}
-			v, n := protowire.ConsumeVarint(wire)
-			if n < 0 {
-				return b, false
-			}
-			wire = wire[n:]
-			typ = int32(v)
-			continue
-		}
-		if wt != protowire.BytesType {
-			return b, false
-		}
-		v, n := protowire.ConsumeBytes(wire)
-		if n < 0 {
-			return b, false
-		}
-		wire = wire[n:]
-		switch num {
+		switch f.num {
 		case eventID:
-			if !utf8.Valid(v) {
-				return b, false // Unmarshal checks every occurrence
-			}
-			id = v
+			id = f.val
+			return utf8.Valid(f.val) // Unmarshal checks every occurrence
+		case eventData:
+			data = f.val
+		case eventMetadata:
+			e, ok := readEntry(f.val)
+			metadata = append(metadata, e)
+			return ok
 		case eventPayload:
 			if hasPayload {
-				return b, false
+				return false
 			}
-			payload, hasPayload = v, true
-		case eventData:
-			data = v
-		case eventMetadata:
-			e, ok := readEntry(v)
-			if !ok {
-				return b, false
-			}
-			metadata = append(metadata, e)
+			payload, hasPayload = f.val, true
 		case eventTime:
 			if hasTime {
-				return b, false
+				return false
 			}
-			ts, hasTime = v, true
+			ts, hasTime = f.val, true
 		}
+		return true
+	})
+	if !read {
+		return b, false
 	}
 
 	b = append(b, '{')
@@ -198,41 +218,27 @@ func appendWireEvent(b, wire []byte) ([]byte, bool) {
 }
 
 // readEntry reads a map entry: its key and value, each at most once, both
-// length-delimited. A missing one is empty.
+// length-delimited. A missing one is empty. (A Struct entry's missing value
+// is a Value without a kind, which protojson rejects: appendWireValue finds
+// it empty and says so.)
 func readEntry(b []byte) (entry, bool) {
-	var e entry
-	var seen [entryValue + 1]bool
-	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
-		if n < 0 {
-			return e, false
+	var (
+		e    entry
+		seen [entryValue + 1]bool
+	)
+	ok := readFields(b, entryKey, entryValue, func(f field) bool {
+		if f.typ != protowire.BytesType || seen[f.num] {
+			return false
 		}
-		b = b[n:]
-		if num != entryKey && num != entryValue {
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return e, false
-			}
-			b = b[n:]
-			continue
-		}
-		if typ != protowire.BytesType || seen[num] {
-			return e, false
-		}
-		seen[num] = true
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return e, false
-		}
-		b = b[n:]
-		if num == entryKey {
-			e.key = v
+		seen[f.num] = true
+		if f.num == entryKey {
+			e.key = f.val
 		} else {
-			e.value = v
+			e.value = f.val
 		}
-		// A Struct entry's missing value is a Value without a kind, which
-		// protojson rejects; appendWireValue finds it empty and says so.
-	}
-	return e, true
+		return true
+	})
+	return e, ok
 }
 
 // appendEntries appends map entries, sorted by key, writing each value with
@@ -251,8 +257,7 @@ func appendEntries(b []byte, entries []entry, value func([]byte, []byte, int) ([
 		if b, ok = appendString(b, str(e.key)); !ok {
 			return b, false
 		}
-		b = append(b, ':')
-		if b, ok = value(b, e.value, depth); !ok {
+		if b, ok = value(append(b, ':'), e.value, depth); !ok {
 			return b, false
 		}
 	}
@@ -268,60 +273,30 @@ func appendWireValue(b, wire []byte, depth int) ([]byte, bool) {
 	if depth > maxDepth {
 		return b, false
 	}
-	var (
-		kind protowire.Number
-		typ  protowire.Type
-		val  []byte // length-delimited kinds
-		num  uint64 // varint and fixed64 kinds
-	)
-	for len(wire) > 0 {
-		f, t, n := consumeTag(wire)
-		if n < 0 {
-			return b, false
+	var kind field
+	read := readFields(wire, valueNull, valueList, func(f field) bool {
+		if kind.num != 0 {
+			return false // a second kind, or the same twice: merged
 		}
-		wire = wire[n:]
-		if f < valueNull || f > valueList {
-			if n = protowire.ConsumeFieldValue(f, t, wire); n < 0 {
-				return b, false
-			}
-			wire = wire[n:]
-			continue
-		}
-		if kind != 0 {
-			return b, false // a second kind, or the same twice: merged
-		}
-		kind, typ = f, t
-		switch t {
-		case protowire.VarintType:
-			num, n = protowire.ConsumeVarint(wire)
-		case protowire.Fixed64Type:
-			num, n = protowire.ConsumeFixed64(wire)
-		case protowire.BytesType:
-			val, n = protowire.ConsumeBytes(wire)
-		default:
-			return b, false
-		}
-		if n < 0 {
-			return b, false
-		}
-		wire = wire[n:]
+		kind = f
+		return true
+	})
+	if !read {
+		return b, false
 	}
 	switch {
-	case kind == valueNull && typ == protowire.VarintType:
+	case kind.num == valueNull && kind.typ == protowire.VarintType:
 		return append(b, "null"...), true
-	case kind == valueNumber && typ == protowire.Fixed64Type:
-		return appendNumber(b, math.Float64frombits(num))
-	case kind == valueString && typ == protowire.BytesType:
-		return appendString(b, str(val))
-	case kind == valueBool && typ == protowire.VarintType:
-		if num != 0 {
-			return append(b, "true"...), true
-		}
-		return append(b, "false"...), true
-	case kind == valueStruct && typ == protowire.BytesType:
-		return appendWireStruct(b, val, depth+1)
-	case kind == valueList && typ == protowire.BytesType:
-		return appendWireList(b, val, depth+1)
+	case kind.num == valueNumber && kind.typ == protowire.Fixed64Type:
+		return appendNumber(b, math.Float64frombits(kind.n))
+	case kind.num == valueString && kind.typ == protowire.BytesType:
+		return appendString(b, str(kind.val))
+	case kind.num == valueBool && kind.typ == protowire.VarintType:
+		return strconv.AppendBool(b, kind.n != 0), true
+	case kind.num == valueStruct && kind.typ == protowire.BytesType:
+		return appendWireStruct(b, kind.val, depth+1)
+	case kind.num == valueList && kind.typ == protowire.BytesType:
+		return appendWireList(b, kind.val, depth+1)
 	}
 	return b, false // no kind (protojson's error), or a kind of the wrong wire type
 }
@@ -330,32 +305,16 @@ func appendWireValue(b, wire []byte, depth int) ([]byte, bool) {
 func appendWireStruct(b, wire []byte, depth int) ([]byte, bool) {
 	var buf [16]entry
 	fields := buf[:0]
-	for len(wire) > 0 {
-		f, t, n := consumeTag(wire)
-		if n < 0 {
-			return b, false
+	read := readFields(wire, structFields, structFields, func(f field) bool {
+		if f.typ != protowire.BytesType {
+			return false
 		}
-		wire = wire[n:]
-		if f != structFields {
-			if n = protowire.ConsumeFieldValue(f, t, wire); n < 0 {
-				return b, false
-			}
-			wire = wire[n:]
-			continue
-		}
-		if t != protowire.BytesType {
-			return b, false
-		}
-		v, n := protowire.ConsumeBytes(wire)
-		if n < 0 {
-			return b, false
-		}
-		wire = wire[n:]
-		e, ok := readEntry(v)
-		if !ok {
-			return b, false
-		}
+		e, ok := readEntry(f.val)
 		fields = append(fields, e)
+		return ok
+	})
+	if !read {
+		return b, false
 	}
 	return appendEntries(b, fields, appendWireValue, depth)
 }
@@ -363,74 +322,44 @@ func appendWireStruct(b, wire []byte, depth int) ([]byte, bool) {
 // appendWireList appends an encoded google.protobuf.ListValue.
 func appendWireList(b, wire []byte, depth int) ([]byte, bool) {
 	b = append(b, '[')
-	first := true
-	for len(wire) > 0 {
-		f, t, n := consumeTag(wire)
-		if n < 0 {
-			return b, false
+	read := readFields(wire, listValues, listValues, func(f field) bool {
+		if f.typ != protowire.BytesType {
+			return false
 		}
-		wire = wire[n:]
-		if f != listValues {
-			if n = protowire.ConsumeFieldValue(f, t, wire); n < 0 {
-				return b, false
-			}
-			wire = wire[n:]
-			continue
-		}
-		if t != protowire.BytesType {
-			return b, false
-		}
-		v, n := protowire.ConsumeBytes(wire)
-		if n < 0 {
-			return b, false
-		}
-		wire = wire[n:]
-		if !first {
+		if b[len(b)-1] != '[' {
 			b = append(b, ',')
 		}
-		first = false
 		var ok bool
-		if b, ok = appendWireValue(b, v, depth); !ok {
-			return b, false
-		}
+		b, ok = appendWireValue(b, f.val, depth)
+		return ok
+	})
+	if !read {
+		return b, false
 	}
 	return append(b, ']'), true
 }
 
-// appendWireTimestamp appends the time field of an event: an encoded
-// google.protobuf.Timestamp, each of its fields at most once.
+// appendWireTimestamp appends an encoded google.protobuf.Timestamp, each of
+// its fields at most once.
 func appendWireTimestamp(b, wire []byte) ([]byte, bool) {
 	var (
 		secs, nanos int64
 		seen        [timestampNanos + 1]bool
 	)
-	for len(wire) > 0 {
-		f, t, n := consumeTag(wire)
-		if n < 0 {
-			return b, false
+	read := readFields(wire, timestampSeconds, timestampNanos, func(f field) bool {
+		if f.typ != protowire.VarintType || seen[f.num] {
+			return false
 		}
-		wire = wire[n:]
-		if f != timestampSeconds && f != timestampNanos {
-			if n = protowire.ConsumeFieldValue(f, t, wire); n < 0 {
-				return b, false
-			}
-			wire = wire[n:]
-			continue
-		}
-		if t != protowire.VarintType || seen[f] {
-			return b, false
-		}
-		seen[f] = true
-		v, n := protowire.ConsumeVarint(wire)
-		if n < 0 {
-			return b, false
-		}
-		wire = wire[n:]
-		if f == timestampSeconds {
-			secs = int64(v)
+		seen[f.num] = true
+		if f.num == timestampSeconds {
+			secs = int64(f.n)
 		} else {
-			nanos = int64(int32(v))
+			nanos = int64(int32(f.n))
 		}
+		return true
+	})
+	if !read {
+		return b, false
 	}
 	return appendTime(b, secs, nanos)
 }
