@@ -62,48 +62,49 @@ func appendEvent(b []byte, ev *eventv1.Event) ([]byte, bool) {
 		return append(b, "{}"...), true
 	}
 	b = append(b, '{')
-	first := true
-	field := func(name string) {
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = append(b, name...)
-	}
 	ok := true
 	if id := ev.GetId(); id != "" {
-		field(`"id":`)
+		b = appendName(b, `"id":`)
 		if b, ok = appendString(b, id); !ok {
 			return b, false
 		}
 	}
 	if t := ev.GetType(); t != 0 {
-		field(`"type":`)
+		b = appendName(b, `"type":`)
 		b = appendType(b, t)
 	}
 	if p := ev.GetPayload(); p != nil {
-		field(`"payload":`)
+		b = appendName(b, `"payload":`)
 		if b, ok = appendValue(b, p, 0); !ok {
 			return b, false
 		}
 	}
 	if d := ev.GetData(); len(d) > 0 {
-		field(`"data":`)
+		b = appendName(b, `"data":`)
 		b = appendBytes(b, d)
 	}
 	if md := ev.GetMetadata(); len(md) > 0 {
-		field(`"metadata":`)
+		b = appendName(b, `"metadata":`)
 		if b, ok = appendMap(b, md, 0, appendMapString); !ok {
 			return b, false
 		}
 	}
 	if ts := ev.GetTime(); ts != nil {
-		field(`"time":`)
+		b = appendName(b, `"time":`)
 		if b, ok = appendTimestamp(b, ts); !ok {
 			return b, false
 		}
 	}
 	return append(b, '}'), true
+}
+
+// appendName appends the name of an object's member, after a comma unless
+// it is the first.
+func appendName(b []byte, name string) []byte {
+	if b[len(b)-1] != '{' {
+		b = append(b, ',')
+	}
+	return append(b, name...)
 }
 
 // appendType appends an event type: its name, or its number when it has

@@ -176,41 +176,36 @@ func appendWireEvent(b, wire []byte) ([]byte, bool) {
 	}
 
 	b = append(b, '{')
-	sep := func() {
-		if b[len(b)-1] != '{' {
-			b = append(b, ',')
-		}
-	}
 	ok := true
 	if len(id) > 0 {
-		b = append(b, `"id":`...)
+		b = appendName(b, `"id":`)
 		if b, ok = appendString(b, str(id)); !ok {
 			return b, false
 		}
 	}
 	if typ != 0 {
-		sep()
-		b = appendType(append(b, `"type":`...), eventv1.Type(typ))
+		b = appendName(b, `"type":`)
+		b = appendType(b, eventv1.Type(typ))
 	}
 	if hasPayload {
-		sep()
-		if b, ok = appendWireValue(append(b, `"payload":`...), payload, 0); !ok {
+		b = appendName(b, `"payload":`)
+		if b, ok = appendWireValue(b, payload, 0); !ok {
 			return b, false
 		}
 	}
 	if len(data) > 0 {
-		sep()
-		b = appendBytes(append(b, `"data":`...), data)
+		b = appendName(b, `"data":`)
+		b = appendBytes(b, data)
 	}
 	if len(metadata) > 0 {
-		sep()
-		if b, ok = appendEntries(append(b, `"metadata":`...), metadata, appendWireString, 0); !ok {
+		b = appendName(b, `"metadata":`)
+		if b, ok = appendEntries(b, metadata, appendWireString, 0); !ok {
 			return b, false
 		}
 	}
 	if hasTime {
-		sep()
-		if b, ok = appendWireTimestamp(append(b, `"time":`...), ts); !ok {
+		b = appendName(b, `"time":`)
+		if b, ok = appendWireTimestamp(b, ts); !ok {
 			return b, false
 		}
 	}
