@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -151,18 +150,7 @@ func TestBatches(t *testing.T) {
 			}
 			const n = 40
 			ctx := testCtx(t)
-			var wg sync.WaitGroup
-			errs := make(chan error, n)
-			for i := range n {
-				wg.Go(func() {
-					want := fmt.Sprint("event ", i)
-					resp, err := s.Dispatch(ctx, hello(want))
-					if err == nil && resp.GetEvent().GetPayload().GetStringValue() != want {
-						err = fmt.Errorf("caller %q got %v", want, resp.GetEvent())
-					}
-					errs <- err
-				})
-			}
+			wait := dispatchEchoes(ctx, s, n)
 			// The writer holds the first message at the gate; the requests
 			// that came later queue behind it. (A batch split by the limit
 			// is partly in the writer's hands: then wait for all to be in
@@ -179,12 +167,8 @@ func TestBatches(t *testing.T) {
 				runtime.Gosched()
 			}
 			close(open)
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				if err != nil {
-					t.Fatal(err)
-				}
+			for _, err := range wait() {
+				t.Fatal(err)
 			}
 			if !f.sinkAnnounced.Load() {
 				t.Error("the sink did not announce that it reads batches")

@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -134,3 +135,36 @@ func hello(payload string) *eventv1.Event {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// dispatchEchoes starts n callers of s.Dispatch, each with its own payload,
+// and returns a function that waits for them and returns what went wrong:
+// an error, another caller's reply, or an outcome other than REPLIED.
+func dispatchEchoes(ctx context.Context, s *Sink, n int) (wait func() []error) {
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for i := range n {
+		wg.Go(func() {
+			want := fmt.Sprintf("caller-%d", i)
+			resp, err := s.Dispatch(ctx, hello(want))
+			if err != nil {
+				errs <- fmt.Errorf("caller %d: %v", i, err)
+				return
+			}
+			if got := resp.GetEvent().GetPayload().GetStringValue(); got != want {
+				errs <- fmt.Errorf("caller %d got payload %q, want %q", i, got, want)
+			}
+			if resp.GetOutcome() != eventv1.Outcome_OUTCOME_REPLIED {
+				errs <- fmt.Errorf("caller %d got outcome %v", i, resp.GetOutcome())
+			}
+		})
+	}
+	return func() []error {
+		wg.Wait()
+		close(errs)
+		var all []error
+		for err := range errs {
+			all = append(all, err)
+		}
+		return all
+	}
+}

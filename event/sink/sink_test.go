@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -53,28 +52,7 @@ func TestDispatchConcurrentOutOfOrder(t *testing.T) {
 	s := startSink(t, Config{Routes: helloRoute(addr), StreamsPerTarget: 3})
 	ctx := testCtx(t)
 
-	const n = 1000
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := range n {
-		wg.Go(func() {
-			want := fmt.Sprintf("caller-%d", i)
-			resp, err := s.Dispatch(ctx, hello(want))
-			if err != nil {
-				errs <- fmt.Errorf("caller %d: %v", i, err)
-				return
-			}
-			if got := resp.GetEvent().GetPayload().GetStringValue(); got != want {
-				errs <- fmt.Errorf("caller %d got payload %q, want %q", i, got, want)
-			}
-			if resp.GetOutcome() != eventv1.Outcome_OUTCOME_REPLIED {
-				errs <- fmt.Errorf("caller %d got outcome %v", i, resp.GetOutcome())
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	for _, err := range dispatchEchoes(ctx, s, 1000)() {
 		t.Error(err)
 	}
 	f.mu.Lock()
