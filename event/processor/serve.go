@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"errors"
+	"github.com/eventproc/eventproc/internal/vtcodec"
 	"net"
 	"time"
 
@@ -43,7 +44,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	// long-lived calls (health Watch) that would hold up GracefulStop.
 	callsCtx, endCalls := context.WithCancel(context.Background())
 	defer endCalls()
-	opts := append(KeepaliveOptions(), grpc.ChainStreamInterceptor(endWith(callsCtx)))
+	opts := append(KeepaliveOptions(), grpc.ChainStreamInterceptor(endWith(callsCtx)), grpc.ForceServerCodecV2(vtcodec.Codec{}))
 	opts = append(opts, s.opts.ServerOptions...)
 	gs := grpc.NewServer(opts...)
 	s.Register(gs)

@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 )
 
 // outQueueLen bounds the answers waiting for a stream's writer. A handler
@@ -214,7 +213,7 @@ func (st *stream) sendBatch(answers []*eventv1.ProcessResponse) error {
 	for len(answers) > 0 {
 		n, size := 0, 0
 		for n < len(answers) {
-			entry := proto.Size(answers[n])
+			entry := answers[n].SizeVT()
 			entry += protowire.SizeTag(fieldBatch) + protowire.SizeVarint(uint64(entry))
 			if n > 0 && size+entry > st.batchLimit {
 				break

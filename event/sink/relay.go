@@ -3,10 +3,10 @@ package sink
 import (
 	"errors"
 	"fmt"
+	"github.com/eventproc/eventproc/internal/vtcodec"
 	"unicode/utf8"
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc/encoding"
 	grpcproto "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -36,7 +36,7 @@ import (
 type relayCodec struct{}
 
 // protoCodec is gRPC's own proto codec, which relayCodec defers to.
-var protoCodec = encoding.GetCodecV2(grpcproto.Name)
+var protoCodec = vtcodec.Codec{}
 
 // Name is the content-subtype: the processor sees plain application/grpc+proto.
 func (relayCodec) Name() string { return grpcproto.Name }

@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
@@ -372,7 +371,7 @@ func (s *stream) prepare(o outgoing) (*eventv1.ProcessRequest, int) {
 	c.req.Timeout = &c.timeout
 	n := -1
 	if c.maxSize == 0 || c.maxSize+requestOverhead > s.p.cfg.MaxMessageBytes {
-		if n = proto.Size(c.req); n > s.p.cfg.MaxMessageBytes {
+		if n = c.req.SizeVT(); n > s.p.cfg.MaxMessageBytes {
 			if s.unregister(c.req.Id) {
 				c.finish(result{err: status.Errorf(codes.ResourceExhausted,
 					"event is %d bytes encoded, over the %d-byte limit for processors", n, s.p.cfg.MaxMessageBytes)})
@@ -422,8 +421,8 @@ func (s *stream) writeBatch(ps processStream, w *batchWriter) error {
 		if req == nil {
 			continue
 		}
-		if n < 0 { // not measured yet; either way req caches it for flushBatch
-			n = proto.Size(req)
+		if n < 0 {
+			n = req.SizeVT()
 		}
 		entry := protowire.SizeTag(fieldProcessBatch) + protowire.SizeBytes(n)
 		if len(w.reqs) > 0 && w.size+entry > s.batchLimit {
@@ -447,14 +446,15 @@ func (s *stream) flushBatch(ps processStream, w *batchWriter) error {
 	// The entries travel as the unknown fields of an empty request, which
 	// protobuf encodes as they are. gRPC may keep the message after Send
 	// (for a stats handler), so each batch gets a buffer of its own.
-	buf := make([]byte, 0, w.size)
+	buf := make([]byte, w.size)
 	var err error
+	at := 0
 	for i, req := range w.reqs {
-		buf = protowire.AppendTag(buf, fieldProcessBatch, protowire.BytesType)
-		buf = protowire.AppendVarint(buf, uint64(w.sizes[i]))
-		if buf, err = (proto.MarshalOptions{UseCachedSize: true}).MarshalAppend(buf, req); err != nil {
+		at += copy(buf[at:], protowire.AppendVarint(protowire.AppendTag(nil, fieldProcessBatch, protowire.BytesType), uint64(w.sizes[i])))
+		if _, err = req.MarshalToSizedBufferVT(buf[at : at+w.sizes[i]]); err != nil {
 			break
 		}
+		at += w.sizes[i]
 	}
 	clear(w.reqs)
 	w.reqs, w.sizes, w.size = w.reqs[:0], w.sizes[:0], 0
