@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"runtime"
 	"sync"
@@ -450,7 +451,8 @@ func (s *stream) flushBatch(ps processStream, w *batchWriter) error {
 	var err error
 	at := 0
 	for i, req := range w.reqs {
-		at += copy(buf[at:], protowire.AppendVarint(protowire.AppendTag(nil, fieldProcessBatch, protowire.BytesType), uint64(w.sizes[i])))
+		var head [2 * binary.MaxVarintLen64]byte
+		at += copy(buf[at:], protowire.AppendVarint(protowire.AppendTag(head[:0], fieldProcessBatch, protowire.BytesType), uint64(w.sizes[i])))
 		if _, err = req.MarshalToSizedBufferVT(buf[at : at+w.sizes[i]]); err != nil {
 			break
 		}
