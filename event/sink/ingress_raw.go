@@ -2,6 +2,7 @@ package sink
 
 import (
 	"fmt"
+	"github.com/eventproc/eventproc/internal/wire"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -14,7 +15,7 @@ import (
 // The Stream ingress passes the client's event to the processor without
 // decoding it either (see relay.go for the way back). It reads each
 // StreamRequest into an emptypb.Empty, so protobuf keeps the whole encoding
-// as unknown fields, checks the event as proto.Unmarshal would (checkMessage),
+// as unknown fields, checks the event as proto.Unmarshal would (wire.Check),
 // reads the three fields the sink needs — id, type, whether time is set —
 // and hands the processor the event's bytes as ProcessRequest field 2, with
 // an id and a time appended when the client left them out (for a proto3
@@ -48,26 +49,26 @@ func parseStreamRequest(b []byte) (streamedEvent, error) {
 	var r streamedEvent
 	merged := false
 	for len(b) > 0 {
-		fld, rest, err := nextField(b)
+		fld, rest, err := wire.Next(b)
 		if err != nil {
 			return r, err
 		}
 		b = rest
-		if fld.typ != protowire.BytesType {
+		if fld.Type != protowire.BytesType {
 			continue
 		}
 		// Each occurrence must be valid on its own, as for proto.Unmarshal.
-		switch fld.num {
+		switch fld.Num {
 		case fieldStreamEvent:
-			if err := checkMessage(fld.bytes, eventDescriptor, 0); err != nil {
+			if err := wire.Check(fld.Bytes, eventDescriptor); err != nil {
 				return r, fmt.Errorf("event: %w", err)
 			}
-			r.body, merged = appendMerged(r.body, fld.bytes, merged)
+			r.body, merged = appendMerged(r.body, fld.Bytes, merged)
 		case fieldStreamTimeout:
 			if r.timeout == nil {
 				r.timeout = new(durationpb.Duration)
 			}
-			if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(fld.bytes, r.timeout); err != nil {
+			if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(fld.Bytes, r.timeout); err != nil {
 				return r, fmt.Errorf("timeout: %w", err)
 			}
 		}
@@ -100,14 +101,14 @@ func (r *streamedEvent) scanEvent() {
 	b := r.body
 	var id []byte
 	for len(b) > 0 {
-		fld, rest, _ := nextField(b) // checked already
+		fld, rest, _ := wire.Next(b) // checked already
 		b = rest
 		switch {
-		case fld.num == fieldEventID && fld.typ == protowire.BytesType:
-			id = fld.bytes
-		case fld.num == fieldEventType && fld.typ == protowire.VarintType:
-			r.typ = eventv1.Type(int32(fld.varint))
-		case fld.num == fieldEventTime && fld.typ == protowire.BytesType:
+		case fld.Num == fieldEventID && fld.Type == protowire.BytesType:
+			id = fld.Bytes
+		case fld.Num == fieldEventType && fld.Type == protowire.VarintType:
+			r.typ = eventv1.Type(int32(fld.Varint))
+		case fld.Num == fieldEventTime && fld.Type == protowire.BytesType:
 			r.hasTime = true
 		}
 	}

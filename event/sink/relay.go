@@ -1,17 +1,15 @@
 package sink
 
 import (
-	"errors"
 	"fmt"
 	"github.com/eventproc/eventproc/internal/vtcodec"
-	"unicode/utf8"
+	"github.com/eventproc/eventproc/internal/wire"
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	grpcproto "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
@@ -100,8 +98,8 @@ var eventDescriptor = (&eventv1.Event{}).ProtoReflect().Descriptor()
 func (f *frame) parse(b []byte) error { return f.parseDepth(b, 0) }
 
 func (f *frame) parseDepth(b []byte, depth int) error {
-	if depth > maxDepth {
-		return errors.New("exceeded maximum recursion depth")
+	if depth > wire.MaxDepth {
+		return wire.ErrDepth
 	}
 	batch := f.batch[:0]
 	clear(f.batch)
@@ -109,51 +107,51 @@ func (f *frame) parseDepth(b []byte, depth int) error {
 	var ev []byte // the reply event's bytes; aliases b unless merged
 	merged := false
 	for len(b) > 0 {
-		fld, rest, err := nextField(b)
+		fld, rest, err := wire.Next(b)
 		if err != nil {
 			return err
 		}
 		b = rest
 		switch {
-		case fld.num == fieldID && fld.typ == protowire.VarintType:
-			f.id = fld.varint
-		case fld.num == fieldConsumed && fld.typ == protowire.VarintType:
+		case fld.Num == fieldID && fld.Type == protowire.VarintType:
+			f.id = fld.Varint
+		case fld.Num == fieldConsumed && fld.Type == protowire.VarintType:
 			f.kind, ev, f.status, f.publish = frameConsumed, nil, nil, nil
-		case fld.typ != protowire.BytesType:
+		case fld.Type != protowire.BytesType:
 			// Unknown, or a known field with another wire type: proto
 			// skips it too.
-		case fld.num == fieldReply:
-			if err := checkMessage(fld.bytes, eventDescriptor, 0); err != nil {
+		case fld.Num == fieldReply:
+			if err := wire.Check(fld.Bytes, eventDescriptor); err != nil {
 				return fmt.Errorf("reply event: %w", err)
 			}
 			if f.kind == frameReply { // a message field seen twice merges: concatenate
 				if !merged {
 					ev, merged = append([]byte(nil), ev...), true
 				}
-				ev = append(ev, fld.bytes...)
+				ev = append(ev, fld.Bytes...)
 			} else {
-				ev, merged = fld.bytes, false
+				ev, merged = fld.Bytes, false
 			}
 			f.kind, f.status, f.publish = frameReply, nil, nil
-		case fld.num == fieldError:
+		case fld.Num == fieldError:
 			if f.kind != frameError {
 				f.status = new(spb.Status)
 			}
-			if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(fld.bytes, f.status); err != nil {
+			if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(fld.Bytes, f.status); err != nil {
 				return fmt.Errorf("error status: %w", err)
 			}
 			f.kind, ev, f.publish = frameError, nil, nil
-		case fld.num == fieldPublish:
+		case fld.Num == fieldPublish:
 			if f.kind != framePublish {
 				f.publish = new(eventv1.Event)
 			}
-			if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(fld.bytes, f.publish); err != nil {
+			if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(fld.Bytes, f.publish); err != nil {
 				return fmt.Errorf("published event: %w", err)
 			}
 			f.kind, ev, f.status = framePublish, nil, nil
-		case fld.num == fieldBatch:
+		case fld.Num == fieldBatch:
 			batch = append(batch, frame{})
-			if err := batch[len(batch)-1].parseDepth(fld.bytes, depth+1); err != nil {
+			if err := batch[len(batch)-1].parseDepth(fld.Bytes, depth+1); err != nil {
 				return fmt.Errorf("batch: %w", err)
 			}
 		}
@@ -179,82 +177,4 @@ func (f *frame) replyEvent() (*eventv1.Event, error) {
 		return nil, err
 	}
 	return ev, nil
-}
-
-// maxDepth is protobuf-go's default recursion limit for decoding.
-const maxDepth = 10000
-
-var (
-	errInvalidUTF8 = errors.New("string field contains invalid UTF-8")
-	errFieldNumber = errors.New("invalid field number")
-)
-
-// checkMessage reports whether proto.Unmarshal would reject b as an encoded
-// md: malformed wire data, invalid UTF-8 in a string field, or nesting
-// deeper than protobuf's limit. It allocates nothing. Fields of an
-// unexpected wire type are unknown fields to protobuf and pass, as they do
-// there; the messages it checks (Event and the well-known types it uses)
-// have no repeated scalar fields, whose packed form it would not look into.
-func checkMessage(b []byte, md protoreflect.MessageDescriptor, depth int) error {
-	if depth > maxDepth {
-		return errors.New("exceeded maximum recursion depth")
-	}
-	fields := md.Fields()
-	for len(b) > 0 {
-		fld, rest, err := nextField(b)
-		if err != nil {
-			return err
-		}
-		b = rest
-		fd := fields.ByNumber(fld.num)
-		if fd == nil || fld.typ != protowire.BytesType {
-			continue
-		}
-		switch fd.Kind() {
-		case protoreflect.StringKind:
-			if !utf8.Valid(fld.bytes) {
-				return fmt.Errorf("%s: %w", fd.FullName(), errInvalidUTF8)
-			}
-		case protoreflect.MessageKind:
-			if err := checkMessage(fld.bytes, fd.Message(), depth+1); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// wireField is one field of an encoded message.
-type wireField struct {
-	num    protowire.Number
-	typ    protowire.Type
-	bytes  []byte // the value of a length-delimited field; aliases the input
-	varint uint64 // the value of a varint field
-}
-
-// nextField reads the field at the start of b, and returns it and the rest
-// of b. It fails where proto.Unmarshal would: a malformed tag or value, or
-// a field number out of range.
-func nextField(b []byte) (wireField, []byte, error) {
-	num, typ, n := protowire.ConsumeTag(b)
-	if n < 0 {
-		return wireField{}, nil, protowire.ParseError(n)
-	}
-	if num > protowire.MaxValidNumber {
-		return wireField{}, nil, errFieldNumber
-	}
-	b = b[n:]
-	fld := wireField{num: num, typ: typ}
-	switch typ {
-	case protowire.BytesType:
-		fld.bytes, n = protowire.ConsumeBytes(b)
-	case protowire.VarintType:
-		fld.varint, n = protowire.ConsumeVarint(b)
-	default:
-		n = protowire.ConsumeFieldValue(num, typ, b)
-	}
-	if n < 0 {
-		return wireField{}, nil, protowire.ParseError(n)
-	}
-	return fld, b[n:], nil
 }

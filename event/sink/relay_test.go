@@ -1,7 +1,6 @@
 package sink
 
 import (
-	"errors"
 	"testing"
 	"time"
 
@@ -62,18 +61,6 @@ func relaySeeds(f *testing.F) {
 	f.Add([]byte{0x00, 0x01})
 	f.Add([]byte{0x0b, 0x08, 0x01, 0x0c})
 	f.Add([]byte{0x0b, 0x08, 0x01})
-}
-
-// checkMessage accepts exactly what proto.Unmarshal accepts as an Event.
-func FuzzCheckMessage(f *testing.F) {
-	relaySeeds(f)
-	f.Fuzz(func(t *testing.T, b []byte) {
-		err := checkMessage(b, eventDescriptor, 0)
-		werr := proto.Unmarshal(b, new(eventv1.Event))
-		if (err == nil) != (werr == nil) {
-			t.Fatalf("checkMessage: %v; proto.Unmarshal: %v", err, werr)
-		}
-	})
 }
 
 // A frame holds what proto.Unmarshal would decode from the same bytes, and
@@ -155,27 +142,6 @@ func sameFrame(t *testing.T, fr *frame, want *eventv1.ProcessResponse) {
 		if fr.kind != frameNone {
 			t.Fatalf("kind %d, want none", fr.kind)
 		}
-	}
-}
-
-func TestCheckMessageDepth(t *testing.T) {
-	// A Value nested past protobuf's recursion limit: list_value (6) →
-	// values (1) → list_value …
-	b := protowire.AppendString(nil, "")[:0]
-	for range maxDepth/2 + 10 {
-		inner := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), b)
-		b = protowire.AppendBytes(protowire.AppendTag(nil, 6, protowire.BytesType), inner)
-	}
-	ev := protowire.AppendBytes(protowire.AppendTag(nil, 3, protowire.BytesType), b)
-	err := checkMessage(ev, eventDescriptor, 0)
-	if err == nil {
-		t.Fatal("accepted nesting deeper than the limit")
-	}
-	if werr := proto.Unmarshal(ev, new(eventv1.Event)); werr == nil {
-		t.Fatalf("proto.Unmarshal accepts it; checkMessage: %v", err)
-	}
-	if errors.Is(err, errInvalidUTF8) {
-		t.Fatalf("wrong error: %v", err)
 	}
 }
 
