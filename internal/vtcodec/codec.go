@@ -1,53 +1,107 @@
+// Package vtcodec is the gRPC codec of eventproc's servers and processor
+// streams: protobuf, encoded and decoded by the code protoc-gen-go-vtproto
+// generates for event/v1 (MarshalVT, UnmarshalVT, SizeVT) instead of
+// protobuf-go's reflection. Profiles put protobuf-go at a tenth of the
+// sink's CPU on the unary path and a third of the echo processor's.
+//
+// It accepts, rejects and produces exactly what gRPC's own proto codec
+// does. The generated code does not check that strings are UTF-8, nor
+// bound nesting, and misreads a map entry whose key has the wrong wire
+// type, so encoding runs [wire.Check] on its output and decoding runs
+// [wire.CheckStrict] first (they allocate nothing and cost a fraction of a
+// decode); a message that fails either is handed to protobuf-go, which
+// decides, and whose error is returned. Messages
+// without generated methods (health, reflection, well-known types) go to
+// gRPC's proto codec.
+//
+// One difference: unknown fields inside the well-known types (Timestamp,
+// Duration, Value and Struct) are dropped, as vtprotobuf's code for those
+// types has nowhere to keep them. These types have not gained a field in
+// a decade, no encoder writes such fields, and their JSON form could not
+// carry them anyway. Unknown fields of event/v1's own messages are kept.
 package vtcodec
 
 import (
 	"google.golang.org/grpc/encoding"
 	grpcproto "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/eventproc/eventproc/internal/wire"
 )
 
-type vtMessage interface {
+// Message is a message with generated vtproto methods.
+type Message interface {
+	proto.Message
 	SizeVT() int
 	MarshalToSizedBufferVT([]byte) (int, error)
 	UnmarshalVT([]byte) error
-	Reset()
 }
 
+// protoCodec is gRPC's own proto codec, for other messages.
 var protoCodec = encoding.GetCodecV2(grpcproto.Name)
 
+// Codec is a gRPC encoding.CodecV2. Use it with grpc.ForceServerCodecV2 or
+// grpc.ForceCodecV2 (never registered globally: it would change every
+// gRPC user in the process).
 type Codec struct{}
 
+// Name is the content-subtype: peers see plain application/grpc+proto.
 func (Codec) Name() string { return grpcproto.Name }
 
+// Marshal encodes v, failing where proto.Marshal would (invalid UTF-8).
 func (Codec) Marshal(v any) (mem.BufferSlice, error) {
-	m, ok := v.(vtMessage)
+	m, ok := v.(Message)
 	if !ok {
 		return protoCodec.Marshal(v)
 	}
 	size := m.SizeVT()
 	if mem.IsBelowBufferPoolingThreshold(size) {
 		buf := make([]byte, size)
-		if _, err := m.MarshalToSizedBufferVT(buf); err != nil {
+		if err := marshal(m, buf); err != nil {
 			return nil, err
 		}
 		return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
 	}
 	pool := mem.DefaultBufferPool()
 	buf := pool.Get(size)
-	if _, err := m.MarshalToSizedBufferVT(*buf); err != nil {
+	if err := marshal(m, *buf); err != nil {
 		pool.Put(buf)
 		return nil, err
 	}
 	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 }
 
+// marshal encodes m into buf, of exactly m's size.
+func marshal(m Message, buf []byte) error {
+	if _, err := m.MarshalToSizedBufferVT(buf); err != nil {
+		return err
+	}
+	if wire.Check(buf, m.ProtoReflect().Descriptor()) != nil {
+		_, err := proto.Marshal(m) // protobuf's own error
+		return err
+	}
+	return nil
+}
+
+// Unmarshal decodes data into v, which it replaces as proto.Unmarshal
+// does, failing where proto.Unmarshal would.
 func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
-	m, ok := v.(vtMessage)
+	m, ok := v.(Message)
 	if !ok {
 		return protoCodec.Unmarshal(data, v)
 	}
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 	defer buf.Free()
-	m.Reset() // UnmarshalVT merges; proto.Unmarshal replaces
-	return m.UnmarshalVT(buf.ReadOnlyData())
+	return Unmarshal(buf.ReadOnlyData(), m)
+}
+
+// Unmarshal decodes b into m, which it replaces: proto.Unmarshal, faster.
+// m keeps no reference to b.
+func Unmarshal(b []byte, m Message) error {
+	proto.Reset(m) // UnmarshalVT merges into what m holds
+	if wire.CheckStrict(b, m.ProtoReflect().Descriptor()) == nil && m.UnmarshalVT(b) == nil {
+		return nil
+	}
+	return proto.Unmarshal(b, m) // its verdict and its error
 }

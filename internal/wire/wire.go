@@ -63,16 +63,28 @@ func Next(b []byte) (Field, []byte, error) {
 }
 
 // Check reports whether proto.Unmarshal would reject b as an encoded md:
-// malformed wire data, invalid UTF-8 in a string field, or nesting deeper
+// malformed wire data, invalid UTF-8 in a string field, nesting deeper
 // than protobuf's limit, or a packed repeated field whose values are cut
 // short. It allocates nothing. Fields of an unexpected wire type are
 // unknown fields to protobuf and pass, as they do there. It is tested
 // against proto.Unmarshal on every message of event/v1.
 func Check(b []byte, md protoreflect.MessageDescriptor) error {
-	return check(b, md, 0)
+	return check(b, md, 0, false)
 }
 
-func check(b []byte, md protoreflect.MessageDescriptor, depth int) error {
+// CheckStrict is Check, and also fails on a known field of the wrong wire
+// type, which proto.Unmarshal keeps as an unknown field; code that decodes
+// without looking at wire types everywhere (vtprotobuf's map entries)
+// needs that ruled out first.
+func CheckStrict(b []byte, md protoreflect.MessageDescriptor) error {
+	return check(b, md, 0, true)
+}
+
+// ErrWireType is CheckStrict's error for a known field of the wrong wire
+// type.
+var ErrWireType = errors.New("field of an unexpected wire type")
+
+func check(b []byte, md protoreflect.MessageDescriptor, depth int, strict bool) error {
 	if depth > MaxDepth {
 		return ErrDepth
 	}
@@ -83,12 +95,20 @@ func check(b []byte, md protoreflect.MessageDescriptor, depth int) error {
 			return err
 		}
 		b = rest
-		if fld.Type != protowire.BytesType {
+		if fld.Type != protowire.BytesType && !strict {
 			continue
 		}
 		fd := fields.ByNumber(fld.Num)
 		if fd == nil {
 			continue
+		}
+		if want := wireType(fd.Kind()); fld.Type != want {
+			if strict && (fld.Type != protowire.BytesType || !fd.IsList() || want == protowire.BytesType) {
+				return fmt.Errorf("%s: %w", fd.FullName(), ErrWireType)
+			}
+			if fld.Type != protowire.BytesType {
+				continue
+			}
 		}
 		switch fd.Kind() {
 		case protoreflect.StringKind:
@@ -96,7 +116,7 @@ func check(b []byte, md protoreflect.MessageDescriptor, depth int) error {
 				return fmt.Errorf("%s: %w", fd.FullName(), ErrInvalidUTF8)
 			}
 		case protoreflect.MessageKind:
-			if err := check(fld.Bytes, fd.Message(), depth+1); err != nil {
+			if err := check(fld.Bytes, fd.Message(), depth+1, strict); err != nil {
 				return err
 			}
 		default:
@@ -108,6 +128,22 @@ func check(b []byte, md protoreflect.MessageDescriptor, depth int) error {
 		}
 	}
 	return nil
+}
+
+// wireType is the wire type of a field of kind k, unpacked.
+func wireType(k protoreflect.Kind) protowire.Type {
+	switch k {
+	case protoreflect.Fixed32Kind, protoreflect.Sfixed32Kind, protoreflect.FloatKind:
+		return protowire.Fixed32Type
+	case protoreflect.Fixed64Kind, protoreflect.Sfixed64Kind, protoreflect.DoubleKind:
+		return protowire.Fixed64Type
+	case protoreflect.StringKind, protoreflect.BytesKind, protoreflect.MessageKind:
+		return protowire.BytesType
+	case protoreflect.GroupKind:
+		return protowire.StartGroupType
+	default:
+		return protowire.VarintType
+	}
 }
 
 // checkPacked checks the values of a packed repeated scalar of kind k.

@@ -21,6 +21,12 @@ func FuzzCheck(f *testing.F) {
 		if (err == nil) != (werr == nil) {
 			t.Fatalf("%T: Check: %v; proto.Unmarshal: %v", m, err, werr)
 		}
+		// CheckStrict fails where Check does, and more only for a known
+		// field of the wrong wire type.
+		serr := CheckStrict(b, m.ProtoReflect().Descriptor())
+		if err != nil && serr == nil || serr != nil && err == nil && !errors.Is(serr, ErrWireType) {
+			t.Fatalf("%T: CheckStrict: %v; Check: %v", m, serr, err)
+		}
 	})
 }
 
@@ -39,5 +45,35 @@ func TestCheckDepth(t *testing.T) {
 	}
 	if werr := proto.Unmarshal(ev, new(eventv1.Event)); werr == nil {
 		t.Fatal("proto.Unmarshal accepts it")
+	}
+}
+
+func TestCheckStrict(t *testing.T) {
+	md := (&eventv1.Event{}).ProtoReflect().Descriptor()
+	for _, tt := range []struct {
+		name string
+		b    []byte
+	}{
+		{"id as a varint", protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 8)},
+		{"type as bytes", protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), nil)},
+		{"metadata key as a varint", protowire.AppendBytes(protowire.AppendTag(nil, 5, protowire.BytesType),
+			protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 2))},
+	} {
+		if err := Check(tt.b, md); err != nil {
+			t.Errorf("%s: Check: %v", tt.name, err)
+		}
+		if err := proto.Unmarshal(tt.b, new(eventv1.Event)); err != nil {
+			t.Errorf("%s: proto.Unmarshal: %v", tt.name, err)
+		}
+		if err := CheckStrict(tt.b, md); !errors.Is(err, ErrWireType) {
+			t.Errorf("%s: CheckStrict: %v, want %v", tt.name, err, ErrWireType)
+		}
+	}
+	// Packed and unpacked repeated enums are both right.
+	sub := (&eventv1.SubscribeRequest{}).ProtoReflect().Descriptor()
+	packed := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), []byte{1, 2})
+	unpacked := protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 1)
+	if err := CheckStrict(append(packed, unpacked...), sub); err != nil {
+		t.Errorf("repeated enum: %v", err)
 	}
 }
