@@ -222,6 +222,17 @@ func sendCases(t *testing.T) []sendCase {
 		wantStatus: http.StatusBadRequest, wantCode: codes.InvalidArgument,
 		wantMsg: "invalid JSON event",
 	}, {
+		// JSON's decoder takes it (it counts one level per array, protobuf
+		// two), but no processor could decode it: refused, and the
+		// processor stream it would have broken goes on.
+		name: "payload nested too deeply",
+		fixture: func(t *testing.T, ctx context.Context) *fixture {
+			return echoFixtureWith(t, ctx, "--max-body-bytes", "65536")
+		},
+		body:       `{"type":"TYPE_HELLO","payload":` + strings.Repeat("[", 5001) + strings.Repeat("]", 5001) + `}`,
+		wantStatus: http.StatusBadRequest, wantCode: codes.InvalidArgument,
+		wantMsg: "event payload is nested too deeply",
+	}, {
 		name:       "not JSON at all",
 		fixture:    echoFixture,
 		body:       `hello`,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/eventproc/eventproc/internal/vtcodec"
 	"log/slog"
 	"net"
 	"net/http"
@@ -111,7 +110,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		// all are busy, grpc-go starts a goroutine as usual: calls never
 		// queue.
 		grpc.NumStreamWorkers(streamWorkers),
-		grpc.ForceServerCodecV2(vtcodec.Codec{}),
+		sink.CodecOption(),
 	)
 	eventv1.RegisterSinkServiceServer(s.grpc, sk)
 	healthpb.RegisterHealthServer(s.grpc, s.health)

@@ -100,9 +100,9 @@ type gatedStream struct {
 }
 
 func (g *gatedStream) SendMsg(m any) error {
-	// A batch travels as the unknown fields of an empty request.
+	// A batch travels encoded already, a request alone as a message.
 	n := int64(1)
-	if b := m.(*eventv1.ProcessRequest).ProtoReflect().GetUnknown(); len(b) > 0 {
+	if b, ok := m.(encodedRequest); ok {
 		n = 0
 		for len(b) > 0 {
 			num, _, l := protowire.ConsumeField(b)

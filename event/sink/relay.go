@@ -2,8 +2,6 @@ package sink
 
 import (
 	"fmt"
-	"github.com/eventproc/eventproc/internal/vtcodec"
-	"github.com/eventproc/eventproc/internal/wire"
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	grpcproto "google.golang.org/grpc/encoding/proto"
@@ -12,6 +10,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/vtcodec"
+	"github.com/eventproc/eventproc/internal/wire"
 )
 
 // Relaying replies without decoding them.
@@ -29,17 +29,27 @@ import (
 // that need the Event itself — Dispatch, used by the JSON gateway — decode
 // it.
 
-// relayCodec is the codec of the sink's Process streams: requests are
-// encoded by gRPC's proto codec, answers are read into frames.
+// relayCodec is the codec of the sink's Process streams: batches go out
+// as the writer encoded them, other requests are encoded by vtcodec, and
+// answers are read into frames.
 type relayCodec struct{}
 
-// protoCodec is gRPC's own proto codec, which relayCodec defers to.
+// protoCodec is the codec relayCodec defers to.
 var protoCodec = vtcodec.Codec{}
+
+// encodedRequest is a ProcessRequest the writer has encoded (a batch:
+// see flushBatch), sent as it is.
+type encodedRequest []byte
 
 // Name is the content-subtype: the processor sees plain application/grpc+proto.
 func (relayCodec) Name() string { return grpcproto.Name }
 
-func (relayCodec) Marshal(v any) (mem.BufferSlice, error) { return protoCodec.Marshal(v) }
+func (relayCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if b, ok := v.(encodedRequest); ok {
+		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+	}
+	return protoCodec.Marshal(v)
+}
 
 func (relayCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	f, ok := v.(*frame)

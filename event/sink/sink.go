@@ -194,6 +194,9 @@ func (s *Sink) dispatch(ctx context.Context, ev *eventv1.Event, now time.Time, l
 	if err != nil {
 		return nil, err
 	}
+	if err := checkEncodable(ev); err != nil {
+		return nil, err
+	}
 	if ev.Id == "" {
 		ev.Id = s.ids.next()
 	}

@@ -12,9 +12,12 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
+
+const typeHello = eventv1.Type_TYPE_HELLO
 
 // testTimeout bounds every test's context.
 const testTimeout = 30 * time.Second
@@ -151,6 +154,16 @@ func TestDispatchInvalid(t *testing.T) {
 		{"unspecified", &eventv1.Event{}, codes.InvalidArgument, "type is required"},
 		{"unknown number", &eventv1.Event{Type: 99}, codes.InvalidArgument, "unknown event type 99"},
 		{"no route", &eventv1.Event{Type: eventv1.Type_TYPE_GOODBYE}, codes.Unimplemented, "TYPE_GOODBYE"},
+		// Strings that protobuf cannot encode: Go callers only (decoders
+		// reject them), and never the stream's end.
+		{"id not UTF-8", &eventv1.Event{Type: typeHello, Id: "\xff"}, codes.InvalidArgument, "event.v1.Event.id: string field contains invalid UTF-8"},
+		{"metadata key", &eventv1.Event{Type: typeHello, Metadata: map[string]string{"k\xc0": "v"}}, codes.InvalidArgument, "metadata"},
+		{"metadata value", &eventv1.Event{Type: typeHello, Metadata: map[string]string{"k": "\xed\xa0\x80"}}, codes.InvalidArgument, "metadata"},
+		{"payload string", &eventv1.Event{Type: typeHello, Payload: structpb.NewListValue(&structpb.ListValue{
+			Values: []*structpb.Value{structpb.NewStringValue("\xff")}})}, codes.InvalidArgument, "string_value"},
+		{"payload key", &eventv1.Event{Type: typeHello, Payload: structpb.NewStructValue(&structpb.Struct{
+			Fields: map[string]*structpb.Value{"\xff": structpb.NewNullValue()}})}, codes.InvalidArgument, "fields"},
+		{"payload too deep", &eventv1.Event{Type: typeHello, Payload: nestedLists(5000)}, codes.InvalidArgument, "nested too deeply"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -161,6 +174,20 @@ func TestDispatchInvalid(t *testing.T) {
 			}
 		})
 	}
+	// The stream is as good as before, and takes what a processor decodes.
+	resp, err := s.Dispatch(ctx, &eventv1.Event{Type: typeHello, Id: "ok", Payload: nestedLists(4990)})
+	if err != nil || resp.GetEvent().GetId() != "ok" {
+		t.Fatalf("after them: %v, %v", resp.GetEvent().GetId(), err)
+	}
+}
+
+// nestedLists returns a payload of n lists, one inside the other.
+func nestedLists(n int) *structpb.Value {
+	v := structpb.NewNullValue()
+	for range n {
+		v = structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{v}})
+	}
+	return v
 }
 
 // A processor slower than the deadline yields DEADLINE_EXCEEDED; its late

@@ -2,7 +2,6 @@ package sink
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"runtime"
 	"sync"
@@ -92,6 +91,8 @@ type outgoing struct {
 // multiplexer needs it; the generated client stream implements it.
 type processStream interface {
 	Send(*eventv1.ProcessRequest) error
+	// SendMsg sends an encodedRequest.
+	SendMsg(m any) error
 	// RecvMsg reads the next answer into a *frame (see relayCodec).
 	RecvMsg(m any) error
 }
@@ -444,26 +445,26 @@ func (s *stream) flushBatch(ps processStream, w *batchWriter) error {
 	if len(w.reqs) == 0 {
 		return nil
 	}
-	// The entries travel as the unknown fields of an empty request, which
-	// protobuf encodes as they are. gRPC may keep the message after Send
-	// (for a stats handler), so each batch gets a buffer of its own.
-	buf := make([]byte, w.size)
+	// The batch is encoded here, entry by entry, by the generated code,
+	// and sent as it is (relayCodec). Every event in it has passed
+	// checkEncodable or wire.Check, so the encoding cannot fail. gRPC may
+	// keep the message after Send (for a stats handler), so each batch
+	// gets a buffer of its own.
+	buf := make([]byte, 0, w.size)
 	var err error
-	at := 0
 	for i, req := range w.reqs {
-		var head [2 * binary.MaxVarintLen64]byte
-		at += copy(buf[at:], protowire.AppendVarint(protowire.AppendTag(head[:0], fieldProcessBatch, protowire.BytesType), uint64(w.sizes[i])))
-		if _, err = req.MarshalToSizedBufferVT(buf[at : at+w.sizes[i]]); err != nil {
+		buf = protowire.AppendTag(buf, fieldProcessBatch, protowire.BytesType)
+		buf = protowire.AppendVarint(buf, uint64(w.sizes[i]))
+		at := len(buf)
+		buf = buf[:at+w.sizes[i]]
+		if _, err = req.MarshalToSizedBufferVT(buf[at:]); err != nil {
 			break
 		}
-		at += w.sizes[i]
 	}
 	clear(w.reqs)
 	w.reqs, w.sizes, w.size = w.reqs[:0], w.sizes[:0], 0
 	if err == nil {
-		msg := new(eventv1.ProcessRequest)
-		msg.ProtoReflect().SetUnknown(buf)
-		err = ps.Send(msg)
+		err = ps.SendMsg(encodedRequest(buf))
 	}
 	for i, c := range w.sent {
 		if err == nil {
