@@ -9,6 +9,9 @@ package wire
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -85,65 +88,148 @@ func CheckStrict(b []byte, md protoreflect.MessageDescriptor) error {
 var ErrWireType = errors.New("field of an unexpected wire type")
 
 func check(b []byte, md protoreflect.MessageDescriptor, depth int, strict bool) error {
+	return planFor(md).check(b, depth, strict)
+}
+
+// A plan is what check needs of a message descriptor, looked up by field
+// number without the descriptor's map and interface calls (which took
+// half of check's time).
+type plan struct {
+	small []fieldPlan // by field number, for numbers below len(small)
+	large map[protowire.Number]*fieldPlan
+}
+
+type fieldPlan struct {
+	known bool
+	kind  protoreflect.Kind
+	wire  protowire.Type // of one value, unpacked
+	list  bool
+	msg   *plan // for messages (and map entries)
+	fd    protoreflect.FieldDescriptor
+}
+
+func (p *plan) field(n protowire.Number) *fieldPlan {
+	if int(n) < len(p.small) {
+		if f := &p.small[n]; f.known {
+			return f
+		}
+		return nil
+	}
+	return p.large[n]
+}
+
+var (
+	plansMu sync.Mutex
+	plans   atomic.Pointer[map[protoreflect.MessageDescriptor]*plan]
+)
+
+// planFor returns md's plan, building it (and those of the messages it
+// holds) on first use.
+func planFor(md protoreflect.MessageDescriptor) *plan {
+	if m := plans.Load(); m != nil {
+		if p := (*m)[md]; p != nil {
+			return p
+		}
+	}
+	plansMu.Lock()
+	defer plansMu.Unlock()
+	old := plans.Load()
+	next := make(map[protoreflect.MessageDescriptor]*plan)
+	if old != nil {
+		if p := (*old)[md]; p != nil {
+			return p
+		}
+		maps.Copy(next, *old)
+	}
+	p := buildPlan(md, next)
+	plans.Store(&next)
+	return p
+}
+
+// maxSmall bounds the field numbers a plan keeps in a slice.
+const maxSmall = 64
+
+func buildPlan(md protoreflect.MessageDescriptor, built map[protoreflect.MessageDescriptor]*plan) *plan {
+	if p := built[md]; p != nil {
+		return p
+	}
+	p := new(plan)
+	built[md] = p // before the fields: messages may hold themselves
+	fields := md.Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		f := fieldPlan{known: true, kind: fd.Kind(), wire: wireType(fd.Kind()), list: fd.IsList(), fd: fd}
+		if fd.Message() != nil {
+			f.msg = buildPlan(fd.Message(), built)
+		}
+		if n := fd.Number(); n < maxSmall {
+			if int(n) >= len(p.small) {
+				p.small = append(p.small, make([]fieldPlan, int(n)+1-len(p.small))...)
+			}
+			p.small[n] = f
+		} else {
+			if p.large == nil {
+				p.large = make(map[protowire.Number]*fieldPlan)
+			}
+			p.large[n] = &f
+		}
+	}
+	return p
+}
+
+func (p *plan) check(b []byte, depth int, strict bool) error {
 	if depth > MaxDepth {
 		return ErrDepth
 	}
-	fields := md.Fields()
 	for len(b) > 0 {
-		fld, rest, err := Next(b)
-		if err != nil {
-			return err
+		var fld Field
+		// The usual case inline: a one-byte tag of a length-delimited
+		// field whose length takes one byte.
+		if len(b) >= 2 && b[0] < 0x80 && b[0]&7 == byte(protowire.BytesType) && b[0] >= 8 && b[1] < 0x80 && int(b[1]) <= len(b)-2 {
+			fld = Field{Num: protowire.Number(b[0] >> 3), Type: protowire.BytesType, Bytes: b[2 : 2+int(b[1])]}
+			b = b[2+int(b[1]):]
+		} else if !strict && len(b) >= 2 && b[0] < 0x80 && b[0]&7 == byte(protowire.VarintType) && b[0] >= 8 && b[1] < 0x80 {
+			b = b[2:] // a one-byte varint field: nothing to check
+			continue
+		} else {
+			var err error
+			if fld, b, err = Next(b); err != nil {
+				return err
+			}
+			if fld.Type != protowire.BytesType && !strict {
+				continue
+			}
 		}
-		b = rest
-		if fld.Type != protowire.BytesType && !strict {
+		f := p.field(fld.Num)
+		if f == nil {
 			continue
 		}
-		fd := fields.ByNumber(fld.Num)
-		if fd == nil {
-			continue
-		}
-		if want := wireType(fd.Kind()); fld.Type != want {
-			if strict && (fld.Type != protowire.BytesType || !fd.IsList() || want == protowire.BytesType) {
-				return fmt.Errorf("%s: %w", fd.FullName(), ErrWireType)
+		if fld.Type != f.wire {
+			if strict && (fld.Type != protowire.BytesType || !f.list || f.wire == protowire.BytesType) {
+				return fmt.Errorf("%s: %w", f.fd.FullName(), ErrWireType)
 			}
 			if fld.Type != protowire.BytesType {
 				continue
 			}
 		}
-		switch fd.Kind() {
+		switch f.kind {
 		case protoreflect.StringKind:
 			if !utf8.Valid(fld.Bytes) {
-				return fmt.Errorf("%s: %w", fd.FullName(), ErrInvalidUTF8)
+				return fmt.Errorf("%s: %w", f.fd.FullName(), ErrInvalidUTF8)
 			}
 		case protoreflect.MessageKind:
-			if err := check(fld.Bytes, fd.Message(), depth+1, strict); err != nil {
+			if err := f.msg.check(fld.Bytes, depth+1, strict); err != nil {
 				return err
 			}
 		default:
-			if fd.IsList() {
-				if err := checkPacked(fld.Bytes, fd.Kind()); err != nil {
+			if f.list {
+				if err := checkPacked(fld.Bytes, f.kind); err != nil {
 					return err
 				}
 			}
 		}
 	}
 	return nil
-}
-
-// wireType is the wire type of a field of kind k, unpacked.
-func wireType(k protoreflect.Kind) protowire.Type {
-	switch k {
-	case protoreflect.Fixed32Kind, protoreflect.Sfixed32Kind, protoreflect.FloatKind:
-		return protowire.Fixed32Type
-	case protoreflect.Fixed64Kind, protoreflect.Sfixed64Kind, protoreflect.DoubleKind:
-		return protowire.Fixed64Type
-	case protoreflect.StringKind, protoreflect.BytesKind, protoreflect.MessageKind:
-		return protowire.BytesType
-	case protoreflect.GroupKind:
-		return protowire.StartGroupType
-	default:
-		return protowire.VarintType
-	}
 }
 
 // checkPacked checks the values of a packed repeated scalar of kind k.
@@ -171,4 +257,20 @@ func checkPacked(b []byte, k protoreflect.Kind) error {
 		b = b[n:]
 	}
 	return nil
+}
+
+// wireType is the wire type of a field of kind k, unpacked.
+func wireType(k protoreflect.Kind) protowire.Type {
+	switch k {
+	case protoreflect.Fixed32Kind, protoreflect.Sfixed32Kind, protoreflect.FloatKind:
+		return protowire.Fixed32Type
+	case protoreflect.Fixed64Kind, protoreflect.Sfixed64Kind, protoreflect.DoubleKind:
+		return protowire.Fixed64Type
+	case protoreflect.StringKind, protoreflect.BytesKind, protoreflect.MessageKind:
+		return protowire.BytesType
+	case protoreflect.GroupKind:
+		return protowire.StartGroupType
+	default:
+		return protowire.VarintType
+	}
 }
