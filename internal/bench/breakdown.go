@@ -24,7 +24,7 @@ const (
 	grpAlloc     = "allocation (mallocgc, GC assist)"
 	grpSched     = "runtime: scheduler, netpoll, futex"
 	grpJSON      = "JSON (protojson, eventjson, encoding/json)"
-	grpProto     = "protobuf binary codec"
+	grpProto     = "protobuf binary codec (protobuf-go, vtcodec, wire checks)"
 	grpHTTP2     = "gRPC HTTP/2 transport (framing, flow control)"
 	grpGRPC      = "grpc-go calls and streams"
 	grpGateway   = "grpc-gateway (mux, context, forward)"
@@ -84,6 +84,17 @@ func anyFrame(frames []string, prefixes ...string) bool {
 	return false
 }
 
+// anyVTFrame reports whether a frame is in the code vtprotobuf generated
+// for event/v1 (MarshalVT, UnmarshalVT, SizeVT, ...).
+func anyVTFrame(frames []string) bool {
+	for _, fr := range frames {
+		if strings.HasPrefix(fr, "github.com/eventproc/eventproc/event/v1.") && strings.Contains(fr, "VT") {
+			return true
+		}
+	}
+	return false
+}
+
 // classify returns the group of a stack.
 func classify(frames []string) string {
 	leaf := frames[0]
@@ -102,7 +113,9 @@ func classify(frames []string) string {
 		return grpJSON
 	case anyFrame(frames, "google.golang.org/grpc/internal/transport", "golang.org/x/net/http2"):
 		return grpHTTP2
-	case anyFrame(frames, "google.golang.org/protobuf/"):
+	case anyFrame(frames, "google.golang.org/protobuf/", "github.com/planetscale/vtprotobuf/",
+		"github.com/eventproc/eventproc/internal/vtcodec.", "github.com/eventproc/eventproc/internal/wire."),
+		anyVTFrame(frames):
 		return grpProto
 	}
 	for _, fr := range frames {

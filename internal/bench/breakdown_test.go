@@ -8,7 +8,7 @@ import (
 
 const tracesFixture = `File: bench
 Type: cpu
-Duration: 10s, Total samples = 60ms (0.6%)
+Duration: 10s, Total samples = 80ms (0.8%)
 -----------+-------------------------------------------------------
       10ms   internal/runtime/maps.(*Map).getWithoutKeySmallFastStr
              runtime.mapaccess1_faststr
@@ -30,12 +30,19 @@ Duration: 10s, Total samples = 60ms (0.6%)
       10ms   sync.(*Mutex).Lock
              github.com/eventproc/eventproc/event/sink.(*stream).register
 -----------+-------------------------------------------------------
+      10ms   github.com/eventproc/eventproc/event/v1.(*Event).UnmarshalVT
+             github.com/eventproc/eventproc/internal/vtcodec.Unmarshal
+             google.golang.org/grpc.recvAndDecompress
+-----------+-------------------------------------------------------
+      10ms   github.com/eventproc/eventproc/internal/wire.(*plan).check
+             github.com/eventproc/eventproc/event/sink.(*frame).parseDepth
+-----------+-------------------------------------------------------
 `
 
 func TestParseTraces(t *testing.T) {
 	got := parseTraces(tracesFixture)
-	if len(got) != 5 {
-		t.Fatalf("parsed %d samples, want 5", len(got))
+	if len(got) != 7 {
+		t.Fatalf("parsed %d samples, want 7", len(got))
 	}
 	if got[1].value != 20*time.Millisecond || len(got[1].frames) != 3 {
 		t.Errorf("sample 1 = %v with %d frames, want 20ms with 3", got[1].value, len(got[1].frames))
@@ -46,7 +53,7 @@ func TestParseTraces(t *testing.T) {
 }
 
 func TestClassify(t *testing.T) {
-	want := []string{grpGateway, grpJSON, grpSyscall, grpAlloc, grpSink}
+	want := []string{grpGateway, grpJSON, grpSyscall, grpAlloc, grpSink, grpProto, grpProto}
 	for i, s := range parseTraces(tracesFixture) {
 		if got := classify(s.frames); got != want[i] {
 			t.Errorf("sample %d (%s) = %q, want %q", i, s.frames[0], got, want[i])
@@ -57,7 +64,7 @@ func TestClassify(t *testing.T) {
 func TestBreakdownTotal(t *testing.T) {
 	var b strings.Builder
 	breakdown(tracesFixture, 10).text(&b)
-	if !strings.Contains(b.String(), "total") || !strings.Contains(b.String(), "0.06s") {
+	if !strings.Contains(b.String(), "total") || !strings.Contains(b.String(), "0.08s") {
 		t.Errorf("breakdown misses the total:\n%s", b.String())
 	}
 }
