@@ -107,7 +107,7 @@ func (r *streamedEvent) scanEvent() {
 		case fld.Num == fieldEventID && fld.Type == protowire.BytesType:
 			id = fld.Bytes
 		case fld.Num == fieldEventType && fld.Type == protowire.VarintType:
-			r.typ = eventv1.Type(int32(fld.Varint))
+			r.typ = eventv1.Type(int32(fld.Int))
 		case fld.Num == fieldEventTime && fld.Type == protowire.BytesType:
 			r.hasTime = true
 		}

@@ -124,7 +124,7 @@ func (f *frame) parseDepth(b []byte, depth int) error {
 		b = rest
 		switch {
 		case fld.Num == fieldID && fld.Type == protowire.VarintType:
-			f.id = fld.Varint
+			f.id = fld.Int
 		case fld.Num == fieldConsumed && fld.Type == protowire.VarintType:
 			f.kind, ev, f.status, f.publish = frameConsumed, nil, nil, nil
 		case fld.Type != protowire.BytesType:

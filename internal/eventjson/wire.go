@@ -12,10 +12,11 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/wire"
 )
 
-// AppendWire appends the JSON of the Event encoded in wire to b: what
-// MarshalAppend writes for the event proto.Unmarshal decodes from wire, and
+// AppendWire appends the JSON of the Event encoded in enc to b: what
+// MarshalAppend writes for the event proto.Unmarshal decodes from enc, and
 // proto.Unmarshal's error when it cannot.
 //
 // The sink relays a processor's reply as the bytes the processor sent;
@@ -25,12 +26,12 @@ import (
 // anything else (a field repeated, so merged; fields out of order; anything
 // MarshalAppend would leave to protojson) to proto.Unmarshal and
 // MarshalAppend.
-func AppendWire(b, wire []byte) ([]byte, error) {
-	if out, ok := appendWireEvent(b, wire); ok {
+func AppendWire(b, enc []byte) ([]byte, error) {
+	if out, ok := appendWireEvent(b, enc); ok {
 		return out, nil
 	}
 	ev := new(eventv1.Event)
-	if err := proto.Unmarshal(wire, ev); err != nil {
+	if err := proto.Unmarshal(enc, ev); err != nil {
 		return b, err
 	}
 	return MarshalAppend(b[:len(b):len(b)], ev)
@@ -66,73 +67,44 @@ const (
 // copying them.
 func str(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
-// consumeTag is protowire.ConsumeTag, failing (n < 0) on field numbers
-// beyond the largest valid one, as proto.Unmarshal does.
-func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
-	num, typ, n := protowire.ConsumeTag(b)
-	if n >= 0 && !num.IsValid() {
-		return 0, 0, -1
-	}
-	return num, typ, n
-}
-
 // entry is a map entry: key and value as encoded.
 type entry struct{ key, value []byte }
 
 func compareEntries(a, b entry) int { return bytes.Compare(a.key, b.key) }
 
-// field is one field of an encoded message.
-type field struct {
-	num protowire.Number
-	typ protowire.Type
-	val []byte // a length-delimited field's bytes
-	n   uint64 // a varint or fixed64 field's value
-}
-
 // readFields calls f with each field of the encoded message b whose number
 // is from lo to hi, in order, and skips the others, as protojson skips
 // unknown fields. It returns false when b is malformed, when such a field
 // is neither varint, fixed64 nor length-delimited, or when f returns false.
-func readFields(b []byte, lo, hi protowire.Number, f func(field) bool) bool {
+func readFields(b []byte, lo, hi protowire.Number, f func(wire.Field) bool) bool {
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
-		if n < 0 {
+		fl, rest, err := wire.Next(b)
+		if err != nil {
 			return false
 		}
-		b = b[n:]
-		if num < lo || num > hi {
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return false
-			}
-			b = b[n:]
+		b = rest
+		if fl.Num < lo || fl.Num > hi {
 			continue
 		}
-		fl := field{num: num, typ: typ}
-		switch typ {
-		case protowire.VarintType:
-			fl.n, n = protowire.ConsumeVarint(b)
-		case protowire.Fixed64Type:
-			fl.n, n = protowire.ConsumeFixed64(b)
-		case protowire.BytesType:
-			fl.val, n = protowire.ConsumeBytes(b)
+		switch fl.Type {
+		case protowire.VarintType, protowire.Fixed64Type, protowire.BytesType:
 		default:
 			return false
 		}
-		if n < 0 || !f(fl) {
+		if !f(fl) {
 			return false
 		}
-		b = b[n:]
 	}
 	return true
 }
 
-// appendWireEvent appends the event in wire, false if it leaves it to
+// appendWireEvent appends the event in enc, false if it leaves it to
 // proto.Unmarshal. Fields may come in any order, as Unmarshal reads them:
 // the last of a repeated scalar wins, and metadata entries are gathered
 // wherever they are (the echo processor appends one after the others).
 // A message field (payload, time) repeated is merged by Unmarshal and
 // left to it.
-func appendWireEvent(b, wire []byte) ([]byte, bool) {
+func appendWireEvent(b, enc []byte) ([]byte, bool) {
 	var (
 		id, data, payload, ts []byte
 		typ                   int32
@@ -140,34 +112,34 @@ func appendWireEvent(b, wire []byte) ([]byte, bool) {
 		metaBuf               [8]entry
 		metadata              = metaBuf[:0]
 	)
-	read := readFields(wire, eventID, eventTime, func(f field) bool {
-		if f.num == eventType {
-			typ = int32(f.n)
-			return f.typ == protowire.VarintType
+	read := readFields(enc, eventID, eventTime, func(f wire.Field) bool {
+		if f.Num == eventType {
+			typ = int32(f.Int)
+			return f.Type == protowire.VarintType
 		}
-		if f.typ != protowire.BytesType {
+		if f.Type != protowire.BytesType {
 			return false
 		}
-		switch f.num {
+		switch f.Num {
 		case eventID:
-			id = f.val
-			return utf8.Valid(f.val) // Unmarshal checks every occurrence
+			id = f.Bytes
+			return utf8.Valid(f.Bytes) // Unmarshal checks every occurrence
 		case eventData:
-			data = f.val
+			data = f.Bytes
 		case eventMetadata:
-			e, ok := readEntry(f.val)
+			e, ok := readEntry(f.Bytes)
 			metadata = append(metadata, e)
 			return ok
 		case eventPayload:
 			if hasPayload {
 				return false
 			}
-			payload, hasPayload = f.val, true
+			payload, hasPayload = f.Bytes, true
 		case eventTime:
 			if hasTime {
 				return false
 			}
-			ts, hasTime = f.val, true
+			ts, hasTime = f.Bytes, true
 		}
 		return true
 	})
@@ -221,15 +193,15 @@ func readEntry(b []byte) (entry, bool) {
 		e    entry
 		seen [entryValue + 1]bool
 	)
-	ok := readFields(b, entryKey, entryValue, func(f field) bool {
-		if f.typ != protowire.BytesType || seen[f.num] {
+	ok := readFields(b, entryKey, entryValue, func(f wire.Field) bool {
+		if f.Type != protowire.BytesType || seen[f.Num] {
 			return false
 		}
-		seen[f.num] = true
-		if f.num == entryKey {
-			e.key = f.val
+		seen[f.Num] = true
+		if f.Num == entryKey {
+			e.key = f.Bytes
 		} else {
-			e.value = f.val
+			e.value = f.Bytes
 		}
 		return true
 	})
@@ -264,13 +236,13 @@ func appendWireString(b, v []byte, _ int) ([]byte, bool) { return appendString(b
 
 // appendWireValue appends an encoded google.protobuf.Value: one of its kinds,
 // set once.
-func appendWireValue(b, wire []byte, depth int) ([]byte, bool) {
+func appendWireValue(b, enc []byte, depth int) ([]byte, bool) {
 	if depth > maxDepth {
 		return b, false
 	}
-	var kind field
-	read := readFields(wire, valueNull, valueList, func(f field) bool {
-		if kind.num != 0 {
+	var kind wire.Field
+	read := readFields(enc, valueNull, valueList, func(f wire.Field) bool {
+		if kind.Num != 0 {
 			return false // a second kind, or the same twice: merged
 		}
 		kind = f
@@ -280,31 +252,31 @@ func appendWireValue(b, wire []byte, depth int) ([]byte, bool) {
 		return b, false
 	}
 	switch {
-	case kind.num == valueNull && kind.typ == protowire.VarintType:
+	case kind.Num == valueNull && kind.Type == protowire.VarintType:
 		return append(b, "null"...), true
-	case kind.num == valueNumber && kind.typ == protowire.Fixed64Type:
-		return appendNumber(b, math.Float64frombits(kind.n))
-	case kind.num == valueString && kind.typ == protowire.BytesType:
-		return appendString(b, str(kind.val))
-	case kind.num == valueBool && kind.typ == protowire.VarintType:
-		return strconv.AppendBool(b, kind.n != 0), true
-	case kind.num == valueStruct && kind.typ == protowire.BytesType:
-		return appendWireStruct(b, kind.val, depth+1)
-	case kind.num == valueList && kind.typ == protowire.BytesType:
-		return appendWireList(b, kind.val, depth+1)
+	case kind.Num == valueNumber && kind.Type == protowire.Fixed64Type:
+		return appendNumber(b, math.Float64frombits(kind.Int))
+	case kind.Num == valueString && kind.Type == protowire.BytesType:
+		return appendString(b, str(kind.Bytes))
+	case kind.Num == valueBool && kind.Type == protowire.VarintType:
+		return strconv.AppendBool(b, kind.Int != 0), true
+	case kind.Num == valueStruct && kind.Type == protowire.BytesType:
+		return appendWireStruct(b, kind.Bytes, depth+1)
+	case kind.Num == valueList && kind.Type == protowire.BytesType:
+		return appendWireList(b, kind.Bytes, depth+1)
 	}
 	return b, false // no kind (protojson's error), or a kind of the wrong wire type
 }
 
 // appendWireStruct appends an encoded google.protobuf.Struct.
-func appendWireStruct(b, wire []byte, depth int) ([]byte, bool) {
+func appendWireStruct(b, enc []byte, depth int) ([]byte, bool) {
 	var buf [16]entry
 	fields := buf[:0]
-	read := readFields(wire, structFields, structFields, func(f field) bool {
-		if f.typ != protowire.BytesType {
+	read := readFields(enc, structFields, structFields, func(f wire.Field) bool {
+		if f.Type != protowire.BytesType {
 			return false
 		}
-		e, ok := readEntry(f.val)
+		e, ok := readEntry(f.Bytes)
 		fields = append(fields, e)
 		return ok
 	})
@@ -315,17 +287,17 @@ func appendWireStruct(b, wire []byte, depth int) ([]byte, bool) {
 }
 
 // appendWireList appends an encoded google.protobuf.ListValue.
-func appendWireList(b, wire []byte, depth int) ([]byte, bool) {
+func appendWireList(b, enc []byte, depth int) ([]byte, bool) {
 	b = append(b, '[')
-	read := readFields(wire, listValues, listValues, func(f field) bool {
-		if f.typ != protowire.BytesType {
+	read := readFields(enc, listValues, listValues, func(f wire.Field) bool {
+		if f.Type != protowire.BytesType {
 			return false
 		}
 		if b[len(b)-1] != '[' {
 			b = append(b, ',')
 		}
 		var ok bool
-		b, ok = appendWireValue(b, f.val, depth)
+		b, ok = appendWireValue(b, f.Bytes, depth)
 		return ok
 	})
 	if !read {
@@ -336,20 +308,20 @@ func appendWireList(b, wire []byte, depth int) ([]byte, bool) {
 
 // appendWireTimestamp appends an encoded google.protobuf.Timestamp, each of
 // its fields at most once.
-func appendWireTimestamp(b, wire []byte) ([]byte, bool) {
+func appendWireTimestamp(b, enc []byte) ([]byte, bool) {
 	var (
 		secs, nanos int64
 		seen        [timestampNanos + 1]bool
 	)
-	read := readFields(wire, timestampSeconds, timestampNanos, func(f field) bool {
-		if f.typ != protowire.VarintType || seen[f.num] {
+	read := readFields(enc, timestampSeconds, timestampNanos, func(f wire.Field) bool {
+		if f.Type != protowire.VarintType || seen[f.Num] {
 			return false
 		}
-		seen[f.num] = true
-		if f.num == timestampSeconds {
-			secs = int64(f.n)
+		seen[f.Num] = true
+		if f.Num == timestampSeconds {
+			secs = int64(f.Int)
 		} else {
-			nanos = int64(int32(f.n))
+			nanos = int64(int32(f.Int))
 		}
 		return true
 	})

@@ -32,10 +32,10 @@ var (
 
 // Field is one field of an encoded message.
 type Field struct {
-	Num    protowire.Number
-	Type   protowire.Type
-	Bytes  []byte // the value of a length-delimited field; aliases the input
-	Varint uint64 // the value of a varint field
+	Num   protowire.Number
+	Type  protowire.Type
+	Bytes []byte // the value of a length-delimited field; aliases the input
+	Int   uint64 // the value of a varint, fixed32 or fixed64 field
 }
 
 // Next reads the field at the start of b, and returns it and the rest of
@@ -55,7 +55,13 @@ func Next(b []byte) (Field, []byte, error) {
 	case protowire.BytesType:
 		fld.Bytes, n = protowire.ConsumeBytes(b)
 	case protowire.VarintType:
-		fld.Varint, n = protowire.ConsumeVarint(b)
+		fld.Int, n = protowire.ConsumeVarint(b)
+	case protowire.Fixed64Type:
+		fld.Int, n = protowire.ConsumeFixed64(b)
+	case protowire.Fixed32Type:
+		var v uint32
+		v, n = protowire.ConsumeFixed32(b)
+		fld.Int = uint64(v)
 	default:
 		n = protowire.ConsumeFieldValue(num, typ, b)
 	}
