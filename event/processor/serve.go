@@ -30,9 +30,9 @@ func KeepaliveOptions() []grpc.ServerOption {
 }
 
 // CodecOption returns the gRPC codec of the server built by Serve:
-// protobuf encoded and decoded by generated code instead of reflection,
-// which saves the echo processor about a fifth of its CPU per event
-// (docs/performance.md). It accepts and produces what gRPC's default codec
+// protobuf encoded and decoded by generated code instead of reflection:
+// a batch of requests decodes in about 60 % of the time, a batch of
+// answers encodes in about a third (BenchmarkCodec, docs/performance.md). It accepts and produces what gRPC's default codec
 // does (its one difference: unknown fields inside a Timestamp, Duration
 // or Value are dropped), and leaves messages of other services to it.
 // Pass it to grpc.NewServer, with [KeepaliveOptions], when serving a
