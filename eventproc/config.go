@@ -32,6 +32,10 @@ type Config struct {
 	// StreamsPerTarget and MaxPending size the processor stream pools; zero
 	// picks the sink's default.
 	StreamsPerTarget, MaxPending int
+	// MaxStreamsPerConn bounds the concurrent gRPC calls of one client
+	// connection (HTTP/2 MAX_CONCURRENT_STREAMS): further calls wait in the
+	// client until one ends.
+	MaxStreamsPerConn int
 	// LogFormat is "text" or "json"; LogLevel the least severe level logged.
 	LogFormat string
 	LogLevel  slog.Level
@@ -117,6 +121,9 @@ func options() []option {
 		{name: "max-pending", arg: "N", env: "EVENTPROC_MAX_PENDING", def: "0",
 			usage: fmt.Sprintf("requests in flight per processor stream before the sink answers 429; 0 means %d",
 				sink.DefaultMaxPendingPerStream)},
+		{name: "max-streams-per-conn", arg: "N", env: "EVENTPROC_MAX_STREAMS_PER_CONN", def: strconv.Itoa(defaultMaxStreamsPerConn),
+			usage: "concurrent gRPC calls (unary or streaming) per client connection; more wait in the client until " +
+				"one ends (HTTP/2 MAX_CONCURRENT_STREAMS), so one connection cannot hold unbounded goroutines"},
 		{name: "keepalive", arg: "DURATION", env: "EVENTPROC_KEEPALIVE", def: sink.DefaultKeepalive.String(),
 			usage: "interval of pings on processor connections, to notice a processor that vanished without closing " +
 				"them; processors must allow pings this often (the processor SDK's Serve allows every 1s)"},
@@ -331,6 +338,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		return c, err
 	}
 	if c.MaxPending, err = parseInt(one("max-pending"), 0); err != nil {
+		return c, err
+	}
+	if c.MaxStreamsPerConn, err = parseInt(one("max-streams-per-conn"), 1); err != nil {
 		return c, err
 	}
 	if c.History, err = parseInt(one("history"), 0); err != nil {

@@ -33,7 +33,7 @@ func TestParseConfig(t *testing.T) {
 		env:  noEnv,
 		check: func(t *testing.T, c Config) {
 			want := Config{HTTPAddr: ":8080", GRPCAddr: ":8081", Routes: []sink.Route{hello}, Timeout: 10 * time.Second,
-				MaxBodyBytes: 1 << 20, LogFormat: "text", LogLevel: slog.LevelInfo, ShutdownGrace: 10 * time.Second}
+				MaxBodyBytes: 1 << 20, MaxStreamsPerConn: 1000, LogFormat: "text", LogLevel: slog.LevelInfo, ShutdownGrace: 10 * time.Second}
 			if !equalConfig(c, want) {
 				t.Errorf("config = %+v, want %+v", c, want)
 			}
@@ -42,7 +42,7 @@ func TestParseConfig(t *testing.T) {
 		name: "every flag",
 		args: []string{"--http-addr", "127.0.0.1:1", "--grpc-addr=[::1]:2", "--route", "TYPE_HELLO=a:1, b:2",
 			"--route", "goodbye=dns:///c:3", "--broadcast", "GOODBYE", "--timeout", "1.5", "--max-body-bytes", "10",
-			"--streams-per-target", "3", "--max-pending", "4", "--log-format", "JSON", "--log-level", "debug",
+			"--streams-per-target", "3", "--max-pending", "4", "--max-streams-per-conn", "7", "--log-format", "JSON", "--log-level", "debug",
 			"--shutdown-grace", "0"},
 		env: noEnv,
 		check: func(t *testing.T, c Config) {
@@ -51,7 +51,7 @@ func TestParseConfig(t *testing.T) {
 					{Type: eventv1.Type_TYPE_HELLO, Targets: []string{"a:1", "b:2"}},
 					{Type: eventv1.Type_TYPE_GOODBYE, Targets: []string{"dns:///c:3"}, Broadcast: true},
 				},
-				Timeout: 1500 * time.Millisecond, MaxBodyBytes: 10, StreamsPerTarget: 3, MaxPending: 4,
+				Timeout: 1500 * time.Millisecond, MaxBodyBytes: 10, StreamsPerTarget: 3, MaxPending: 4, MaxStreamsPerConn: 7,
 				LogFormat: "json", LogLevel: slog.LevelDebug}
 			if !equalConfig(c, want) {
 				t.Errorf("config = %+v, want %+v", c, want)
@@ -62,7 +62,7 @@ func TestParseConfig(t *testing.T) {
 		env: envOf("EVENTPROC_HTTP_ADDR", ":1", "EVENTPROC_GRPC_ADDR", ":2",
 			"EVENTPROC_ROUTES", "hello=a:1,b:2; goodbye=c:3\n", "EVENTPROC_BROADCAST", "hello,goodbye",
 			"EVENTPROC_TIMEOUT", "2s", "EVENTPROC_MAX_BODY_BYTES", "99", "EVENTPROC_STREAMS_PER_TARGET", "5",
-			"EVENTPROC_MAX_PENDING", "6", "EVENTPROC_LOG_FORMAT", "json", "EVENTPROC_LOG_LEVEL", "warn",
+			"EVENTPROC_MAX_PENDING", "6", "EVENTPROC_MAX_STREAMS_PER_CONN", "8", "EVENTPROC_LOG_FORMAT", "json", "EVENTPROC_LOG_LEVEL", "warn",
 			"EVENTPROC_SHUTDOWN_GRACE", "1m"),
 		check: func(t *testing.T, c Config) {
 			want := Config{HTTPAddr: ":1", GRPCAddr: ":2",
@@ -70,7 +70,7 @@ func TestParseConfig(t *testing.T) {
 					{Type: eventv1.Type_TYPE_HELLO, Targets: []string{"a:1", "b:2"}, Broadcast: true},
 					{Type: eventv1.Type_TYPE_GOODBYE, Targets: []string{"c:3"}, Broadcast: true},
 				},
-				Timeout: 2 * time.Second, MaxBodyBytes: 99, StreamsPerTarget: 5, MaxPending: 6,
+				Timeout: 2 * time.Second, MaxBodyBytes: 99, StreamsPerTarget: 5, MaxPending: 6, MaxStreamsPerConn: 8,
 				LogFormat: "json", LogLevel: slog.LevelWarn, ShutdownGrace: time.Minute}
 			if !equalConfig(c, want) {
 				t.Errorf("config = %+v, want %+v", c, want)
@@ -105,7 +105,7 @@ func equalConfig(a, b Config) bool {
 	return slices.EqualFunc(a.Routes, b.Routes, equalRoute) &&
 		a.HTTPAddr == b.HTTPAddr && a.GRPCAddr == b.GRPCAddr && a.Timeout == b.Timeout &&
 		a.MaxBodyBytes == b.MaxBodyBytes && a.StreamsPerTarget == b.StreamsPerTarget &&
-		a.MaxPending == b.MaxPending && a.LogFormat == b.LogFormat && a.LogLevel == b.LogLevel &&
+		a.MaxPending == b.MaxPending && a.MaxStreamsPerConn == b.MaxStreamsPerConn && a.LogFormat == b.LogFormat && a.LogLevel == b.LogLevel &&
 		a.ShutdownGrace == b.ShutdownGrace
 }
 
@@ -135,6 +135,7 @@ func TestBadConfig(t *testing.T) {
 		{[]string{"--route", route, "--max-body-bytes", "99999999999"}, noEnv, `--max-body-bytes "99999999999": want at most`},
 		{[]string{"--route", route, "--streams-per-target", "-1"}, noEnv, `--streams-per-target "-1": want at least 0`},
 		{[]string{"--route", route, "--max-pending", "many"}, noEnv, `--max-pending "many": want a whole number`},
+		{[]string{"--route", route, "--max-streams-per-conn", "0"}, noEnv, `--max-streams-per-conn "0": want at least 1`},
 		{[]string{"--route", route, "--log-format", "xml"}, noEnv, `--log-format "xml": want text or json`},
 		{[]string{"--route", route, "--log-level", "loud"}, noEnv, `--log-level "loud": want debug, info, warn or error`},
 		{[]string{"--route", route, "--http-addr", "8080"}, noEnv, `--http-addr "8080": want HOST:PORT`},

@@ -20,6 +20,9 @@
 //	--max-body-bytes N         EVENTPROC_MAX_BODY_BYTES      largest HTTP body and gRPC message (1048576)
 //	--streams-per-target N     EVENTPROC_STREAMS_PER_TARGET  Process streams per target (0: GOMAXPROCS, ≥2)
 //	--max-pending N            EVENTPROC_MAX_PENDING         requests in flight per stream (0: 1024)
+//	--max-streams-per-conn N   EVENTPROC_MAX_STREAMS_PER_CONN
+//	                                                         concurrent gRPC calls per client connection;
+//	                                                         more wait in the client (1000)
 //	--keepalive DURATION       EVENTPROC_KEEPALIVE           how often each processor is health-checked ("5s")
 //	--keepalive-timeout DURATION
 //	                           EVENTPROC_KEEPALIVE_TIMEOUT   how long a check may go unanswered ("3s")
