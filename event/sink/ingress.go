@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/vtcodec"
 )
 
 // maxInFlightPerClientStream bounds the events one SinkService.Stream client
@@ -56,7 +57,7 @@ func (s *Sink) Stream(ss eventv1.SinkService_StreamServer) error {
 		var err error
 		for a := range in.out {
 			if err == nil {
-				err = ss.Send(a.resp)
+				err = ss.SendMsg(a.msg)
 			}
 			in.free <- a.slot
 			in.inflight.Done()
@@ -100,7 +101,7 @@ type ingress struct {
 
 // answered is an answer for the writer, and the slot it frees.
 type answered struct {
-	resp *eventv1.StreamResponse
+	msg  any // a *eventv1.StreamResponse, or one wrapped in a *vtcodec.Checked
 	slot int32
 }
 
@@ -278,14 +279,18 @@ func (e *event) complete(c *call, r result) {
 	a.resp.Id = e.id
 	a.ok.Response = &a.send
 	a.resp.Result = &a.ok
-	in.out <- answered{&a.resp, e.slot}
+	// Every part of it is checked: the client's id (its request was
+	// decoded), the outcome, and the reply's bytes (frame.parse).
+	a.checked.Message = &a.resp
+	in.out <- answered{&a.checked, e.slot}
 }
 
 // streamAnswer is a StreamResponse with its parts.
 type streamAnswer struct {
-	resp eventv1.StreamResponse
-	ok   eventv1.StreamResponse_Response
-	send eventv1.SendResponse
+	resp    eventv1.StreamResponse
+	ok      eventv1.StreamResponse_Response
+	send    eventv1.SendResponse
+	checked vtcodec.Checked
 }
 
 func (e *event) done(resp *eventv1.SendResponse, err error) {

@@ -2,7 +2,6 @@ package sink
 
 import (
 	"fmt"
-	"github.com/eventproc/eventproc/internal/wire"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -10,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/wire"
 )
 
 // The Stream ingress passes the client's event to the processor without
