@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strconv"
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 
@@ -50,20 +54,16 @@ func (s *Sink) Stream(ss eventv1.SinkService_StreamServer) error {
 	stop := context.AfterFunc(ctx, in.abort)
 	defer stop()
 
+	if v := metadata.ValueFromIncomingContext(ctx, batchHeader); len(v) > 0 {
+		if n, err := strconv.Atoi(v[0]); err == nil && n > 0 {
+			in.batchLimit = n
+		}
+	}
+
 	// Writer: the only goroutine that sends on ss. It ends once every
 	// admitted event was answered and out is drained.
 	writerDone := make(chan error, 1)
-	go func() {
-		var err error
-		for a := range in.out {
-			if err == nil {
-				err = ss.SendMsg(a.msg)
-			}
-			in.free <- a.slot
-			in.inflight.Done()
-		}
-		writerDone <- err
-	}()
+	go func() { writerDone <- in.write(ss) }()
 
 	err := in.read(ss)
 	in.inflight.Wait()
@@ -97,12 +97,109 @@ type ingress struct {
 	mu     sync.Mutex
 	closed bool    // the client went away: start no more calls
 	calls  []*call // by slot: the call in flight on a processor stream, if any
+
+	// batchLimit, when not zero, is the largest message the client reads
+	// (the batchHeader it sent): answers waiting together go out in
+	// StreamResponse.batch messages no larger than that.
+	batchLimit int
+	// The writer's, reused: the answers taken from out, and the batch
+	// message.
+	taken        []answered
+	batch        eventv1.StreamResponse
+	checkedBatch vtcodec.Checked
 }
+
+// write sends the answers queued in out, one message each or, when the
+// client reads batches, as many as wait at once (up to maxBatch) in one
+// message. It releases each answer's slot, and returns once out is closed
+// and drained, with the first error sending: answers after it are dropped,
+// as the stream has failed.
+func (in *ingress) write(ss grpc.ServerStream) error {
+	var err error
+	for a := range in.out {
+		in.taken = append(in.taken[:0], a)
+		if in.batchLimit > 0 {
+		more:
+			for len(in.taken) < maxBatch {
+				select {
+				case a, ok := <-in.out:
+					if !ok {
+						break more
+					}
+					in.taken = append(in.taken, a)
+				default:
+					break more
+				}
+			}
+		}
+		if err == nil {
+			err = in.send(ss, in.taken)
+		}
+		for _, a := range in.taken {
+			in.free <- a.slot
+			in.inflight.Done()
+		}
+		clear(in.taken)
+	}
+	return err
+}
+
+// send sends answers in as few messages as the client's batchLimit allows.
+func (in *ingress) send(ss grpc.ServerStream, answers []answered) error {
+	for len(answers) > 0 {
+		n, size, checked := 0, 0, true
+		for n < len(answers) {
+			resp, ok := answers[n].response()
+			entry := resp.SizeVT()
+			entry += protowire.SizeTag(fieldStreamResponseBatch) + protowire.SizeVarint(uint64(entry))
+			if n > 0 && size+entry > in.batchLimit {
+				break
+			}
+			n, size, checked = n+1, size+entry, checked && ok
+		}
+		if n == 1 {
+			if err := ss.SendMsg(answers[0].msg); err != nil {
+				return err
+			}
+			answers = answers[1:]
+			continue
+		}
+		for _, a := range answers[:n] {
+			resp, _ := a.response()
+			in.batch.Batch = append(in.batch.Batch, resp)
+		}
+		var msg any = &in.batch
+		if checked {
+			in.checkedBatch.Message = &in.batch
+			msg = &in.checkedBatch
+		}
+		err := ss.SendMsg(msg) // encodes the message before it returns
+		clear(in.batch.Batch)
+		in.batch.Batch = in.batch.Batch[:0]
+		if err != nil {
+			return err
+		}
+		answers = answers[n:]
+	}
+	return nil
+}
+
+// fieldStreamResponseBatch is StreamResponse.batch.
+const fieldStreamResponseBatch protowire.Number = 4
 
 // answered is an answer for the writer, and the slot it frees.
 type answered struct {
 	msg  any // a *eventv1.StreamResponse, or one wrapped in a *vtcodec.Checked
 	slot int32
+}
+
+// response returns the answer, and whether it is wrapped in a
+// *vtcodec.Checked.
+func (a answered) response() (*eventv1.StreamResponse, bool) {
+	if c, ok := a.msg.(*vtcodec.Checked); ok {
+		return c.Message.(*eventv1.StreamResponse), true
+	}
+	return a.msg.(*eventv1.StreamResponse), false
 }
 
 // read admits the client's events until the client closes the stream (nil)
@@ -120,28 +217,42 @@ func (in *ingress) read(ss eventv1.SinkService_StreamServer) error {
 		if err != nil {
 			return err
 		}
-		req, err := parseStreamRequest(m.ProtoReflect().GetUnknown())
+		var gone error // the client went away while the reader waited for a slot
+		err = eachStreamRequest(m.ProtoReflect().GetUnknown(), func(req *streamedEvent) error {
+			gone = in.admit(req)
+			return gone
+		})
+		if gone != nil {
+			return gone
+		}
 		if err != nil {
-			// As when gRPC cannot decode a message: the stream ends.
+			// As when gRPC cannot decode a message: the stream ends. The
+			// events of a batch before the malformed entry are answered.
 			return status.Errorf(codes.InvalidArgument, "malformed StreamRequest: %v", err)
 		}
-		var slot int32
-		if in.next < maxInFlightPerClientStream {
-			slot = in.next
-			in.next++
-			in.mu.Lock()
-			in.calls = append(in.calls, nil) // calls grows with the slots in use
-			in.mu.Unlock()
-		} else {
-			select {
-			case slot = <-in.free:
-			case <-in.ctx.Done():
-				return in.ctx.Err()
-			}
-		}
-		in.inflight.Add(1)
-		in.begin(slot, &req)
 	}
+}
+
+// admit starts one event once it has a slot, waiting for one while
+// maxInFlightPerClientStream events are in flight.
+func (in *ingress) admit(req *streamedEvent) error {
+	var slot int32
+	if in.next < maxInFlightPerClientStream {
+		slot = in.next
+		in.next++
+		in.mu.Lock()
+		in.calls = append(in.calls, nil) // calls grows with the slots in use
+		in.mu.Unlock()
+	} else {
+		select {
+		case slot = <-in.free:
+		case <-in.ctx.Done():
+			return in.ctx.Err()
+		}
+	}
+	in.inflight.Add(1)
+	in.begin(slot, req)
+	return nil
 }
 
 // event is one event of the stream on its way to a processor. It holds its

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 const (
 	fieldStreamEvent   protowire.Number = 1
 	fieldStreamTimeout protowire.Number = 2
+	fieldStreamBatch   protowire.Number = 3
 
 	fieldEventID   protowire.Number = 1
 	fieldEventType protowire.Number = 2
@@ -41,6 +43,9 @@ type streamedEvent struct {
 	typ     eventv1.Type
 	hasTime bool
 	timeout *durationpb.Duration
+	// batched is set when the request has StreamRequest.batch entries,
+	// which parseStreamRequest skips; see eachStreamRequest.
+	batched bool
 }
 
 // parseStreamRequest reads an encoded StreamRequest. The returned body
@@ -59,6 +64,8 @@ func parseStreamRequest(b []byte) (streamedEvent, error) {
 		}
 		// Each occurrence must be valid on its own, as for proto.Unmarshal.
 		switch fld.Num {
+		case fieldStreamBatch:
+			r.batched = true
 		case fieldStreamEvent:
 			if err := wire.Check(fld.Bytes, eventDescriptor); err != nil {
 				return r, fmt.Errorf("event: %w", err)
@@ -77,6 +84,47 @@ func parseStreamRequest(b []byte) (streamedEvent, error) {
 		r.scanEvent()
 	}
 	return r, nil
+}
+
+// errBatchShape is the error for a StreamRequest that breaks the rules of
+// StreamRequest.batch.
+var errBatchShape = errors.New("a StreamRequest with a batch must have no event or timeout of its own, nor its entries a batch")
+
+// eachStreamRequest reads an encoded StreamRequest and calls fn with each
+// event it carries: the request itself, or each entry of its batch in
+// order. It stops at the first entry that is not a valid StreamRequest, or
+// breaks the rules of batch (errBatchShape), and at fn's first error. The
+// streamedEvent passed to fn, and the body in it, are valid only during
+// the call; the body aliases b.
+func eachStreamRequest(b []byte, fn func(*streamedEvent) error) error {
+	r, err := parseStreamRequest(b)
+	if err != nil || !r.batched {
+		if err != nil {
+			return err
+		}
+		return fn(&r)
+	}
+	if r.body != nil || r.timeout != nil {
+		return errBatchShape
+	}
+	for len(b) > 0 {
+		fld, rest, _ := wire.Next(b) // read already
+		b = rest
+		if fld.Num != fieldStreamBatch || fld.Type != protowire.BytesType {
+			continue
+		}
+		e, err := parseStreamRequest(fld.Bytes)
+		if err != nil {
+			return fmt.Errorf("batch: %w", err)
+		}
+		if e.batched {
+			return errBatchShape
+		}
+		if err := fn(&e); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // appendMerged adds the bytes v of a message field seen again to those

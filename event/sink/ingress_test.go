@@ -22,11 +22,17 @@ import (
 // and returns a client for it, dialed with opts as well.
 func serveSink(t testing.TB, s *Sink, opts ...grpc.DialOption) eventv1.SinkServiceClient {
 	t.Helper()
+	return serveSinkWith(t, s, nil, opts...)
+}
+
+// serveSinkWith is serveSink with options for the server.
+func serveSinkWith(t testing.TB, s *Sink, srvOpts []grpc.ServerOption, opts ...grpc.DialOption) eventv1.SinkServiceClient {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(srvOpts...)
 	eventv1.RegisterSinkServiceServer(srv, s)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(lis) }()

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -145,67 +146,106 @@ func sameFrame(t *testing.T, fr *frame, want *eventv1.ProcessResponse) {
 	}
 }
 
-// parseStreamRequest agrees with proto.Unmarshal, and the event the
-// processor gets is the client's, with an id and a time when it had none.
+// eachStreamRequest agrees with proto.Unmarshal on the events a
+// StreamRequest carries, itself or its batch, except that it refuses a
+// batch next to an event or timeout and a batch within a batch; and the
+// event the processor gets is the client's, with an id and a time when it
+// had none.
 func FuzzParseStreamRequest(f *testing.F) {
 	relaySeeds(f)
+	ev := &eventv1.Event{Id: "a", Type: eventv1.Type_TYPE_HELLO, Time: timestamppb.Now()}
 	for _, req := range []*eventv1.StreamRequest{
-		{Event: &eventv1.Event{Id: "a", Type: eventv1.Type_TYPE_HELLO, Time: timestamppb.Now()}},
+		{Event: ev},
 		{Event: &eventv1.Event{Type: eventv1.Type_TYPE_GOODBYE, Payload: structpb.NewStringValue("x")}, Timeout: durationpb.New(time.Second)},
 		{Event: &eventv1.Event{}},
 		{Timeout: &durationpb.Duration{Seconds: -1}},
 		{},
+		{Batch: []*eventv1.StreamRequest{{Event: ev}, {}, {Event: &eventv1.Event{Id: "b"}, Timeout: durationpb.New(time.Second)}}},
+		{Batch: []*eventv1.StreamRequest{{Event: ev}}, Event: ev},
+		{Batch: []*eventv1.StreamRequest{{Event: ev, Batch: []*eventv1.StreamRequest{{}}}}},
 	} {
 		b, _ := proto.Marshal(req)
 		f.Add(b)
 	}
 	now := time.Unix(1700000000, 123456789)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		got, err := parseStreamRequest(b)
+		var got []streamedEvent
+		err := eachStreamRequest(b, func(r *streamedEvent) error {
+			got = append(got, *r)
+			return nil
+		})
 		var want eventv1.StreamRequest
 		werr := proto.Unmarshal(b, &want)
-		if (err == nil) != (werr == nil) {
-			t.Fatalf("parseStreamRequest: %v; proto.Unmarshal: %v", err, werr)
+		wants := []*eventv1.StreamRequest{&want}
+		shapeOK := true
+		if len(want.Batch) > 0 {
+			wants = want.Batch
+			shapeOK = want.Event == nil && want.Timeout == nil
+			for _, e := range want.Batch {
+				shapeOK = shapeOK && len(e.Batch) == 0
+			}
 		}
-		if err != nil {
+		switch {
+		case werr != nil:
+			if err == nil {
+				t.Fatalf("eachStreamRequest accepts what proto.Unmarshal refuses: %v", werr)
+			}
 			return
-		}
-		if (got.body != nil) != (want.Event != nil) || (got.timeout != nil) != (want.Timeout != nil) {
-			t.Fatalf("event %v timeout %v, want %v %v", got.body != nil, got.timeout, (want.Event != nil), (want.Timeout != nil))
-		}
-		if got.timeout != nil && !proto.Equal(got.timeout, want.GetTimeout()) {
-			t.Fatalf("timeout %v, want %v", got.timeout, want.GetTimeout())
-		}
-		ev := want.GetEvent()
-		if got.id != ev.GetId() || got.typ != ev.GetType() || got.hasTime != (ev.GetTime() != nil) {
-			t.Fatalf("id %q type %v time %v, want %q %v %v", got.id, got.typ, got.hasTime, ev.GetId(), ev.GetType(), (ev.GetTime() != nil))
-		}
-		if got.body == nil {
+		case !shapeOK:
+			if !errors.Is(err, errBatchShape) {
+				t.Fatalf("eachStreamRequest: %v, want %v", err, errBatchShape)
+			}
 			return
+		case err != nil:
+			t.Fatalf("eachStreamRequest: %v; proto.Unmarshal accepts it", err)
 		}
-		newID := got.id == ""
-		if newID {
-			got.id = "sink-1"
+		if len(got) != len(wants) {
+			t.Fatalf("%d events, want %d", len(got), len(wants))
 		}
-		req := &eventv1.ProcessRequest{Id: 3}
-		req.ProtoReflect().SetUnknown(got.processRequestEvent(newID, now))
-		enc, err := proto.Marshal(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var sent eventv1.ProcessRequest
-		if err := proto.Unmarshal(enc, &sent); err != nil {
-			t.Fatal(err)
-		}
-		wantEv := proto.CloneOf(ev)
-		if newID {
-			wantEv.Id = "sink-1"
-		}
-		if !(ev.GetTime() != nil) {
-			wantEv.Time = timestamppb.New(now)
-		}
-		if !proto.Equal(sent.GetEvent(), wantEv) || sent.GetId() != 3 {
-			t.Fatalf("processor gets %v, want %v", &sent, wantEv)
+		for i := range got {
+			checkStreamed(t, &got[i], wants[i], now)
 		}
 	})
+}
+
+// checkStreamed fails t unless got is what the sink should read from want.
+func checkStreamed(t *testing.T, got *streamedEvent, want *eventv1.StreamRequest, now time.Time) {
+	t.Helper()
+	if (got.body != nil) != (want.Event != nil) || (got.timeout != nil) != (want.Timeout != nil) {
+		t.Fatalf("event %v timeout %v, want %v %v", got.body != nil, got.timeout, (want.Event != nil), (want.Timeout != nil))
+	}
+	if got.timeout != nil && !proto.Equal(got.timeout, want.GetTimeout()) {
+		t.Fatalf("timeout %v, want %v", got.timeout, want.GetTimeout())
+	}
+	ev := want.GetEvent()
+	if got.id != ev.GetId() || got.typ != ev.GetType() || got.hasTime != (ev.GetTime() != nil) {
+		t.Fatalf("id %q type %v time %v, want %q %v %v", got.id, got.typ, got.hasTime, ev.GetId(), ev.GetType(), (ev.GetTime() != nil))
+	}
+	if got.body == nil {
+		return
+	}
+	newID := got.id == ""
+	if newID {
+		got.id = "sink-1"
+	}
+	req := &eventv1.ProcessRequest{Id: 3}
+	req.ProtoReflect().SetUnknown(got.processRequestEvent(newID, now))
+	enc, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent eventv1.ProcessRequest
+	if err := proto.Unmarshal(enc, &sent); err != nil {
+		t.Fatal(err)
+	}
+	wantEv := proto.CloneOf(ev)
+	if newID {
+		wantEv.Id = "sink-1"
+	}
+	if ev.GetTime() == nil {
+		wantEv.Time = timestamppb.New(now)
+	}
+	if !proto.Equal(sent.GetEvent(), wantEv) || sent.GetId() != 3 {
+		t.Fatalf("processor gets %v, want %v", &sent, wantEv)
+	}
 }

@@ -312,7 +312,13 @@ type StreamRequest struct {
 	Event *Event `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
 	// How long the client waits for the answer; the sink's default timeout
 	// when unset.
-	Timeout       *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	Timeout *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// Several events in one message, each taken and answered as if it came
+	// on its own: a message per event costs gRPC more than the event itself.
+	// A message with batch set has no other field set, and its entries have
+	// no batch of their own; the sink ends the stream with INVALID_ARGUMENT
+	// otherwise.
+	Batch         []*StreamRequest `protobuf:"bytes,3,rep,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -361,6 +367,13 @@ func (x *StreamRequest) GetTimeout() *durationpb.Duration {
 	return nil
 }
 
+func (x *StreamRequest) GetBatch() []*StreamRequest {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
+}
+
 // StreamResponse answers one StreamRequest.
 type StreamResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -372,7 +385,14 @@ type StreamResponse struct {
 	//
 	//	*StreamResponse_Response
 	//	*StreamResponse_Error
-	Result        isStreamResponse_Result `protobuf_oneof:"result"`
+	Result isStreamResponse_Result `protobuf_oneof:"result"`
+	// Several answers in one message, each as if it came on its own; a
+	// message with batch set has no other field set. The sink sends batches
+	// only to a client that announced that it reads them, with the request
+	// header "eventproc-batch" giving the largest message it reads in bytes
+	// (which bounds the batches), and only when several answers wait to be
+	// sent at once.
+	Batch         []*StreamResponse `protobuf:"bytes,4,rep,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -439,6 +459,13 @@ func (x *StreamResponse) GetError() *status.Status {
 	return nil
 }
 
+func (x *StreamResponse) GetBatch() []*StreamResponse {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
+}
+
 type isStreamResponse_Result interface {
 	isStreamResponse_Result()
 }
@@ -473,14 +500,16 @@ const file_event_v1_sink_proto_rawDesc = "" +
 	"\x11SubscribeResponse\x12%\n" +
 	"\x05event\x18\x01 \x01(\v2\x0f.event.v1.EventR\x05event\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x16\n" +
-	"\x06missed\x18\x03 \x01(\x04R\x06missed\"k\n" +
+	"\x06missed\x18\x03 \x01(\x04R\x06missed\"\x9a\x01\n" +
 	"\rStreamRequest\x12%\n" +
 	"\x05event\x18\x01 \x01(\v2\x0f.event.v1.EventR\x05event\x123\n" +
-	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"\x8c\x01\n" +
+	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12-\n" +
+	"\x05batch\x18\x03 \x03(\v2\x17.event.v1.StreamRequestR\x05batch\"\xbc\x01\n" +
 	"\x0eStreamResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x124\n" +
 	"\bresponse\x18\x02 \x01(\v2\x16.event.v1.SendResponseH\x00R\bresponse\x12*\n" +
-	"\x05error\x18\x03 \x01(\v2\x12.google.rpc.StatusH\x00R\x05errorB\b\n" +
+	"\x05error\x18\x03 \x01(\v2\x12.google.rpc.StatusH\x00R\x05error\x12.\n" +
+	"\x05batch\x18\x04 \x03(\v2\x18.event.v1.StreamResponseR\x05batchB\b\n" +
 	"\x06result*c\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
@@ -528,19 +557,21 @@ var file_event_v1_sink_proto_depIdxs = []int32{
 	7,  // 4: event.v1.SubscribeResponse.event:type_name -> event.v1.Event
 	7,  // 5: event.v1.StreamRequest.event:type_name -> event.v1.Event
 	9,  // 6: event.v1.StreamRequest.timeout:type_name -> google.protobuf.Duration
-	2,  // 7: event.v1.StreamResponse.response:type_name -> event.v1.SendResponse
-	10, // 8: event.v1.StreamResponse.error:type_name -> google.rpc.Status
-	1,  // 9: event.v1.SinkService.Send:input_type -> event.v1.SendRequest
-	3,  // 10: event.v1.SinkService.Subscribe:input_type -> event.v1.SubscribeRequest
-	5,  // 11: event.v1.SinkService.Stream:input_type -> event.v1.StreamRequest
-	2,  // 12: event.v1.SinkService.Send:output_type -> event.v1.SendResponse
-	4,  // 13: event.v1.SinkService.Subscribe:output_type -> event.v1.SubscribeResponse
-	6,  // 14: event.v1.SinkService.Stream:output_type -> event.v1.StreamResponse
-	12, // [12:15] is the sub-list for method output_type
-	9,  // [9:12] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	5,  // 7: event.v1.StreamRequest.batch:type_name -> event.v1.StreamRequest
+	2,  // 8: event.v1.StreamResponse.response:type_name -> event.v1.SendResponse
+	10, // 9: event.v1.StreamResponse.error:type_name -> google.rpc.Status
+	6,  // 10: event.v1.StreamResponse.batch:type_name -> event.v1.StreamResponse
+	1,  // 11: event.v1.SinkService.Send:input_type -> event.v1.SendRequest
+	3,  // 12: event.v1.SinkService.Subscribe:input_type -> event.v1.SubscribeRequest
+	5,  // 13: event.v1.SinkService.Stream:input_type -> event.v1.StreamRequest
+	2,  // 14: event.v1.SinkService.Send:output_type -> event.v1.SendResponse
+	4,  // 15: event.v1.SinkService.Subscribe:output_type -> event.v1.SubscribeResponse
+	6,  // 16: event.v1.SinkService.Stream:output_type -> event.v1.StreamResponse
+	14, // [14:17] is the sub-list for method output_type
+	11, // [11:14] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_event_v1_sink_proto_init() }

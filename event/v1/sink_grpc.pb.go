@@ -44,7 +44,9 @@ type SinkServiceClient interface {
 	// Stream carries many events on one bidirectional stream for high-rate
 	// gRPC clients. Each event is answered independently, in any order, by a
 	// StreamResponse carrying the event's id; one event's failure does not end
-	// the stream.
+	// the stream. Clients that send at high rates can put many events in one
+	// message (StreamRequest.batch) and read many answers from one
+	// (StreamResponse.batch).
 	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamRequest, StreamResponse], error)
 }
 
@@ -118,7 +120,9 @@ type SinkServiceServer interface {
 	// Stream carries many events on one bidirectional stream for high-rate
 	// gRPC clients. Each event is answered independently, in any order, by a
 	// StreamResponse carrying the event's id; one event's failure does not end
-	// the stream.
+	// the stream. Clients that send at high rates can put many events in one
+	// message (StreamRequest.batch) and read many answers from one
+	// (StreamResponse.batch).
 	Stream(grpc.BidiStreamingServer[StreamRequest, StreamResponse]) error
 	mustEmbedUnimplementedSinkServiceServer()
 }
