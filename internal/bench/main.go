@@ -87,7 +87,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.warmup, "warmup", 0, "warm-up before each measurement (0: duration/5, between 1s and 3s)")
 	conc := fs.String("concurrency", "1,16,64", "comma-separated numbers of concurrent clients")
 	scen := fs.String("scenarios", "", "comma-separated subset of: http-echo, rest-sink, grpc-echo, grpc-sink, stream-echo, "+
-		"stream-sink, fanout, conns, or the groups rest, grpc, stream (default all)")
+		"stream-sink, stream-batch-sink, fanout, conns, or the groups rest, grpc, stream (default all)")
 	subs := fs.String("subscribers", "1,100,1000", "comma-separated subscriber counts for the fan-out scenario")
 	fs.IntVar(&o.senders, "senders", 8, "concurrent Send clients driving the fan-out scenario")
 	fs.IntVar(&o.conns, "conns", 1000, "concurrent keep-alive HTTP clients of the conns scenario")
@@ -135,9 +135,14 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 			name = strings.TrimSpace(name)
 			switch {
 			case name == "rest" || name == "grpc" || name == "stream":
+				// The reference and every sink line compared with it.
 				ref := map[string]string{"rest": "http-echo", "grpc": "grpc-echo", "stream": "stream-echo"}[name]
 				o.scenarios[ref] = true
-				o.scenarios[name+"-sink"] = true
+				for _, sc := range scenarios() {
+					if sc.ref == ref {
+						o.scenarios[sc.name] = true
+					}
+				}
 			case slices.Contains(known, name):
 				o.scenarios[name] = true
 			default:

@@ -203,6 +203,10 @@ func (r *report) rrTable() (*table, []targetCheck) {
 			thr := l.rate() / ref.load.rate()
 			p99 := float64(l.percentile(.99)) / float64(ref.load.percentile(.99))
 			row = append(row, fmt.Sprintf("%.3f", thr), fmt.Sprintf("%.3f", p99))
+			if m.scenario.noTargets {
+				t.add(append(row, "none (batches)")...)
+				continue
+			}
 			isNoisy := m.otherLoad > noisyLoad || ref.otherLoad > noisyLoad
 			minThr, refName := m.scenario.minThroughput, ref.scenario.name
 			ok := check(line+" req/s", thr, isNoisy, func(v float64) (string, bool) {
@@ -220,6 +224,10 @@ func (r *report) rrTable() (*table, []targetCheck) {
 			}
 		} else {
 			row = append(row, "–", "–")
+		}
+		if m.scenario.noTargets {
+			t.add(append(row, "none (batches)")...)
+			continue
 		}
 		ok := check(line+" sink CPU/req", float64(m.serverCPU), false, func(v float64) (string, bool) {
 			return "≤ " + fmtUs(maxSinkCPU), time.Duration(v) <= maxSinkCPU
@@ -370,7 +378,7 @@ func (r *report) markdown(w io.Writer) {
 		fmt.Fprintf(w, "`server CPU/req` and the RSS columns are of the measured server process: the reference server, "+
 			"or the sink (`eventproc`) for `*-sink` lines; `proc CPU/req` is the echo processor's. "+
 			"`× ref` compares a sink line with its reference at the same C in this run "+
-			"(rest-sink/http-echo, grpc-sink/grpc-echo, stream-sink/stream-echo). "+
+			"(rest-sink/http-echo, grpc-sink/grpc-echo, stream-sink/stream-echo, and stream-batch-sink/stream-echo for comparison only: it batches, the reference does not). "+
 			"`other load` is the CPU (in cores) that processes outside the benchmark used during the window: "+
 			"anything well above 0 means the line was disturbed by other work on the machine.\n\n")
 		rr.markdown(w)

@@ -122,7 +122,11 @@ type scenario struct {
 	// Targets for a sink scenario relative to its reference: least
 	// throughput ratio, and greatest p99 ratio (0: none).
 	minThroughput, maxP99 float64
-	start                 func(e *env) (*servers, error)
+	// noTargets marks a sink scenario shown next to its reference for
+	// comparison only: the targets are not for it (stream-batch-sink
+	// batches, which the ping-pong reference does not).
+	noTargets bool
+	start     func(e *env) (*servers, error)
 	// client connects to s and returns a caller factory for c workers and
 	// a function that releases the connections.
 	client func(ctx context.Context, s *servers, c int) (func(int) caller, func(), error)
@@ -168,6 +172,14 @@ func scenarios() []scenario {
 			start: func(e *env) (*servers, error) { return e.startSink() },
 			client: func(ctx context.Context, s *servers, c int) (func(int) caller, func(), error) {
 				return streamClient(ctx, s, c, sinkStreamMux)
+			},
+		},
+		{
+			name: "stream-batch-sink", about: "one SinkService.Stream with batches both ways → sink → echo processor",
+			ref: "stream-echo", noTargets: true,
+			start: func(e *env) (*servers, error) { return e.startSink() },
+			client: func(ctx context.Context, s *servers, c int) (func(int) caller, func(), error) {
+				return streamClient(ctx, s, c, sinkBatchStreamMux)
 			},
 		},
 	}
