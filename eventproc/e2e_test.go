@@ -4,6 +4,9 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
@@ -52,7 +59,8 @@ func TestEndToEnd(t *testing.T) {
 	procAddr := proc.wait(ctx)["1"]
 	sink := startBinary(t, ctx, filepath.Join(dir, "eventproc"), `(http|grpc) listening on ([^\s"]+)`,
 		"--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--route", "hello="+procAddr)
-	httpAddr := sink.wait(ctx)["http"]
+	addrs := sink.wait(ctx)
+	httpAddr := addrs["http"]
 
 	s := &sinkProc{t: t, url: "http://" + httpAddr, client: &http.Client{Transport: &http.Transport{}}}
 	defer s.client.CloseIdleConnections()
@@ -70,6 +78,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("reply %s, want the event echoed with an id", body)
 	}
 	s.client.CloseIdleConnections()
+	streamBatch(ctx, t, addrs["grpc"])
 
 	sink.terminate()
 	proc.terminate()
@@ -77,6 +86,58 @@ func TestEndToEnd(t *testing.T) {
 	proc.checkExit(ctx)
 	if !strings.Contains(sink.out.String(), "stopped") {
 		t.Errorf("sink did not log that it stopped:\n%s", sink.out)
+	}
+}
+
+// streamBatch sends a batch of events on SinkService.Stream at addr,
+// asking for answers in batches, and checks that each is echoed once.
+func streamBatch(ctx context.Context, t *testing.T, addr string) {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ss, err := eventv1.NewSinkServiceClient(conn).Stream(metadata.AppendToOutgoingContext(ctx, "eventproc-batch", "4194304"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 100
+	req := new(eventv1.StreamRequest)
+	for i := range n {
+		req.Batch = append(req.Batch, &eventv1.StreamRequest{Event: &eventv1.Event{
+			Id: fmt.Sprint("b-", i), Type: eventv1.Type_TYPE_HELLO, Payload: structpb.NewNumberValue(float64(i)),
+		}})
+	}
+	if err := ss.Send(req); err != nil {
+		t.Fatal(err)
+	}
+	if err := ss.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	seen := make(map[string]bool)
+	for {
+		msg, err := ss.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("Stream after %d answers: %v", len(seen), err)
+		}
+		answers := []*eventv1.StreamResponse{msg}
+		if len(msg.Batch) > 0 {
+			answers = msg.Batch
+		}
+		for _, a := range answers {
+			ev := a.GetResponse().GetEvent()
+			if seen[a.GetId()] || ev.GetId() != a.GetId() || fmt.Sprint("b-", ev.GetPayload().GetNumberValue()) != a.GetId() {
+				t.Fatalf("answer %v: want each event echoed once", a)
+			}
+			seen[a.GetId()] = true
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("%d of %d events answered", len(seen), n)
 	}
 }
 
