@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -316,6 +317,11 @@ func newStreamMux(ctx context.Context, s muxStream, queue int) *streamMux {
 			select {
 			case c := <-m.sendq:
 				var err error
+				if s.sendBatch != nil && len(m.sendq) == 0 {
+					// As the sink's own writers do: let the callers
+					// that are ready run and queue theirs first.
+					runtime.Gosched()
+				}
 				if s.sendBatch == nil || len(m.sendq) == 0 {
 					err = s.send(c.id)
 				} else {
