@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
@@ -71,6 +72,60 @@ func BenchmarkStreamIngress(b *testing.B) {
 			b.Fatalf("answer %v", resp)
 		}
 		<-slots
+	}
+	if err := <-sendErr; err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkStreamIngressBatch is BenchmarkStreamIngress with batches both
+// ways: the client sends its events 16 to a StreamRequest and reads
+// answers in batches (the eventproc-batch header).
+func BenchmarkStreamIngressBatch(b *testing.B) {
+	addr, _ := startFake(b, &fakeProcessor{answer: echo})
+	s := startSink(b, Config{Routes: helloRoute(addr)})
+	ctx := metadata.AppendToOutgoingContext(testCtx(b), batchHeader, "4194304")
+	ss, err := serveSink(b, s).Stream(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const window, per = 64, 16
+	slots := make(chan struct{}, window)
+	ev := hello("x")
+	b.ReportAllocs()
+	b.ResetTimer()
+	sendErr := make(chan error, 1)
+	go func() {
+		for i := 0; i < b.N; {
+			req := new(eventv1.StreamRequest)
+			for ; i < b.N && len(req.Batch) < per; i++ {
+				slots <- struct{}{}
+				ev := &eventv1.Event{Id: fmt.Sprint(i), Type: ev.Type, Payload: ev.Payload}
+				req.Batch = append(req.Batch, &eventv1.StreamRequest{Event: ev})
+			}
+			if err := ss.Send(req); err != nil {
+				sendErr <- err
+				return
+			}
+		}
+		sendErr <- ss.CloseSend()
+	}()
+	for n := 0; n < b.N; {
+		msg, err := ss.Recv()
+		if err != nil {
+			b.Fatal(err)
+		}
+		answers := []*eventv1.StreamResponse{msg}
+		if len(msg.Batch) > 0 {
+			answers = msg.Batch
+		}
+		for _, resp := range answers {
+			if c := codes.Code(resp.GetError().GetCode()); c != codes.OK || resp.GetResponse().GetEvent().GetId() != resp.GetId() {
+				b.Fatalf("answer %v", resp)
+			}
+			<-slots
+			n++
+		}
 	}
 	if err := <-sendErr; err != nil {
 		b.Fatal(err)
