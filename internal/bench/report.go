@@ -156,7 +156,7 @@ type targetCheck struct {
 // target, judged on the median of its rounds.
 func (r *report) rrTable() (*table, []targetCheck) {
 	t := &table{header: []string{"scenario", "C", "req/s", "p50", "p90", "p99", "errors",
-		"server CPU/req", "proc CPU/req", "peak RSS", "RSS after", "other load", "× ref req/s", "× ref p99", "targets"}}
+		"server CPU/req", "proc CPU/req", "peak RSS", "RSS after", "other load", "× ref req/s", "× ref p99", "× ref CPU", "targets"}}
 	rounds := map[string]int{} // line → rounds measured
 	for _, m := range r.rr {
 		line := fmt.Sprintf("%s C=%d", m.scenario.name, m.workers)
@@ -186,7 +186,7 @@ func (r *report) rrTable() (*table, []targetCheck) {
 			c = fmt.Sprintf("%d #%d", m.workers, m.round)
 		}
 		if m.err != nil {
-			t.add(name, c, "failed", "", "", "", "", "", "", "", "", "", "", "", "see notes")
+			t.add(name, c, "failed", "", "", "", "", "", "", "", "", "", "", "", "", "see notes")
 			continue
 		}
 		l := m.load
@@ -195,14 +195,19 @@ func (r *report) rrTable() (*table, []targetCheck) {
 			fmtMiB(m.peakRSS), fmtMiB(m.rss), fmt.Sprintf("%.2f", m.otherLoad)}
 		var verdicts []string
 		if m.scenario.ref == "" {
-			row = append(row, "", "", "")
+			row = append(row, "", "", "", "")
 			t.add(row...)
 			continue
 		}
 		if ref := r.reference(m); ref != nil && ref.load.rate() > 0 && ref.load.percentile(.99) > 0 {
 			thr := l.rate() / ref.load.rate()
 			p99 := float64(l.percentile(.99)) / float64(ref.load.percentile(.99))
-			row = append(row, fmt.Sprintf("%.3f", thr), fmt.Sprintf("%.3f", p99))
+			row = append(row, fmt.Sprintf("%.3f", thr), fmt.Sprintf("%.3f", p99), "–")
+			if ref.serverCPU > 0 {
+				// What the sink spends per request against what the bare
+				// reference server spends: the CPU target's context.
+				row[len(row)-1] = fmt.Sprintf("%.2f", float64(m.serverCPU)/float64(ref.serverCPU))
+			}
 			if m.scenario.noTargets {
 				t.add(append(row, "none (batches)")...)
 				continue
@@ -223,7 +228,7 @@ func (r *report) rrTable() (*table, []targetCheck) {
 				verdicts = append(verdicts, "noisy")
 			}
 		} else {
-			row = append(row, "–", "–")
+			row = append(row, "–", "–", "–")
 		}
 		if m.scenario.noTargets {
 			t.add(append(row, "none (batches)")...)
@@ -378,7 +383,8 @@ func (r *report) markdown(w io.Writer) {
 		fmt.Fprintf(w, "`server CPU/req` and the RSS columns are of the measured server process: the reference server, "+
 			"or the sink (`eventproc`) for `*-sink` lines; `proc CPU/req` is the echo processor's. "+
 			"`× ref` compares a sink line with its reference at the same C in this run "+
-			"(rest-sink/http-echo, grpc-sink/grpc-echo, stream-sink/stream-echo, and stream-batch-sink/stream-echo for comparison only: it batches, the reference does not). "+
+			"(rest-sink/http-echo, grpc-sink/grpc-echo, stream-sink/stream-echo, and stream-batch-sink/stream-echo for comparison only: it batches, the reference does not); "+
+			"`× ref CPU` is the sink's CPU per request over the reference server's, which puts the absolute CPU target in context. "+
 			"`other load` is the CPU (in cores) that processes outside the benchmark used during the window: "+
 			"anything well above 0 means the line was disturbed by other work on the machine.\n\n")
 		rr.markdown(w)
