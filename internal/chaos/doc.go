@@ -7,7 +7,9 @@
 // eight HTTP clients post them with Grpc-Timeout: 1S, and eight workers
 // share two SinkService.Stream client streams, each sending an event with
 // an id of its own and timeout 1s and waiting for the StreamResponse with
-// that id (its gRPC code counts as the HTTP status the gateway would give:
+// that id (the second stream batches both ways: the events that wait
+// together go out as one StreamRequest.batch, and it reads answers in
+// batches) (its gRPC code counts as the HTTP status the gateway would give:
 // OK 200, UNAVAILABLE 503, DEADLINE_EXCEEDED 504). Meanwhile the scenario
 // runs: SIGKILL A, restart it on the same port, SIGSTOP B for longer than
 // keepalive and its timeout, SIGCONT B, with steady time between the steps.

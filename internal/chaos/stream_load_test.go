@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -74,12 +75,23 @@ func (g *streamLoad) run(ctx context.Context, streams, workers int, stop <-chan 
 	css := make([]*clientStream, streams)
 	var wg sync.WaitGroup
 	for i := range css {
-		ss, err := client.Stream(ctx)
+		// Every second stream batches both ways.
+		batched := i%2 == 1
+		sctx := ctx
+		if batched {
+			sctx = metadata.AppendToOutgoingContext(ctx, "eventproc-batch", "4194304")
+		}
+		ss, err := client.Stream(sctx)
 		if err != nil {
 			res.faults = append(res.faults, fault{time.Now(), fmt.Sprintf("stream %d: opening: %v", i+1, err)})
 			continue
 		}
 		cs := &clientStream{g: g, n: i + 1, ss: ss, waiting: make(map[string]chan<- answer), received: make(chan struct{})}
+		if batched {
+			cs.sendq = make(chan queued, workers)
+			cs.senderDone = make(chan struct{})
+			go cs.sendBatches()
+		}
 		css[i] = cs
 		go cs.receive()
 		var workersWG sync.WaitGroup
@@ -115,6 +127,10 @@ type clientStream struct {
 	ss       eventv1.SinkService_StreamClient
 	sendMu   sync.Mutex    // grpc-go allows one sender at a time
 	received chan struct{} // closed when receive has returned
+	// sendq, on a stream that batches, holds the workers' requests for
+	// sendBatches, which closes senderDone when sendq is closed and drained.
+	sendq      chan queued
+	senderDone chan struct{}
 
 	mu        sync.Mutex
 	waiting   map[string]chan<- answer // by event id: the worker waiting for its answer
@@ -122,6 +138,57 @@ type clientStream struct {
 	broken    error                    // why the stream ended, once it has
 	perWorker map[int][]record
 	faults    []fault
+}
+
+// queued is a request for sendBatches, and where it reports the outcome of
+// sending it.
+type queued struct {
+	req  *eventv1.StreamRequest
+	sent chan<- error
+}
+
+// sendBatches sends the requests that wait together in sendq as one
+// StreamRequest.batch, as a high-rate client would.
+func (cs *clientStream) sendBatches() {
+	defer close(cs.senderDone)
+	var batch []queued
+	for q := range cs.sendq {
+		batch = append(batch[:0], q)
+	more:
+		for len(batch) < 64 {
+			select {
+			case q, ok := <-cs.sendq:
+				if !ok {
+					break more
+				}
+				batch = append(batch, q)
+			default:
+				break more
+			}
+		}
+		msg := new(eventv1.StreamRequest)
+		for _, q := range batch {
+			msg.Batch = append(msg.Batch, q.req)
+		}
+		cs.sendMu.Lock()
+		err := cs.ss.Send(msg)
+		cs.sendMu.Unlock()
+		for _, q := range batch {
+			q.sent <- err
+		}
+	}
+}
+
+// sendOne sends req, in a batch with others on a stream that batches.
+func (cs *clientStream) sendOne(req *eventv1.StreamRequest) error {
+	if cs.sendq == nil {
+		cs.sendMu.Lock()
+		defer cs.sendMu.Unlock()
+		return cs.ss.Send(req)
+	}
+	sent := make(chan error, 1)
+	cs.sendq <- queued{req, sent}
+	return <-sent
 }
 
 // answer is a StreamResponse and when it arrived, or the stream's error.
@@ -179,9 +246,7 @@ func (cs *clientStream) send(worker, seq int) (record, bool) {
 	cs.mu.Unlock()
 
 	r.start = time.Now()
-	cs.sendMu.Lock()
-	err := cs.ss.Send(req)
-	cs.sendMu.Unlock()
+	err := cs.sendOne(req)
 	if err != nil && !errors.Is(err, io.EOF) {
 		// io.EOF: the stream ended; receive reports why, and answers us.
 		cs.forget(r.id)
@@ -264,22 +329,31 @@ func (cs *clientStream) forget(id string) bool {
 func (cs *clientStream) receive() {
 	defer close(cs.received)
 	for {
-		resp, err := cs.ss.Recv()
+		msg, err := cs.ss.Recv()
 		now := time.Now()
 		if err != nil {
 			cs.end(err, now)
 			return
 		}
-		cs.mu.Lock()
-		ch, ok := cs.waiting[resp.GetId()]
-		delete(cs.waiting, resp.GetId())
-		cs.mu.Unlock()
-		if !ok {
-			cs.faultf(now, "answer for event id %q, which is not in flight (unknown, answered already, or past the %s client-side timeout): %s",
-				resp.GetId(), cs.g.clientTimeout, snippet([]byte(resp.String())))
-			continue
+		answers := []*eventv1.StreamResponse{msg}
+		if len(msg.Batch) > 0 {
+			if cs.sendq == nil {
+				cs.faultf(now, "a batch of %d answers on a stream that did not ask for batches", len(msg.Batch))
+			}
+			answers = msg.Batch
 		}
-		ch <- answer{resp: resp, at: now}
+		for _, resp := range answers {
+			cs.mu.Lock()
+			ch, ok := cs.waiting[resp.GetId()]
+			delete(cs.waiting, resp.GetId())
+			cs.mu.Unlock()
+			if !ok {
+				cs.faultf(now, "answer for event id %q, which is not in flight (unknown, answered already, or past the %s client-side timeout): %s",
+					resp.GetId(), cs.g.clientTimeout, snippet([]byte(resp.String())))
+				continue
+			}
+			ch <- answer{resp: resp, at: now}
+		}
 	}
 }
 
@@ -309,6 +383,10 @@ func (cs *clientStream) end(err error, at time.Time) {
 // close closes the client side of the stream once its workers are done, and
 // waits, up to the client-side timeout, for the sink to end the stream.
 func (cs *clientStream) close() {
+	if cs.sendq != nil {
+		close(cs.sendq)
+		<-cs.senderDone
+	}
 	cs.mu.Lock()
 	cs.closing = true
 	cs.mu.Unlock()
