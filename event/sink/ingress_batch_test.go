@@ -2,7 +2,9 @@ package sink
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"testing"
 
@@ -232,4 +234,35 @@ func (r *recordingStream) SendMsg(m any) error {
 	}
 	r.sent = append(r.sent, resp)
 	return nil
+}
+
+// A batch of more events than a client stream may have in flight is
+// admitted as slots free up, each event answered once.
+func TestStreamIngressBatchOverSlots(t *testing.T) {
+	ss := echoStream(t)
+	const n = 3*maxInFlightPerClientStream + 7
+	req := new(eventv1.StreamRequest)
+	for i := range n {
+		req.Batch = append(req.Batch, &eventv1.StreamRequest{Event: &eventv1.Event{Id: fmt.Sprint(i), Type: eventv1.Type_TYPE_HELLO}})
+	}
+	if err := ss.Send(req); err != nil {
+		t.Fatal(err)
+	}
+	if err := ss.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	seen := make(map[string]bool, n)
+	for {
+		resp, err := ss.Recv()
+		if err != nil {
+			if len(seen) != n || !errors.Is(err, io.EOF) {
+				t.Fatalf("%d of %d answered, then %v", len(seen), n, err)
+			}
+			return
+		}
+		if seen[resp.GetId()] || resp.GetResponse().GetEvent().GetId() != resp.GetId() {
+			t.Fatalf("answer %v: want each event echoed once", resp)
+		}
+		seen[resp.GetId()] = true
+	}
 }
