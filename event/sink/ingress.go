@@ -146,6 +146,9 @@ func (in *ingress) write(ss grpc.ServerStream) error {
 
 // send sends answers in as few messages as the client's batchLimit allows.
 func (in *ingress) send(ss grpc.ServerStream, answers []answered) error {
+	if len(answers) == 1 { // the usual case without batches: no sizes needed
+		return ss.SendMsg(answers[0].msg)
+	}
 	for len(answers) > 0 {
 		n, size, checked := 0, 0, true
 		for n < len(answers) {
