@@ -282,7 +282,7 @@ func (in *ingress) begin(slot int32, req *streamedEvent) {
 	start := time.Now()
 	newID := req.body != nil && req.id == ""
 	if newID {
-		req.id = s.ids.next()
+		req.id = s.ids.Next()
 	}
 	var limit time.Duration
 	if d := req.timeout; d != nil {

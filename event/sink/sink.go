@@ -13,6 +13,7 @@ import (
 
 	"github.com/eventproc/eventproc/event/pubsub"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/eventid"
 )
 
 // Sink routes events to processors. Create it with [New], start it with
@@ -23,7 +24,7 @@ type Sink struct {
 	cfg     Config
 	routes  router
 	targets []*target // every configured target, once each
-	ids     *idGenerator
+	ids     *eventid.Generator
 	hub     *pubsub.Hub
 	// metrics is nil when Config.Metrics is.
 	metrics *metrics
@@ -46,7 +47,7 @@ func New(cfg Config) (*Sink, error) {
 	s := &Sink{
 		cfg:     cfg,
 		routes:  make(router, len(cfg.Routes)),
-		ids:     newIDGenerator(),
+		ids:     eventid.New(),
 		hub:     pubsub.New(cfg.PubSub),
 		done:    make(chan struct{}),
 		changed: make(chan struct{}),
@@ -56,7 +57,7 @@ func New(cfg Config) (*Sink, error) {
 			s.closeTargets()
 		}
 	}()
-	sinkID := s.ids.prefix[:len(s.ids.prefix)-1]
+	sinkID := s.ids.Prefix()
 	byName := make(map[string]*target)
 	for _, r := range cfg.Routes {
 		rt := &route{typ: r.Type, name: r.Type.String(), broadcast: r.Broadcast}
@@ -159,7 +160,7 @@ func (s *Sink) publish(ev *eventv1.Event) {
 		return
 	}
 	if ev.Id == "" {
-		ev.Id = s.ids.next()
+		ev.Id = s.ids.Next()
 	}
 	if ev.Time == nil {
 		ev.Time = timestamppb.Now()
@@ -198,7 +199,7 @@ func (s *Sink) dispatch(ctx context.Context, ev *eventv1.Event, now time.Time, l
 		return nil, err
 	}
 	if ev.Id == "" {
-		ev.Id = s.ids.next()
+		ev.Id = s.ids.Next()
 	}
 	if ev.Time == nil {
 		ev.Time = timestamppb.New(now)

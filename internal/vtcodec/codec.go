@@ -90,6 +90,10 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 }
 
+// MarshalTo encodes m into buf, which must be m.SizeVT() long, failing
+// where proto.Marshal would (invalid UTF-8), with proto.Marshal's error.
+func MarshalTo(buf []byte, m Message) error { return marshal(m, buf, true) }
+
 // marshal encodes m into buf, which is m.SizeVT() long, and checks the
 // result if check is set.
 func marshal(m Message, buf []byte, check bool) error {

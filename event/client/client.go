@@ -1,0 +1,297 @@
+package client
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/eventid"
+	"github.com/eventproc/eventproc/internal/vtcodec"
+)
+
+// Defaults for the zero fields of [Options].
+const (
+	// DefaultMaxInFlight is the default for Options.MaxInFlight: what the
+	// sink itself admits on one stream before it stops reading it.
+	DefaultMaxInFlight = 1024
+	// DefaultMaxBatch is the default for Options.MaxBatch: as many as the
+	// sink puts in one batch of answers.
+	DefaultMaxBatch = 64
+	// DefaultMaxMessageBytes is the default for Options.MaxMessageBytes:
+	// the default of the sink's --max-body-bytes.
+	DefaultMaxMessageBytes = 1 << 20
+)
+
+// Options configure a [Client]. The zero value is usable.
+type Options struct {
+	// MaxInFlight bounds the events sent and not yet answered, or waiting
+	// to be sent; Send waits for room. Zero or less means
+	// DefaultMaxInFlight.
+	MaxInFlight int
+	// MaxBatch is the most events sent in one message; 1 sends each in a
+	// message of its own. Zero or less means DefaultMaxBatch.
+	MaxBatch int
+	// MaxMessageBytes bounds a message sent to the sink, a batch or a lone
+	// event. Set it to the sink's --max-body-bytes if that is lower than
+	// the default: the sink ends the stream, and fails every event in
+	// flight on it, when a message exceeds its limit. Send refuses an event
+	// larger than this with RESOURCE_EXHAUSTED, as the sink would. Zero or
+	// less means DefaultMaxMessageBytes.
+	MaxMessageBytes int
+	// CallOptions are added to those the client opens the stream with (for
+	// example grpc.WaitForReady(true), or per-call credentials).
+	CallOptions []grpc.CallOption
+}
+
+// withDefaults returns o with its zero fields set to their defaults.
+func (o Options) withDefaults() Options {
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.MaxMessageBytes <= 0 {
+		o.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	return o
+}
+
+// errClosed answers the calls in flight when the Client is closed, and
+// Send after that.
+var errClosed = status.Error(codes.Canceled, "eventproc client: closed")
+
+// Client sends events over SinkService.Stream (see the package
+// documentation). Build it with [New]; its methods are safe for concurrent
+// use.
+type Client struct {
+	conn grpc.ClientConnInterface
+	opts Options
+	ids  *eventid.Generator
+	// slots holds a token for every event in flight: taken by Send before
+	// the event is encoded, given back by whoever answers it.
+	slots chan struct{}
+	// ctx ends with Close, and with it every stream.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the streams' goroutines
+
+	mu     sync.Mutex
+	cur    *stream // the open stream, nil before the first Send and after a failure
+	closed bool
+}
+
+// New returns a Client sending events to the sink conn reaches. It opens
+// nothing until the first Send; Close releases what it holds.
+func New(conn grpc.ClientConnInterface, opts Options) *Client {
+	opts = opts.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Client{
+		conn:   conn,
+		opts:   opts,
+		ids:    eventid.New(),
+		slots:  make(chan struct{}, opts.MaxInFlight),
+		ctx:    ctx,
+		cancel: cancel,
+	}
+}
+
+// Send sends ev to the sink and waits for its answer, or for ctx to end.
+// It returns what the unary SinkService.Send would (see the package
+// documentation); errors are gRPC status errors. ev is only read, and not
+// after Send returns.
+func (c *Client) Send(ctx context.Context, ev *eventv1.Event) (*eventv1.SendResponse, error) {
+	if ev == nil {
+		return nil, status.Error(codes.InvalidArgument, "eventproc client: nil event")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, contextError(err)
+	}
+	select {
+	case c.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, contextError(ctx.Err())
+	case <-c.ctx.Done():
+		return nil, errClosed
+	}
+	cl, err := c.newCall(ctx, ev)
+	if err != nil {
+		<-c.slots
+		return nil, err
+	}
+	s, err := c.register(cl)
+	if err != nil {
+		<-c.slots
+		return nil, err
+	}
+	// Never blocks: the queue has room for every slot.
+	s.queue <- cl
+	select {
+	case r := <-cl.answer:
+		return r.resp, r.err
+	case <-ctx.Done():
+		// The event keeps its slot until the sink answers it (or the
+		// writer drops it unsent): see stream.complete.
+		return nil, contextError(ctx.Err())
+	}
+}
+
+// register adds cl to the open stream's pending calls, opening a stream
+// when none is, and returns the stream.
+func (c *Client) register(cl *call) (*stream, error) {
+	for attempt := 0; ; attempt++ {
+		s, err := c.stream()
+		if err != nil {
+			return nil, err
+		}
+		err, gone := s.register(cl)
+		if err == nil {
+			return s, nil
+		}
+		// The stream broke between c.stream and s.register: cl was not
+		// sent, so it may go on the next one. Once: if that breaks too,
+		// the sink is not there.
+		if !gone || attempt > 0 {
+			return nil, err
+		}
+	}
+}
+
+// stream returns the open stream, opening one if there is none.
+func (c *Client) stream() (*stream, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, errClosed
+	}
+	if c.cur == nil {
+		c.cur = c.open()
+	}
+	return c.cur, nil
+}
+
+// dropped is called by a stream that failed: the next Send opens another.
+func (c *Client) dropped(s *stream) {
+	c.mu.Lock()
+	if c.cur == s {
+		c.cur = nil
+	}
+	c.mu.Unlock()
+}
+
+// Close ends the stream: the events in flight on it fail with CANCELLED,
+// and so does every Send after Close. It waits for the client's goroutines
+// to end. Close the Client before the grpc.ClientConn it uses.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	s := c.cur
+	c.cur = nil
+	c.mu.Unlock()
+	if s != nil {
+		s.fail(errClosed)
+	}
+	c.cancel()
+	c.wg.Wait()
+	return nil
+}
+
+// call is one event in flight.
+type call struct {
+	ctx context.Context // the caller's
+	id  string
+	// entry is the event's StreamRequest, encoded.
+	entry  []byte
+	answer chan result // capacity 1: whoever answers never waits
+}
+
+// result is a call's answer.
+type result struct {
+	resp *eventv1.SendResponse
+	err  error
+}
+
+// Field numbers of event.v1 messages the client encodes itself.
+const (
+	fieldEventID           protowire.Number = 1 // Event.id
+	fieldStreamEvent       protowire.Number = 1 // StreamRequest.event
+	fieldStreamTimeout     protowire.Number = 2 // StreamRequest.timeout
+	fieldStreamBatch       protowire.Number = 3 // StreamRequest.batch
+	fieldDurationSeconds   protowire.Number = 1 // google.protobuf.Duration.seconds
+	fieldDurationNanos     protowire.Number = 2 // google.protobuf.Duration.nanos
+	maxTimeoutEncodedBytes                  = 2 + 10 + 1 + 5
+)
+
+// newCall encodes ev, with its id and ctx's deadline, as a StreamRequest:
+// on the caller's goroutine, so that the writer only joins bytes, and the
+// caller's event is never touched after Send returns. An event without an
+// id gets one here, appended to its encoding (a later field wins).
+func (c *Client) newCall(ctx context.Context, ev *eventv1.Event) (*call, error) {
+	id, idField := ev.GetId(), 0
+	if id == "" {
+		id = c.ids.Next()
+		idField = protowire.SizeTag(fieldEventID) + protowire.SizeBytes(len(id))
+	}
+	size := ev.SizeVT()
+	evLen := size + idField
+	var timeout []byte
+	if deadline, ok := ctx.Deadline(); ok {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, contextError(context.DeadlineExceeded)
+		}
+		// The sink counts the timeout from when it reads the event, a
+		// little later than now: it may answer after the caller gave up,
+		// never before.
+		var buf [maxTimeoutEncodedBytes]byte
+		timeout = appendDuration(buf[:0], left)
+	}
+	n := protowire.SizeTag(fieldStreamEvent) + protowire.SizeBytes(evLen)
+	if timeout != nil {
+		n += protowire.SizeTag(fieldStreamTimeout) + protowire.SizeBytes(len(timeout))
+	}
+	if n > c.opts.MaxMessageBytes {
+		return nil, status.Errorf(codes.ResourceExhausted,
+			"eventproc client: event of %d bytes encoded, more than the %d a message may have", n, c.opts.MaxMessageBytes)
+	}
+	b := make([]byte, 0, n)
+	b = protowire.AppendTag(b, fieldStreamEvent, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(evLen))
+	at := len(b)
+	b = b[:at+size]
+	if err := vtcodec.MarshalTo(b[at:], ev); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "eventproc client: event cannot be encoded: %v", err)
+	}
+	if idField > 0 {
+		b = protowire.AppendTag(b, fieldEventID, protowire.BytesType)
+		b = protowire.AppendString(b, id)
+	}
+	if timeout != nil {
+		b = protowire.AppendTag(b, fieldStreamTimeout, protowire.BytesType)
+		b = protowire.AppendBytes(b, timeout)
+	}
+	return &call{ctx: ctx, id: id, entry: b, answer: make(chan result, 1)}, nil
+}
+
+// appendDuration appends d encoded as a google.protobuf.Duration.
+func appendDuration(b []byte, d time.Duration) []byte {
+	if s := int64(d / time.Second); s != 0 {
+		b = protowire.AppendTag(b, fieldDurationSeconds, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(s))
+	}
+	if ns := int32(d % time.Second); ns != 0 {
+		b = protowire.AppendTag(b, fieldDurationNanos, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(ns))
+	}
+	return b
+}
+
+// contextError is the status error for a context's error, as gRPC reports
+// a call's: DEADLINE_EXCEEDED or CANCELLED.
+func contextError(err error) error { return status.FromContextError(err).Err() }

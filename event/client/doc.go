@@ -1,0 +1,58 @@
+// Package client sends events to an eventproc sink from Go, over
+// SinkService.Stream: many Send calls, from any number of goroutines, share
+// one long-lived bidirectional stream, and each gets its own answer.
+//
+// It is what a high-rate Go client would otherwise write by hand on top of
+// the generated SinkServiceClient: correlating answers with callers by event
+// id, putting the events that wait together in one message
+// (StreamRequest.batch) and reading answers in batches
+// (StreamResponse.batch), bounding what is in flight, and carrying each
+// caller's deadline to the sink. In make bench, events sent in batches on one
+// stream cost the sink 15-20 % less CPU than events sent one per message, and
+// a third to a half of what unary Send calls cost.
+//
+//	conn, err := grpc.NewClient("localhost:8081",
+//		grpc.WithTransportCredentials(insecure.NewCredentials()))
+//	...
+//	c := client.New(conn, client.Options{})
+//	defer c.Close()
+//	resp, err := c.Send(ctx, &eventv1.Event{Type: eventv1.Type_TYPE_HELLO,
+//		Payload: structpb.NewStringValue("hi")})
+//
+// # Semantics
+//
+// [Client.Send] answers as the unary SinkService.Send would: the processor's
+// SendResponse, or the sink's error as a gRPC status error with the same
+// code. One event's error leaves the other events and the stream alone.
+// Errors the client finds itself use the codes the sink would have used:
+// INVALID_ARGUMENT for an event that cannot be encoded, RESOURCE_EXHAUSTED
+// for one larger than [Options.MaxMessageBytes], DEADLINE_EXCEEDED and
+// CANCELLED for the caller's context.
+//
+// An event the caller leaves without an id gets one from the client (a
+// random prefix and a counter, as the sink makes them); the caller's event
+// is never modified. Ids the caller sets must be unique among the events in
+// flight on the Client: Send refuses a second one with ALREADY_EXISTS.
+//
+// The caller's context deadline travels with the event (StreamRequest.timeout),
+// so the sink gives up at the same moment; without one the sink's default
+// timeout applies. A caller whose context ends gets its error at once, but
+// its event keeps its place among the [Options.MaxInFlight] until the sink
+// answers it: the sink has no way to call back one event of a stream.
+//
+// # Failures
+//
+// The stream is opened with the first Send and again with the first Send
+// after it broke. When it breaks, every event in flight on it fails with the
+// stream's status (UNAVAILABLE when the sink went away). The client does not
+// resend them: the sink may already have handed them to a processor. Callers
+// that know their events are safe to repeat retry them.
+//
+// # Concurrency and bounds
+//
+// A Client is safe for concurrent use. It runs two goroutines while its
+// stream is open, one writing and one reading; callers wait on their own
+// answer. At most [Options.MaxInFlight] events are in flight (sent and not
+// yet answered, or waiting to be sent); Send waits for room, within its
+// context. Nothing else queues.
+package client

@@ -1,0 +1,281 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"io"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/vtcodec"
+)
+
+// batchHeader announces to the sink that the client reads answers in
+// batches, and the largest message it reads (recvBytes).
+const batchHeader = "eventproc-batch"
+
+// recvBytes is the largest message the client reads from the sink: gRPC's
+// default, set on the stream so that it is what the client announces.
+const recvBytes = 4 << 20
+
+// stream is one SinkService.Stream and the calls in flight on it. Exactly
+// one goroutine writes to it (write) and one reads from it (read). Whoever
+// removes a call from pending — the reader with its answer, the writer
+// dropping it unsent, or a failure — answers it and gives its slot back, so
+// every call gets exactly one answer.
+type stream struct {
+	c      *Client
+	ctx    context.Context // ends when the stream fails or the Client closes
+	cancel context.CancelFunc
+	// queue holds the calls waiting to be sent. It has room for every
+	// slot, so putting a call in never waits.
+	queue chan *call
+
+	mu      sync.Mutex
+	pending map[string]*call // by event id; nil once the stream failed
+	err     error            // why it failed
+
+	// The writer's, reused: the calls of the message being built.
+	batch []*call
+}
+
+// open starts a stream; its writer opens the gRPC stream, so that no
+// caller waits for that beyond its own context.
+func (c *Client) open() *stream {
+	ctx, cancel := context.WithCancel(c.ctx)
+	s := &stream{
+		c:       c,
+		ctx:     ctx,
+		cancel:  cancel,
+		queue:   make(chan *call, c.opts.MaxInFlight),
+		pending: make(map[string]*call),
+	}
+	c.wg.Go(s.run)
+	return s
+}
+
+// register adds cl to the pending calls. It fails when an event with the
+// same id is in flight, or when the stream has failed (gone).
+func (s *stream) register(cl *call) (err error, gone bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending == nil {
+		return s.err, true
+	}
+	if _, dup := s.pending[cl.id]; dup {
+		return status.Errorf(codes.AlreadyExists, "eventproc client: an event with id %q is already in flight", cl.id), false
+	}
+	s.pending[cl.id] = cl
+	return nil, false
+}
+
+// complete answers the call with id, if it is still pending.
+func (s *stream) complete(id string, r result) {
+	s.mu.Lock()
+	cl := s.pending[id]
+	delete(s.pending, id)
+	s.mu.Unlock()
+	if cl != nil {
+		cl.answer <- r
+		<-s.c.slots
+	}
+}
+
+// fail ends the stream with err and answers every pending call with it;
+// the first failure wins.
+func (s *stream) fail(err error) {
+	s.mu.Lock()
+	calls := s.pending
+	if calls != nil {
+		s.pending, s.err = nil, err
+	}
+	s.mu.Unlock()
+	if calls == nil {
+		return
+	}
+	s.cancel()
+	s.c.dropped(s)
+	for _, cl := range calls {
+		cl.answer <- result{err: err}
+		<-s.c.slots
+	}
+}
+
+// failure is the status a broken stream's calls fail with.
+func (s *stream) failure(err error) error {
+	if s.c.ctx.Err() != nil {
+		return errClosed
+	}
+	if errors.Is(err, io.EOF) {
+		return status.Error(codes.Unavailable, "eventproc client: the sink ended the stream")
+	}
+	return status.Convert(err).Err()
+}
+
+// run opens the gRPC stream, starts its reader and writes until the stream
+// fails.
+func (s *stream) run() {
+	ctx := metadata.AppendToOutgoingContext(s.ctx, batchHeader, strconv.Itoa(recvBytes))
+	opts := append(slices.Clip(s.c.opts.CallOptions), grpc.ForceCodecV2(codec{}), grpc.MaxCallRecvMsgSize(recvBytes))
+	ss, err := eventv1.NewSinkServiceClient(s.c.conn).Stream(ctx, opts...)
+	if err != nil {
+		s.fail(s.failure(err))
+		return
+	}
+	s.c.wg.Go(func() { s.read(ss) })
+	s.write(ss)
+}
+
+// write sends the queued calls, those that wait together in one message.
+func (s *stream) write(ss grpc.ClientStream) {
+	var next *call // taken from the queue, for the next message
+	for {
+		first := next
+		next = nil
+		if first == nil {
+			select {
+			case first = <-s.queue:
+			case <-s.ctx.Done():
+				return
+			}
+		}
+		if s.c.opts.MaxBatch > 1 && len(s.queue) == 0 {
+			// Let the callers that are ready run and queue their events
+			// first, so that they go in this message: one message costs
+			// gRPC and the sink more than the events in it.
+			runtime.Gosched()
+		}
+		var msg encoded
+		msg, next = s.message(first)
+		if msg == nil {
+			continue
+		}
+		if err := ss.SendMsg(msg); err != nil {
+			// io.EOF: the stream ended; the reader learns why.
+			if !errors.Is(err, io.EOF) {
+				s.fail(s.failure(err))
+			}
+			return
+		}
+	}
+}
+
+// message encodes first and the calls queued behind it, up to
+// Options.MaxBatch and Options.MaxMessageBytes, as one StreamRequest. It
+// drops the calls whose caller has given up, and returns the call that did
+// not fit, if it took one. msg is nil when every call was dropped.
+func (s *stream) message(first *call) (msg encoded, next *call) {
+	opts := s.c.opts
+	size := 0
+	add := func(cl *call) bool {
+		if err := cl.ctx.Err(); err != nil {
+			s.complete(cl.id, result{err: contextError(err)})
+			return true
+		}
+		entry := protowire.SizeTag(fieldStreamBatch) + protowire.SizeBytes(len(cl.entry))
+		if len(s.batch) > 0 && size+entry > opts.MaxMessageBytes {
+			return false
+		}
+		s.batch = append(s.batch, cl)
+		size += entry
+		return true
+	}
+	add(first)
+gather:
+	for len(s.batch) < opts.MaxBatch {
+		select {
+		case cl := <-s.queue:
+			if !add(cl) {
+				next = cl
+				break gather
+			}
+		default:
+			break gather
+		}
+	}
+	defer func() {
+		clear(s.batch)
+		s.batch = s.batch[:0]
+	}()
+	switch len(s.batch) {
+	case 0:
+		return nil, next
+	case 1:
+		return encoded(s.batch[0].entry), next
+	}
+	// gRPC may keep a message after sending it (for a stats handler), so
+	// every batch gets a buffer of its own.
+	b := make([]byte, 0, size)
+	for _, cl := range s.batch {
+		b = protowire.AppendTag(b, fieldStreamBatch, protowire.BytesType)
+		b = protowire.AppendBytes(b, cl.entry)
+	}
+	return b, next
+}
+
+// read hands every answer to its call until the stream fails.
+func (s *stream) read(ss grpc.ClientStream) {
+	for {
+		resp := new(eventv1.StreamResponse)
+		if err := ss.RecvMsg(resp); err != nil {
+			s.fail(s.failure(err))
+			return
+		}
+		if len(resp.Batch) == 0 {
+			s.answer(resp)
+			continue
+		}
+		for _, r := range resp.Batch {
+			s.answer(r)
+		}
+	}
+}
+
+// answer completes the call r answers. An answer for no pending call (one
+// the writer dropped) is ignored.
+func (s *stream) answer(r *eventv1.StreamResponse) {
+	var res result
+	switch x := r.GetResult().(type) {
+	case *eventv1.StreamResponse_Response:
+		res.resp = x.Response
+	case *eventv1.StreamResponse_Error:
+		if res.err = status.ErrorProto(x.Error); res.err == nil {
+			res.err = status.Errorf(codes.Internal, "eventproc client: the sink answered event %q with an error of code OK", r.GetId())
+		}
+	default:
+		res.err = status.Errorf(codes.Internal, "eventproc client: the sink answered event %q without a result", r.GetId())
+	}
+	s.complete(r.GetId(), res)
+}
+
+// encoded is a StreamRequest the client has encoded, sent as it is.
+type encoded []byte
+
+// codec is the stream's codec: requests go out as encoded, answers are
+// decoded by vtcodec (which decodes as gRPC's own codec does, faster).
+type codec struct{}
+
+// Name is the content-subtype: the sink sees plain application/grpc+proto.
+func (codec) Name() string { return proto.Name }
+
+func (codec) Marshal(v any) (mem.BufferSlice, error) {
+	if b, ok := v.(encoded); ok {
+		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+	}
+	return vtcodec.Codec{}.Marshal(v)
+}
+
+func (codec) Unmarshal(data mem.BufferSlice, v any) error {
+	return vtcodec.Codec{}.Unmarshal(data, v)
+}
