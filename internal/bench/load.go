@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -17,11 +16,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/eventproc/eventproc/event/client"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
 
@@ -234,6 +233,22 @@ func dialGRPC(addr string) (*grpc.ClientConn, error) {
 	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 }
 
+// clientCaller sends the hello event with the Go client and checks the
+// reply.
+func clientCaller(c *client.Client) caller {
+	ev := helloEvent()
+	return func(ctx context.Context) error {
+		resp, err := c.Send(ctx, ev)
+		if err != nil {
+			return err
+		}
+		if resp.GetOutcome() != eventv1.Outcome_OUTCOME_REPLIED {
+			return fmt.Errorf("outcome %v, want OUTCOME_REPLIED", resp.GetOutcome())
+		}
+		return checkEcho(resp.GetEvent())
+	}
+}
+
 // unaryCaller calls SinkService.Send with the hello event and checks the
 // reply.
 func unaryCaller(client eventv1.SinkServiceClient) caller {
@@ -276,18 +291,7 @@ type muxCall struct {
 type muxStream struct {
 	send func(id uint64) error
 	recv func() (id uint64, callErr, err error)
-	// sendBatch, when set, writes the requests with ids in one message;
-	// the writer then sends what waits at once (up to maxMuxBatch) with
-	// it, as a high-rate client would.
-	sendBatch func(ids []uint64) error
 }
-
-// maxMuxBatch bounds the requests the mux's writer sends in one batch.
-const maxMuxBatch = 64
-
-// maxRecvBytes is the largest message a gRPC client reads by default,
-// which the batched stream client announces.
-const maxRecvBytes = 4 << 20
 
 // newStreamMux starts the writer and reader goroutines on s. They stop when
 // the stream fails or ctx ends.
@@ -312,32 +316,10 @@ func newStreamMux(ctx context.Context, s muxStream, queue int) *streamMux {
 		})
 	}
 	go func() { // writer
-		var ids []uint64
 		for {
 			select {
 			case c := <-m.sendq:
-				var err error
-				if s.sendBatch != nil && len(m.sendq) == 0 {
-					// As the sink's own writers do: let the callers
-					// that are ready run and queue theirs first.
-					runtime.Gosched()
-				}
-				if s.sendBatch == nil || len(m.sendq) == 0 {
-					err = s.send(c.id)
-				} else {
-					ids = append(ids[:0], c.id)
-				more:
-					for len(ids) < maxMuxBatch {
-						select {
-						case c := <-m.sendq:
-							ids = append(ids, c.id)
-						default:
-							break more
-						}
-					}
-					err = s.sendBatch(ids)
-				}
-				if err != nil {
+				if err := s.send(c.id); err != nil {
 					fail(fmt.Errorf("stream send: %w", err))
 					return
 				}
@@ -423,20 +405,6 @@ func refStreamMux(ctx context.Context, conn *grpc.ClientConn, queue int) (*strea
 // sinkStreamMux opens SinkService.Stream on conn and multiplexes callers
 // over it, correlating answers by event id.
 func sinkStreamMux(ctx context.Context, conn *grpc.ClientConn, queue int) (*streamMux, error) {
-	return openSinkStreamMux(ctx, conn, queue, false)
-}
-
-// sinkBatchStreamMux is sinkStreamMux with batches both ways: requests
-// waiting together go out in one StreamRequest.batch, and the client asks
-// for answers in batches (the eventproc-batch header).
-func sinkBatchStreamMux(ctx context.Context, conn *grpc.ClientConn, queue int) (*streamMux, error) {
-	return openSinkStreamMux(ctx, conn, queue, true)
-}
-
-func openSinkStreamMux(ctx context.Context, conn *grpc.ClientConn, queue int, batches bool) (*streamMux, error) {
-	if batches {
-		ctx = metadata.AppendToOutgoingContext(ctx, "eventproc-batch", strconv.Itoa(maxRecvBytes))
-	}
 	ss, err := eventv1.NewSinkServiceClient(conn).Stream(ctx)
 	if err != nil {
 		return nil, err
@@ -444,12 +412,7 @@ func openSinkStreamMux(ctx context.Context, conn *grpc.ClientConn, queue int, ba
 	// Only the writer touches these.
 	ev := helloEvent()
 	req := &eventv1.StreamRequest{Event: ev}
-	var batch eventv1.StreamRequest
-	var entries []eventv1.StreamRequest
-	var events []eventv1.Event
 	var idBuf []byte
-	// Only the reader touches these: the answers of the last message.
-	var answers []*eventv1.StreamResponse
 	s := muxStream{
 		send: func(id uint64) error {
 			idBuf = strconv.AppendUint(idBuf[:0], id, 10)
@@ -457,18 +420,10 @@ func openSinkStreamMux(ctx context.Context, conn *grpc.ClientConn, queue int, ba
 			return ss.Send(req)
 		},
 		recv: func() (uint64, error, error) {
-			for len(answers) == 0 {
-				msg, err := ss.Recv()
-				if err != nil {
-					return 0, nil, err
-				}
-				answers = append(answers[:0], msg)
-				if len(msg.Batch) > 0 {
-					answers = append(answers[:0], msg.Batch...)
-				}
+			resp, err := ss.Recv()
+			if err != nil {
+				return 0, nil, err
 			}
-			resp := answers[0]
-			answers = answers[1:]
 			id, perr := strconv.ParseUint(resp.GetId(), 10, 64)
 			if perr != nil {
 				return 0, nil, fmt.Errorf("answer with id %q, not one of ours", resp.GetId())
@@ -485,23 +440,6 @@ func openSinkStreamMux(ctx context.Context, conn *grpc.ClientConn, queue int, ba
 				return id, errors.New("answer without a result"), nil
 			}
 		},
-	}
-	if batches {
-		s.sendBatch = func(ids []uint64) error {
-			if len(entries) < len(ids) {
-				entries = make([]eventv1.StreamRequest, maxMuxBatch)
-				events = make([]eventv1.Event, maxMuxBatch)
-			}
-			batch.Batch = batch.Batch[:0]
-			for i, id := range ids {
-				e := &events[i]
-				e.Type, e.Payload = ev.Type, ev.Payload
-				e.Id = strconv.FormatUint(id, 10)
-				entries[i].Event = e
-				batch.Batch = append(batch.Batch, &entries[i])
-			}
-			return ss.Send(&batch)
-		}
 	}
 	return newStreamMux(ctx, s, queue), nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/eventproc/eventproc/event/client"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
 
@@ -175,14 +176,22 @@ func scenarios() []scenario {
 			},
 		},
 		{
-			name: "stream-batch-sink", about: "one SinkService.Stream with batches both ways → sink → echo processor",
+			name: "stream-batch-sink", about: "event/client: one SinkService.Stream, batches both ways → sink → echo processor",
 			ref: "stream-echo", noTargets: true,
-			start: func(e *env) (*servers, error) { return e.startSink() },
-			client: func(ctx context.Context, s *servers, c int) (func(int) caller, func(), error) {
-				return streamClient(ctx, s, c, sinkBatchStreamMux)
-			},
+			start:  func(e *env) (*servers, error) { return e.startSink() },
+			client: goClient,
 		},
 	}
+}
+
+// goClient sends with the Go client package, as an application would.
+func goClient(_ context.Context, s *servers, _ int) (func(int) caller, func(), error) {
+	conn, err := dialGRPC(s.grpcAddr)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := client.New(conn, client.Options{})
+	return func(int) caller { return clientCaller(c) }, func() { c.Close(); conn.Close() }, nil
 }
 
 func restClient(_ context.Context, s *servers, c int) (func(int) caller, func(), error) {
