@@ -20,9 +20,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/eventproc/eventproc/event/client"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
 
@@ -79,6 +81,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	s.client.CloseIdleConnections()
 	streamBatch(ctx, t, addrs["grpc"])
+	goClient(ctx, t, addrs["grpc"])
 
 	sink.terminate()
 	proc.terminate()
@@ -138,6 +141,42 @@ func streamBatch(ctx context.Context, t *testing.T, addr string) {
 	}
 	if len(seen) != n {
 		t.Fatalf("%d of %d events answered", len(seen), n)
+	}
+}
+
+// goClient sends events with event/client from many goroutines at once,
+// and a type without a route, and checks each answer.
+func goClient(ctx context.Context, t *testing.T, addr string) {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := client.New(conn, client.Options{})
+	defer c.Close()
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 50 {
+				payload := fmt.Sprint(g, "/", i)
+				resp, err := c.Send(ctx, &eventv1.Event{Type: eventv1.Type_TYPE_HELLO, Payload: structpb.NewStringValue(payload)})
+				if err != nil {
+					t.Errorf("client.Send: %v", err)
+					return
+				}
+				if got := resp.GetEvent().GetPayload().GetStringValue(); got != payload || resp.GetEvent().GetId() == "" {
+					t.Errorf("client.Send %q: answer %v, want the event echoed with an id", payload, resp)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	_, err = c.Send(ctx, &eventv1.Event{Type: eventv1.Type_TYPE_GOODBYE})
+	_, unaryErr := eventv1.NewSinkServiceClient(conn).Send(ctx, &eventv1.SendRequest{Event: &eventv1.Event{Type: eventv1.Type_TYPE_GOODBYE}})
+	if err == nil || status.Code(err) != status.Code(unaryErr) {
+		t.Errorf("client.Send of a type without a route: %v, want unary Send's %v", err, unaryErr)
 	}
 }
 
