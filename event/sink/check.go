@@ -36,10 +36,20 @@ func checkEncodable(ev *eventv1.Event) error {
 // event), with room to spare.
 const payloadDepth = 8
 
+// eventDepth is the same depth for the event itself, for encoded events
+// (wire.CheckAt): an event the sink relays undecoded is held to the same
+// limit as one it decoded.
+const eventDepth = payloadDepth - 1
+
+// errTooDeep is the error for an event a processor could not decode for
+// its nesting.
+var errTooDeep = status.Errorf(codes.InvalidArgument,
+	"event payload is nested too deeply: protobuf decodes at most %d levels of messages", wire.MaxDepth)
+
 // checkValue is checkEncodable for a payload value at depth messages.
 func checkValue(v *structpb.Value, depth int) error {
 	if depth > wire.MaxDepth {
-		return status.Errorf(codes.InvalidArgument, "event payload is nested too deeply: protobuf decodes at most %d levels of messages", wire.MaxDepth)
+		return errTooDeep
 	}
 	switch k := v.GetKind().(type) {
 	case *structpb.Value_StringValue:

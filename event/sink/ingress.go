@@ -293,6 +293,9 @@ func (in *ingress) begin(slot int32, req *streamedEvent) {
 		limit = d.AsDuration()
 	}
 	r, err := s.routeForType(req.body != nil, req.typ)
+	if err == nil && req.tooDeep {
+		err = errTooDeep
+	}
 	if err != nil {
 		in.answer(slot, req.id, req.typ, start, nil, err)
 		return

@@ -46,6 +46,9 @@ type streamedEvent struct {
 	// batched is set when the request has StreamRequest.batch entries,
 	// which parseStreamRequest skips; see eachStreamRequest.
 	batched bool
+	// tooDeep is set when the event is nested too deeply for a processor
+	// to decode it (errTooDeep).
+	tooDeep bool
 }
 
 // parseStreamRequest reads an encoded StreamRequest. The returned body
@@ -67,7 +70,17 @@ func parseStreamRequest(b []byte) (streamedEvent, error) {
 		case fieldStreamBatch:
 			r.batched = true
 		case fieldStreamEvent:
-			if err := wire.Check(fld.Bytes, eventDescriptor); err != nil {
+			// Checked at the depth the processor will meet it: an event
+			// it could not decode would break the processor stream other
+			// events share. Too deep for that but not for this message,
+			// the event is answered INVALID_ARGUMENT, as Send would.
+			err := wire.CheckAt(fld.Bytes, eventDescriptor, eventDepth)
+			if errors.Is(err, wire.ErrDepth) {
+				if err = wire.Check(fld.Bytes, eventDescriptor); err == nil {
+					r.tooDeep = true
+				}
+			}
+			if err != nil {
 				return r, fmt.Errorf("event: %w", err)
 			}
 			r.body, merged = appendMerged(r.body, fld.Bytes, merged)

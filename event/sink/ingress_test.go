@@ -314,3 +314,34 @@ func TestStreamIngressMalformed(t *testing.T) {
 	_, err := ss.Recv()
 	wantCode(t, err, codes.InvalidArgument)
 }
+
+// An event nested too deeply for a processor to decode is answered
+// INVALID_ARGUMENT, exactly where Dispatch draws the line, and never
+// reaches the processor stream, which it would break for every event on it.
+func TestStreamIngressTooDeep(t *testing.T) {
+	addr, _ := startFake(t, &fakeProcessor{answer: echo})
+	s := startSink(t, Config{Routes: helloRoute(addr)})
+	ss, err := serveSink(t, s).Stream(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 4990; n <= 4999; n++ { // 5,000 is past what the StreamRequest itself may hold
+		ev := &eventv1.Event{Id: fmt.Sprint("deep-", n), Type: typeHello, Time: timestamppb.Now(), Payload: nestedLists(n)}
+		_, want := s.Dispatch(testCtx(t), proto.Clone(ev).(*eventv1.Event))
+		if err := ss.Send(&eventv1.StreamRequest{Event: ev}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := ss.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := codes.Code(resp.GetError().GetCode())
+		if got != status.Code(want) || got == codes.Unavailable {
+			t.Errorf("%d lists: Stream answered %v %q, Dispatch %v", n, got, resp.GetError().GetMessage(), want)
+		}
+		if n == 4990 && got != codes.OK {
+			t.Errorf("%d lists: %v, want it relayed", n, got)
+		}
+	}
+	_ = ss.CloseSend()
+}

@@ -81,6 +81,13 @@ func Check(b []byte, md protoreflect.MessageDescriptor) error {
 	return check(b, md, 0, false)
 }
 
+// CheckAt is Check for a message found depth levels below the top of what
+// a decoder reads, which counts against MaxDepth: whether the message can
+// be decoded there.
+func CheckAt(b []byte, md protoreflect.MessageDescriptor, depth int) error {
+	return check(b, md, depth, false)
+}
+
 // CheckStrict is Check, and also fails on a known field of the wrong wire
 // type, which proto.Unmarshal keeps as an unknown field; code that decodes
 // without looking at wire types everywhere (vtprotobuf's map entries)

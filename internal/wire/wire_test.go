@@ -77,3 +77,27 @@ func TestCheckStrict(t *testing.T) {
 		t.Errorf("repeated enum: %v", err)
 	}
 }
+
+// CheckAt(b, md, depth) says whether b decodes depth levels down: here an
+// event in a batch entry of a ProcessRequest (depth 2), around the limit.
+func TestCheckAt(t *testing.T) {
+	eventMD := (&eventv1.Event{}).ProtoReflect().Descriptor()
+	for n := MaxDepth/2 - 6; n <= MaxDepth/2+1; n++ {
+		var b []byte // n lists, one inside the other
+		for range n {
+			inner := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), b)
+			b = protowire.AppendBytes(protowire.AppendTag(nil, 6, protowire.BytesType), inner)
+		}
+		ev := protowire.AppendBytes(protowire.AppendTag(nil, 3, protowire.BytesType), b)
+		entry := protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), ev)    // ProcessRequest.event
+		batch := protowire.AppendBytes(protowire.AppendTag(nil, 6, protowire.BytesType), entry) // ProcessRequest.batch
+		werr := proto.Unmarshal(batch, new(eventv1.ProcessRequest))
+		err := CheckAt(ev, eventMD, 2)
+		if (err == nil) != (werr == nil) {
+			t.Errorf("%d lists: CheckAt(2): %v; proto.Unmarshal of the batch: %v", n, err, werr)
+		}
+		if top, werr := Check(ev, eventMD), proto.Unmarshal(ev, new(eventv1.Event)); (top == nil) != (werr == nil) {
+			t.Errorf("%d lists: Check: %v; proto.Unmarshal: %v", n, top, werr)
+		}
+	}
+}
