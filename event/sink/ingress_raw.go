@@ -70,26 +70,59 @@ func parseStreamRequest(b []byte) (streamedEvent, error) {
 		case fieldStreamBatch:
 			r.batched = true
 		case fieldStreamEvent:
-			// Checked at the depth the processor will meet it: an event
-			// it could not decode would break the processor stream other
-			// events share. Too deep for that but not for this message,
-			// the event is answered INVALID_ARGUMENT, as Send would.
-			err := wire.CheckAt(fld.Bytes, eventDescriptor, eventDepth)
-			if errors.Is(err, wire.ErrDepth) {
-				if err = wire.Check(fld.Bytes, eventDescriptor); err == nil {
-					r.tooDeep = true
-				}
+			if merged, err = r.addEvent(fld.Bytes, merged); err != nil {
+				return r, err
 			}
-			if err != nil {
-				return r, fmt.Errorf("event: %w", err)
-			}
-			r.body, merged = appendMerged(r.body, fld.Bytes, merged)
 		case fieldStreamTimeout:
 			if r.timeout == nil {
 				r.timeout = new(durationpb.Duration)
 			}
 			if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(fld.Bytes, r.timeout); err != nil {
 				return r, fmt.Errorf("timeout: %w", err)
+			}
+		}
+	}
+	if r.body != nil {
+		r.scanEvent()
+	}
+	return r, nil
+}
+
+// addEvent checks one occurrence of the event field, v, and adds it to the
+// event's body (see appendMerged). It checks v at the depth the processor
+// will meet it: an event it could not decode would break the processor
+// stream other events share. Too deep for that but not for the message it
+// came in, the event is answered INVALID_ARGUMENT (tooDeep), as Dispatch's
+// would be.
+func (r *streamedEvent) addEvent(v []byte, merged bool) (bool, error) {
+	err := wire.CheckAt(v, eventDescriptor, eventDepth)
+	if errors.Is(err, wire.ErrDepth) {
+		if err = wire.Check(v, eventDescriptor); err == nil {
+			r.tooDeep = true
+		}
+	}
+	if err != nil {
+		return merged, fmt.Errorf("event: %w", err)
+	}
+	r.body, merged = appendMerged(r.body, v, merged)
+	return merged, nil
+}
+
+// parseSendRequest reads an encoded SendRequest, as parseStreamRequest
+// reads a StreamRequest: its one field is the event. The returned body
+// aliases b.
+func parseSendRequest(b []byte) (streamedEvent, error) {
+	var r streamedEvent
+	merged := false
+	for len(b) > 0 {
+		fld, rest, err := wire.Next(b)
+		if err != nil {
+			return r, err
+		}
+		b = rest
+		if fld.Num == fieldSendEvent && fld.Type == protowire.BytesType {
+			if merged, err = r.addEvent(fld.Bytes, merged); err != nil {
+				return r, err
 			}
 		}
 	}

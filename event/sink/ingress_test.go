@@ -28,6 +28,12 @@ func serveSink(t testing.TB, s *Sink, opts ...grpc.DialOption) eventv1.SinkServi
 // serveSinkWith is serveSink with options for the server.
 func serveSinkWith(t testing.TB, s *Sink, srvOpts []grpc.ServerOption, opts ...grpc.DialOption) eventv1.SinkServiceClient {
 	t.Helper()
+	return eventv1.NewSinkServiceClient(serveSinkConn(t, s, srvOpts, opts...))
+}
+
+// serveSinkConn is serveSinkWith, returning the connection.
+func serveSinkConn(t testing.TB, s *Sink, srvOpts []grpc.ServerOption, opts ...grpc.DialOption) *grpc.ClientConn {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +51,7 @@ func serveSinkWith(t testing.TB, s *Sink, srvOpts []grpc.ServerOption, opts ...g
 		srv.Stop()
 		<-done
 	})
-	return eventv1.NewSinkServiceClient(conn)
+	return conn
 }
 
 // Many events in flight on one client stream are each answered once, with
@@ -150,6 +156,13 @@ var sendPaths = []struct {
 	}},
 	{"Send", func(t *testing.T, s *Sink) func(*eventv1.Event) (*eventv1.SendResponse, error) {
 		ctx, client := testCtx(t), serveSink(t, s)
+		return func(ev *eventv1.Event) (*eventv1.SendResponse, error) {
+			return client.Send(ctx, &eventv1.SendRequest{Event: ev})
+		}
+	}},
+	{"Send encoded", func(t *testing.T, s *Sink) func(*eventv1.Event) (*eventv1.SendResponse, error) {
+		// The sink's codec keeps the request encoded (CodecOption).
+		ctx, client := testCtx(t), serveSinkWith(t, s, []grpc.ServerOption{CodecOption()})
 		return func(ev *eventv1.Event) (*eventv1.SendResponse, error) {
 			return client.Send(ctx, &eventv1.SendRequest{Event: ev})
 		}

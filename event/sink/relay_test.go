@@ -2,6 +2,7 @@ package sink
 
 import (
 	"errors"
+	"google.golang.org/grpc/mem"
 	"testing"
 	"time"
 
@@ -248,4 +249,55 @@ func checkStreamed(t *testing.T, got *streamedEvent, want *eventv1.StreamRequest
 	if !proto.Equal(sent.GetEvent(), wantEv) || sent.GetId() != 3 {
 		t.Fatalf("processor gets %v, want %v", &sent, wantEv)
 	}
+	// Held back exactly when Dispatch would refuse the decoded event, and
+	// otherwise decodable in a batch, as the processor gets it.
+	if tooDeep := errors.Is(checkEncodable(wantEv), errTooDeep); got.tooDeep != tooDeep {
+		t.Fatalf("tooDeep %v; Dispatch's check says %v", got.tooDeep, tooDeep)
+	}
+	if !got.tooDeep {
+		batch, err := proto.Marshal(&eventv1.ProcessRequest{Batch: []*eventv1.ProcessRequest{req}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := proto.Unmarshal(batch, new(eventv1.ProcessRequest)); err != nil {
+			t.Fatalf("the processor cannot decode the event in a batch: %v", err)
+		}
+	}
+}
+
+// FuzzSendRequest: the sink's codec accepts exactly the SendRequests
+// proto.Unmarshal accepts, and Send reads from the kept encoding what a
+// decoder would (see checkStreamed).
+func FuzzSendRequest(f *testing.F) {
+	relaySeeds(f)
+	for _, req := range []*eventv1.SendRequest{
+		{Event: &eventv1.Event{Id: "a", Type: eventv1.Type_TYPE_HELLO, Time: timestamppb.Now()}},
+		{Event: &eventv1.Event{Type: eventv1.Type_TYPE_GOODBYE, Payload: structpb.NewStringValue("x")}},
+		{Event: &eventv1.Event{}},
+		{},
+	} {
+		b, _ := proto.Marshal(req)
+		f.Add(b)
+	}
+	now := time.Unix(1700000000, 123456789)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var req eventv1.SendRequest
+		err := serverCodec{}.Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, &req)
+		var want eventv1.SendRequest
+		werr := proto.Unmarshal(b, &want)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("codec: %v; proto.Unmarshal: %v", err, werr)
+		}
+		if err != nil {
+			return
+		}
+		if req.Event != nil {
+			t.Fatalf("the codec decoded the event")
+		}
+		got, err := parseSendRequest(req.ProtoReflect().GetUnknown())
+		if err != nil {
+			t.Fatalf("parseSendRequest: %v; proto.Unmarshal accepts it", err)
+		}
+		checkStreamed(t, &got, &eventv1.StreamRequest{Event: want.Event}, now)
+	})
 }

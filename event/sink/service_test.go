@@ -1,10 +1,16 @@
 package sink
 
 import (
+	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
@@ -77,5 +83,69 @@ func TestRelayedEvent(t *testing.T) {
 	consumed := &eventv1.SendResponse{Outcome: eventv1.Outcome_OUTCOME_CONSUMED}
 	if _, ok := RelayedEvent(consumed); ok {
 		t.Errorf("RelayedEvent(%v) found an event", consumed)
+	}
+}
+
+// With the sink's codec a SendRequest is relayed encoded; every answer is
+// the one the decoded request gets, errors included, and a request gRPC's
+// decoder rejects is rejected the same way.
+func TestSendEncodedLikeDecoded(t *testing.T) {
+	addr, _ := startFake(t, &fakeProcessor{answer: echo})
+	s := startSink(t, Config{Routes: helloRoute(addr)})
+	decodedConn := serveSinkConn(t, s, nil)
+	encodedConn := serveSinkConn(t, s, []grpc.ServerOption{CodecOption()})
+	decoded, encoded := eventv1.NewSinkServiceClient(decodedConn), eventv1.NewSinkServiceClient(encodedConn)
+	ctx := testCtx(t)
+
+	at := timestamppb.New(time.Unix(1795888656, 7))
+	payload, err := structpb.NewValue(map[string]any{"user": "ada", "tags": []any{"a", 1.5, nil, true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withUnknown := &eventv1.Event{Id: "u", Type: typeHello, Time: at}
+	withUnknown.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 99, protowire.VarintType), 7))
+	for _, tt := range []struct {
+		name string
+		req  *eventv1.SendRequest
+	}{
+		{"full", &eventv1.SendRequest{Event: &eventv1.Event{Id: "a", Type: typeHello, Time: at, Payload: payload,
+			Metadata: map[string]string{"k": "v", "ü": "ß"}, Data: []byte{0, 1, 2}}}},
+		{"unknown fields kept", &eventv1.SendRequest{Event: withUnknown}},
+		{"no event", &eventv1.SendRequest{}},
+		{"no type", &eventv1.SendRequest{Event: &eventv1.Event{Id: "b"}}},
+		{"unknown type", &eventv1.SendRequest{Event: &eventv1.Event{Id: "c", Type: 99}}},
+		{"no route", &eventv1.SendRequest{Event: &eventv1.Event{Id: "d", Type: eventv1.Type_TYPE_GOODBYE}}},
+		{"deep but fits", &eventv1.SendRequest{Event: &eventv1.Event{Id: "e", Type: typeHello, Time: at, Payload: nestedLists(4990)}}},
+		{"too deep", &eventv1.SendRequest{Event: &eventv1.Event{Id: "f", Type: typeHello, Payload: nestedLists(4998)}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			want, wantErr := decoded.Send(ctx, tt.req)
+			got, gotErr := encoded.Send(ctx, tt.req)
+			if status.Code(gotErr) != status.Code(wantErr) || status.Convert(gotErr).Message() != status.Convert(wantErr).Message() {
+				t.Fatalf("encoded: %v; decoded: %v", gotErr, wantErr)
+			}
+			if !proto.Equal(got, want) {
+				t.Fatalf("encoded: %v; decoded: %v", got, want)
+			}
+		})
+	}
+
+	// Bytes protobuf does not decode (invalid UTF-8 in the event's id):
+	// both servers fail the call alike, and the next call is served.
+	bad := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType),
+		protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "\xff"))
+	for name, conn := range map[string]*grpc.ClientConn{"decoded": decodedConn, "encoded": encodedConn} {
+		var out []byte
+		err := conn.Invoke(ctx, "/event.v1.SinkService/Send", bad, &out, grpc.ForceCodecV2(rawCodec{}))
+		if status.Code(err) != codes.Internal || !strings.Contains(err.Error(), "invalid UTF-8") {
+			t.Errorf("%s: invalid UTF-8: %v, want gRPC's INTERNAL decode error", name, err)
+		}
+	}
+
+	// Unknown fields set by a Go caller that are not an encoded event.
+	req := new(eventv1.SendRequest)
+	req.ProtoReflect().SetUnknown(protowire.AppendTag(nil, 1, protowire.BytesType)) // no length
+	if _, err := s.Send(ctx, req); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("Send with garbage unknown fields: %v, want INVALID_ARGUMENT", err)
 	}
 }

@@ -204,28 +204,37 @@ func (s *Sink) dispatch(ctx context.Context, ev *eventv1.Event, now time.Time, l
 	if ev.Time == nil {
 		ev.Time = timestamppb.New(now)
 	}
-	// The deadline is ctx's, or now + limit, or now + Timeout when ctx has
-	// none, whichever is first. Only when it is not ctx's own does the wait
-	// need a timer; the multiplexer uses a plain one rather than a derived
-	// context, which would also register with ctx's cancellation.
-	deadline, ctxHasDeadline := ctx.Deadline()
-	if !ctxHasDeadline && limit == 0 {
-		limit = s.cfg.Timeout
-	}
-	if own := now.Add(limit); limit > 0 && (!ctxHasDeadline || own.Before(deadline)) {
-		deadline = own
-	} else {
-		limit = 0 // ctx's deadline comes first and ctx enforces it
-	}
+	deadline, timer := s.deadline(ctx, now, limit)
 	if r.broadcast {
-		if limit > 0 {
+		if timer {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithDeadline(ctx, deadline)
 			defer cancel()
 		}
 		return s.broadcast(ctx, r, ev)
 	}
-	req := &eventv1.ProcessRequest{Event: ev, TraceContext: traceContext(ctx)}
+	return s.process(ctx, r, &eventv1.ProcessRequest{Event: ev, TraceContext: traceContext(ctx)}, deadline, timer, decode)
+}
+
+// deadline is a request's deadline: ctx's, or now + limit, or now +
+// Timeout when ctx has none, whichever is first. Only when it is not ctx's
+// own does the wait need a timer (timer); the multiplexer uses a plain one
+// rather than a derived context, which would also register with ctx's
+// cancellation.
+func (s *Sink) deadline(ctx context.Context, now time.Time, limit time.Duration) (deadline time.Time, timer bool) {
+	deadline, ctxHasDeadline := ctx.Deadline()
+	if !ctxHasDeadline && limit == 0 {
+		limit = s.cfg.Timeout
+	}
+	if own := now.Add(limit); limit > 0 && (!ctxHasDeadline || own.Before(deadline)) {
+		return own, true
+	}
+	return deadline, false // ctx's deadline comes first and ctx enforces it
+}
+
+// process sends req on one of r's streams and waits for its answer, trying
+// once more elsewhere when no processor handled it.
+func (s *Sink) process(ctx context.Context, r *route, req *eventv1.ProcessRequest, deadline time.Time, timer, decode bool) (*eventv1.SendResponse, error) {
 	var failed *pool
 	for attempt := 0; ; attempt++ {
 		st := r.pick(failed)
@@ -238,7 +247,7 @@ func (s *Sink) dispatch(ctx context.Context, ev *eventv1.Event, now time.Time, l
 			}
 			return nil, status.Errorf(codes.Unavailable, "no live processor for %s", r.name)
 		}
-		res, err := st.do(ctx, deadline, limit > 0, req)
+		res, err := st.do(ctx, deadline, timer, req)
 		switch {
 		case err == nil && attempt == 0 && res.f.kind == frameError && isDraining(res.f.status):
 			failed = st.p // the processor did not handle it: try once more elsewhere
@@ -254,10 +263,15 @@ func (s *Sink) dispatch(ctx context.Context, ev *eventv1.Event, now time.Time, l
 	}
 }
 
-// retryRequest returns a new request for the same event: the first
-// stream's writer may still hold the old one.
+// retryRequest returns a new request for the same event, decoded or
+// encoded (in the unknown fields): the first stream's writer may still
+// hold the old one.
 func retryRequest(req *eventv1.ProcessRequest) *eventv1.ProcessRequest {
-	return &eventv1.ProcessRequest{Event: req.GetEvent(), TraceContext: req.GetTraceContext()}
+	out := &eventv1.ProcessRequest{Event: req.GetEvent(), TraceContext: req.GetTraceContext()}
+	if u := req.ProtoReflect().GetUnknown(); len(u) > 0 {
+		out.ProtoReflect().SetUnknown(u)
+	}
+	return out
 }
 
 // streamError turns an error from stream.do into a status error.
