@@ -40,6 +40,11 @@
 // its event keeps its place among the [Options.MaxInFlight] until the sink
 // answers it: the sink has no way to call back one event of a stream.
 //
+// The stream is opened without the caller's context, so its metadata and
+// trace context (traceparent) are not sent: StreamRequest has no field for
+// them per event. Use the unary SinkService.Send for events that must carry
+// their own trace context to the processor.
+//
 // # Failures
 //
 // The stream is opened with the first Send and again with the first Send
