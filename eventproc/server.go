@@ -110,7 +110,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		// all are busy, grpc-go starts a goroutine as usual: calls never
 		// queue.
 		grpc.NumStreamWorkers(streamWorkers),
-		sink.CodecOption(),
+		sink.RelayCodecOption(), // no interceptor here reads a SendRequest
 		// gRPC's default is no limit: one connection could open calls, and
 		// the goroutines and buffers each holds, without end.
 		grpc.MaxConcurrentStreams(uint32(cfg.MaxStreamsPerConn)),

@@ -150,7 +150,7 @@ func startEnv(t testing.TB, handler processor.HandlerFunc) *env {
 
 	e := &env{msgs: &messages{}}
 	slis := listen(t)
-	srv := grpc.NewServer(sink.CodecOption(), grpc.ChainStreamInterceptor(e.msgs.interceptor()))
+	srv := grpc.NewServer(sink.RelayCodecOption(), grpc.ChainStreamInterceptor(e.msgs.interceptor()))
 	eventv1.RegisterSinkServiceServer(srv, s)
 	wg.Go(func() { _ = srv.Serve(slis) })
 	t.Cleanup(srv.Stop)

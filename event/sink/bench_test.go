@@ -135,13 +135,13 @@ func BenchmarkStreamIngressBatch(b *testing.B) {
 }
 
 // BenchmarkUnarySend measures SinkService.Send over loopback gRPC with the
-// sink's codec (CodecOption), 16 callers per core, to a fake echo
+// sink's relaying codec (RelayCodecOption), 16 callers per core, to a fake echo
 // processor, with an event as a client would send it: a small JSON object
 // as payload and two metadata entries.
 func BenchmarkUnarySend(b *testing.B) {
 	addr, _ := startFake(b, &fakeProcessor{answer: echo})
 	s := startSink(b, Config{Routes: helloRoute(addr)})
-	client := serveSinkWith(b, s, []grpc.ServerOption{CodecOption()})
+	client := serveSinkWith(b, s, []grpc.ServerOption{RelayCodecOption()})
 	payload, err := structpb.NewValue(map[string]any{"user": "ada", "action": "login", "attempt": 1})
 	if err != nil {
 		b.Fatal(err)

@@ -161,8 +161,8 @@ var sendPaths = []struct {
 		}
 	}},
 	{"Send encoded", func(t *testing.T, s *Sink) func(*eventv1.Event) (*eventv1.SendResponse, error) {
-		// The sink's codec keeps the request encoded (CodecOption).
-		ctx, client := testCtx(t), serveSinkWith(t, s, []grpc.ServerOption{CodecOption()})
+		// The relaying codec keeps the request encoded (RelayCodecOption).
+		ctx, client := testCtx(t), serveSinkWith(t, s, []grpc.ServerOption{RelayCodecOption()})
 		return func(ev *eventv1.Event) (*eventv1.SendResponse, error) {
 			return client.Send(ctx, &eventv1.SendRequest{Event: ev})
 		}

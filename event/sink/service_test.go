@@ -86,14 +86,14 @@ func TestRelayedEvent(t *testing.T) {
 	}
 }
 
-// With the sink's codec a SendRequest is relayed encoded; every answer is
+// With RelayCodecOption a SendRequest is relayed encoded; every answer is
 // the one the decoded request gets, errors included, and a request gRPC's
 // decoder rejects is rejected the same way.
 func TestSendEncodedLikeDecoded(t *testing.T) {
 	addr, _ := startFake(t, &fakeProcessor{answer: echo})
 	s := startSink(t, Config{Routes: helloRoute(addr)})
 	decodedConn := serveSinkConn(t, s, nil)
-	encodedConn := serveSinkConn(t, s, []grpc.ServerOption{CodecOption()})
+	encodedConn := serveSinkConn(t, s, []grpc.ServerOption{RelayCodecOption()})
 	decoded, encoded := eventv1.NewSinkServiceClient(decodedConn), eventv1.NewSinkServiceClient(encodedConn)
 	ctx := testCtx(t)
 
