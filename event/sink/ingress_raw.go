@@ -53,7 +53,15 @@ type streamedEvent struct {
 
 // parseStreamRequest reads an encoded StreamRequest. The returned body
 // aliases b.
-func parseStreamRequest(b []byte) (streamedEvent, error) {
+func parseStreamRequest(b []byte) (streamedEvent, error) { return parseRequest(b, true) }
+
+// parseSendRequest reads an encoded SendRequest the same way: its one field
+// is the event, numbered as StreamRequest's.
+func parseSendRequest(b []byte) (streamedEvent, error) { return parseRequest(b, false) }
+
+// parseRequest reads a StreamRequest, or when not stream a SendRequest, to
+// which StreamRequest's timeout and batch fields are unknown fields.
+func parseRequest(b []byte, stream bool) (streamedEvent, error) {
 	var r streamedEvent
 	merged := false
 	for len(b) > 0 {
@@ -62,7 +70,7 @@ func parseStreamRequest(b []byte) (streamedEvent, error) {
 			return r, err
 		}
 		b = rest
-		if fld.Type != protowire.BytesType {
+		if fld.Type != protowire.BytesType || !stream && fld.Num != fieldSendEvent {
 			continue
 		}
 		// Each occurrence must be valid on its own, as for proto.Unmarshal.
@@ -106,30 +114,6 @@ func (r *streamedEvent) addEvent(v []byte, merged bool) (bool, error) {
 	}
 	r.body, merged = appendMerged(r.body, v, merged)
 	return merged, nil
-}
-
-// parseSendRequest reads an encoded SendRequest, as parseStreamRequest
-// reads a StreamRequest: its one field is the event. The returned body
-// aliases b.
-func parseSendRequest(b []byte) (streamedEvent, error) {
-	var r streamedEvent
-	merged := false
-	for len(b) > 0 {
-		fld, rest, err := wire.Next(b)
-		if err != nil {
-			return r, err
-		}
-		b = rest
-		if fld.Num == fieldSendEvent && fld.Type == protowire.BytesType {
-			if merged, err = r.addEvent(fld.Bytes, merged); err != nil {
-				return r, err
-			}
-		}
-	}
-	if r.body != nil {
-		r.scanEvent()
-	}
-	return r, nil
 }
 
 // errBatchShape is the error for a StreamRequest that breaks the rules of
