@@ -92,7 +92,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		ConnState:         s.memory.connState,
 	}
-	s.grpc = grpc.NewServer(
+	s.grpc = grpc.NewServer(append(sink.ServerOptions(),
 		// An event over the limit is answered RESOURCE_EXHAUSTED, as HTTP
 		// answers 413.
 		grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)),
@@ -110,12 +110,11 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		// all are busy, grpc-go starts a goroutine as usual: calls never
 		// queue.
 		grpc.NumStreamWorkers(streamWorkers),
-		sink.RelayCodecOption(), // no interceptor here reads a SendRequest
 		// gRPC's default is no limit: one connection could open calls, and
 		// the goroutines and buffers each holds, without end.
 		grpc.MaxConcurrentStreams(uint32(cfg.MaxStreamsPerConn)),
-	)
-	eventv1.RegisterSinkServiceServer(s.grpc, sk)
+	)...)
+	sk.Register(s.grpc)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	s.setHealth(healthpb.HealthCheckResponse_NOT_SERVING)

@@ -76,12 +76,24 @@ func (c serverCodec) Unmarshal(data mem.BufferSlice, v any) error {
 // the encoded SendRequest (which is what [RelayCodecOption] gives it): its event
 // is checked as proto.Unmarshal would and relayed without being decoded.
 func (s *Sink) Send(ctx context.Context, req *eventv1.SendRequest) (*eventv1.SendResponse, error) {
-	if req.GetEvent() == nil {
-		if b := req.ProtoReflect().GetUnknown(); len(b) > 0 {
-			return s.sendEncoded(ctx, b)
-		}
+	var resp *eventv1.SendResponse
+	var err error
+	if b := req.ProtoReflect().GetUnknown(); req.GetEvent() == nil && len(b) > 0 {
+		resp, err = s.sendEncoded(ctx, b)
+	} else {
+		resp, err = s.dispatchCounted(ctx, req.GetEvent(), false)
 	}
-	return s.dispatchCounted(ctx, req.GetEvent(), false)
+	if err != nil {
+		return nil, err
+	}
+	if b, ok := RelayedEvent(resp); ok {
+		ev := new(eventv1.Event)
+		if err := proto.Unmarshal(b, ev); err != nil {
+			return nil, status.Errorf(codes.Internal, "processor's reply event does not decode: %v", err)
+		}
+		return &eventv1.SendResponse{Event: ev, Outcome: resp.GetOutcome()}, nil
+	}
+	return resp, nil
 }
 
 // sendEncoded is Send for an encoded SendRequest, b: what dispatch does,
