@@ -1,0 +1,70 @@
+// Package protocol defines what the sink, the processor SDK and the Go
+// client must agree on beyond the messages of event/v1: the headers of
+// their streams and the size of batches.
+//
+// Both ends of a ProcessorService.Process stream, and of a
+// SinkService.Stream, may send several messages as one (the batch field of
+// ProcessRequest, ProcessResponse, StreamRequest and StreamResponse). Each
+// end says in its headers ([BatchHeader]) that it reads batches and how
+// large a message it reads; the other end then sends what waits at once as
+// one message, of at most [MaxBatch] entries and no larger than that.
+package protocol
+
+import (
+	"strconv"
+
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+)
+
+const (
+	// BatchHeader is the header (gRPC metadata key) with which an end of a
+	// stream says that it reads batches; its value is the largest message,
+	// in bytes, it reads.
+	BatchHeader = "eventproc-batch"
+	// SinkIDHeader is the header with which a sink names itself when it
+	// opens a Process stream. A sink opens several streams to each
+	// processor; a processor publishes each event on only one stream of
+	// each sink.
+	SinkIDHeader = "eventproc-sink-id"
+	// MaxBatch bounds the entries of one batch message.
+	MaxBatch = 64
+	// MaxRecvBytes is the largest message a processor served by the SDK
+	// and the Go client read: gRPC's default. They announce it in
+	// BatchHeader.
+	MaxRecvBytes = 4 << 20
+)
+
+// BatchLimit returns the value of BatchHeader in md: the largest batch
+// message the peer reads, or 0 when it does not read batches.
+func BatchLimit(md metadata.MD) int {
+	if v := md.Get(BatchHeader); len(v) > 0 {
+		if n, err := strconv.Atoi(v[0]); err == nil && n > 0 {
+			return n
+		}
+	}
+	return 0
+}
+
+// Batch is the batch field of one of the protocol's messages.
+type Batch struct{ tagSize int }
+
+// The batch fields, read from the descriptors of event/v1.
+var (
+	ProcessRequestBatch  = batchOf((*eventv1.ProcessRequest)(nil))
+	ProcessResponseBatch = batchOf((*eventv1.ProcessResponse)(nil))
+	StreamRequestBatch   = batchOf((*eventv1.StreamRequest)(nil))
+	StreamResponseBatch  = batchOf((*eventv1.StreamResponse)(nil))
+)
+
+func batchOf(m protoreflect.ProtoMessage) Batch {
+	fd := m.ProtoReflect().Descriptor().Fields().ByName("batch")
+	return Batch{tagSize: protowire.SizeTag(fd.Number())}
+}
+
+// EntrySize is the size an encoded message of n bytes takes as an entry of
+// the batch field.
+func (b Batch) EntrySize(n int) int { return b.tagSize + protowire.SizeBytes(n) }
