@@ -81,7 +81,6 @@ func newHTTPAPI(b backend, ready func() bool, maxBody int64, log *slog.Logger) (
 		runtime.WithErrorHandler(a.gatewayError),
 		runtime.WithRoutingErrorHandler(a.routingError),
 		runtime.WithForwardResponseOption(forwardOutcome),
-		runtime.WithForwardResponseRewriter(relayedJSON),
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
 		// No method or path games: POST /v1/events is the only way to send.
 		runtime.WithDisableHTTPMethodOverride(),
@@ -321,8 +320,6 @@ func (m eventMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
 // embedded JSONPb copies it once more).
 func (m eventMarshaler) Marshal(v any) ([]byte, error) {
 	switch v := v.(type) {
-	case jsonBody:
-		return v, nil
 	case *eventv1.Event:
 		return eventjson.Marshal(v)
 	}
@@ -330,33 +327,6 @@ func (m eventMarshaler) Marshal(v any) ([]byte, error) {
 		return m.MarshalOptions.Marshal(msg)
 	}
 	return m.JSONPb.Marshal(v)
-}
-
-// jsonBody is a response body already encoded as JSON.
-type jsonBody []byte
-
-// relayedJSON is the gateway's forward-response rewriter. The sink's Send
-// relays a reply event as the processor encoded it (see [sink.Sink.Send]);
-// relayedJSON writes it as JSON straight from those bytes, as protojson
-// would write the decoded event ([eventjson.AppendWire]), without building
-// the Event. Other responses pass unchanged.
-func relayedJSON(_ context.Context, m proto.Message) (any, error) {
-	if m == nil {
-		return m, nil
-	}
-	resp, ok := m.ProtoReflect().Interface().(*eventv1.SendResponse)
-	if !ok {
-		return m, nil
-	}
-	wire, ok := sink.RelayedEvent(resp)
-	if !ok {
-		return m, nil
-	}
-	b, err := eventjson.AppendWire(make([]byte, 0, 64+2*len(wire)), wire)
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "processor's reply event cannot be written as JSON: %v", err)
-	}
-	return jsonBody(b), nil
 }
 
 // readEvent reads r to its end into a pooled buffer and decodes it into

@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/eventproc/eventproc/event/processor"
 	"github.com/eventproc/eventproc/event/sink"
@@ -97,14 +96,15 @@ func (s *countingStream) RecvMsg(v any) error {
 	if err != nil {
 		return err
 	}
+	// The sink reads requests into an envelope of its own
+	// (internal/relay/v1): read that as the StreamRequest it is.
+	b, err := proto.Marshal(v.(proto.Message))
+	if err != nil {
+		return err
+	}
 	req := new(eventv1.StreamRequest)
-	switch v := v.(type) {
-	case *eventv1.StreamRequest:
-		req = v
-	case *emptypb.Empty: // the sink reads requests raw
-		if err := proto.Unmarshal(v.ProtoReflect().GetUnknown(), req); err != nil {
-			return err
-		}
+	if err := proto.Unmarshal(b, req); err != nil {
+		return err
 	}
 	if n := len(req.GetBatch()); n > 0 {
 		s.m.add(n)
@@ -150,8 +150,8 @@ func startEnv(t testing.TB, handler processor.HandlerFunc) *env {
 
 	e := &env{msgs: &messages{}}
 	slis := listen(t)
-	srv := grpc.NewServer(sink.RelayCodecOption(), grpc.ChainStreamInterceptor(e.msgs.interceptor()))
-	eventv1.RegisterSinkServiceServer(srv, s)
+	srv := grpc.NewServer(append(sink.ServerOptions(), grpc.ChainStreamInterceptor(e.msgs.interceptor()))...)
+	s.Register(srv)
 	wg.Go(func() { _ = srv.Serve(slis) })
 	t.Cleanup(srv.Stop)
 	e.addr = slis.Addr().String()

@@ -10,10 +10,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/protocol"
+	relayv1 "github.com/eventproc/eventproc/internal/relay/v1"
 )
 
 // batchProcessor is a fake processor that echoes, and that reads and
@@ -31,12 +32,12 @@ type batchProcessor struct {
 
 func (f *batchProcessor) Process(ps eventv1.ProcessorService_ProcessServer) error {
 	md, _ := metadata.FromIncomingContext(ps.Context())
-	if v := md.Get(batchHeader); len(v) == 1 && v[0] != "" {
+	if v := md.Get(protocol.BatchHeader); len(v) == 1 && v[0] != "" {
 		f.sinkAnnounced.Store(true)
 	}
 	hdr := metadata.MD{}
 	if f.announce {
-		hdr = metadata.Pairs(batchHeader, "4194304")
+		hdr = metadata.Pairs(protocol.BatchHeader, "4194304")
 	}
 	if err := ps.SendHeader(hdr); err != nil {
 		return err
@@ -100,20 +101,9 @@ type gatedStream struct {
 }
 
 func (g *gatedStream) SendMsg(m any) error {
-	// A batch travels encoded already, a request alone as a message.
 	n := int64(1)
-	if b, ok := m.(encodedRequest); ok {
-		n = 0
-		for len(b) > 0 {
-			num, _, l := protowire.ConsumeField(b)
-			if l < 0 {
-				break
-			}
-			if num == fieldProcessBatch {
-				n++
-			}
-			b = b[l:]
-		}
+	if req, ok := m.(*relayv1.ProcessRequest); ok && len(req.Batch) > 0 {
+		n = int64(len(req.Batch))
 	}
 	g.held.Add(n)
 	defer g.held.Add(-n)
@@ -144,13 +134,13 @@ func TestBatches(t *testing.T) {
 			var held atomic.Int64
 			s := startSink(t, Config{Routes: helloRoute(addr), StreamsPerTarget: 1, MaxMessageBytes: tt.limit,
 				DialOptions: []grpc.DialOption{gatedSends(open, &held)}})
-			st := s.routes.lookup(eventv1.Type_TYPE_HELLO).pick(nil)
+			st := s.routes[eventv1.Type_TYPE_HELLO].pick(nil)
 			if (st.batchLimit > 0) != announce {
 				t.Fatalf("stream batch limit %d, want batches %v", st.batchLimit, announce)
 			}
 			const n = 40
 			ctx := testCtx(t)
-			wait := dispatchEchoes(ctx, s, n)
+			wait := sendEchoes(ctx, s, n)
 			// The writer holds the first message at the gate; the requests
 			// that came later queue behind it. (A batch split by the limit
 			// is partly in the writer's hands: then wait for all to be in

@@ -4,12 +4,12 @@ import (
 	"fmt"
 	"testing"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/protocol"
 )
 
 // Micro-benchmarks of the multiplexer and the router, in-process over
@@ -31,7 +31,7 @@ func BenchmarkRoute(b *testing.B) {
 	}, StreamsPerTarget: 2})
 	b.ReportAllocs()
 	for b.Loop() {
-		r, err := s.routeForType(true, eventv1.Type_TYPE_HELLO)
+		r, err := s.routeFor(b.Context(), eventv1.Type_TYPE_HELLO)
 		if err != nil || r.pick(nil) == nil {
 			b.Fatal("no live stream", err)
 		}
@@ -86,7 +86,7 @@ func BenchmarkStreamIngress(b *testing.B) {
 func BenchmarkStreamIngressBatch(b *testing.B) {
 	addr, _ := startFake(b, &fakeProcessor{answer: echo})
 	s := startSink(b, Config{Routes: helloRoute(addr)})
-	ctx := metadata.AppendToOutgoingContext(testCtx(b), batchHeader, "4194304")
+	ctx := metadata.AppendToOutgoingContext(testCtx(b), protocol.BatchHeader, "4194304")
 	ss, err := serveSink(b, s).Stream(ctx)
 	if err != nil {
 		b.Fatal(err)
@@ -134,14 +134,14 @@ func BenchmarkStreamIngressBatch(b *testing.B) {
 	}
 }
 
-// BenchmarkUnarySend measures SinkService.Send over loopback gRPC with the
-// sink's relaying codec (RelayCodecOption), 16 callers per core, to a fake echo
+// BenchmarkUnarySend measures SinkService.Send over loopback gRPC as
+// Register serves it, 16 callers per core, to a fake echo
 // processor, with an event as a client would send it: a small JSON object
 // as payload and two metadata entries.
 func BenchmarkUnarySend(b *testing.B) {
 	addr, _ := startFake(b, &fakeProcessor{answer: echo})
 	s := startSink(b, Config{Routes: helloRoute(addr)})
-	client := serveSinkWith(b, s, []grpc.ServerOption{RelayCodecOption()})
+	client := serveSink(b, s)
 	payload, err := structpb.NewValue(map[string]any{"user": "ada", "action": "login", "attempt": 1})
 	if err != nil {
 		b.Fatal(err)

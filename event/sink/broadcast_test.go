@@ -25,7 +25,7 @@ func TestBroadcast(t *testing.T) {
 	}
 	s := startSink(t, Config{Routes: []Route{{Type: eventv1.Type_TYPE_HELLO, Targets: addrs, Broadcast: true}}})
 	waitAllLive(t, s)
-	resp, err := s.Dispatch(testCtx(t), hello("x"))
+	resp, err := send(s, testCtx(t), hello("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestBroadcastFailure(t *testing.T) {
 	}})
 	s := startSink(t, Config{Routes: []Route{{Type: eventv1.Type_TYPE_HELLO, Targets: []string{ok, bad}, Broadcast: true}}})
 	waitAllLive(t, s)
-	_, err := s.Dispatch(testCtx(t), hello("x"))
+	_, err := send(s, testCtx(t), hello("x"))
 	wantCode(t, err, codes.PermissionDenied)
 }
 

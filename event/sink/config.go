@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/eventproc/eventproc/event/pubsub"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
@@ -82,6 +85,15 @@ type Config struct {
 	// DialOptions are appended to the sink's own when dialing processors
 	// (tests use them to dial in-memory listeners).
 	DialOptions []grpc.DialOption
+	// Authorize, when set, is asked for every event before it is routed,
+	// on every entry (REST, Send, each event of a Stream and of its
+	// batches, in-process callers), and for every type of every
+	// subscription (gRPC, Server-Sent Events, NDJSON). ctx is the caller's
+	// request context, which carries its identity (whatever an
+	// authenticating interceptor or middleware put there). A non-nil error
+	// refuses that event or subscription alone: a status error is answered
+	// as it is, any other error as PERMISSION_DENIED.
+	Authorize func(ctx context.Context, action Action, t eventv1.Type) error
 }
 
 // withDefaults returns c with zero fields set to their defaults, or an error
@@ -212,4 +224,43 @@ func ParseRoute(s string) (Route, error) {
 		return Route{}, fmt.Errorf("route %q: %w", s, err)
 	}
 	return r, nil
+}
+
+// Action is what a caller asks to do with events of a type.
+type Action int
+
+// The actions [Config.Authorize] is asked about.
+const (
+	// ActionSend is sending an event (REST, Send, each event of a Stream).
+	ActionSend Action = iota + 1
+	// ActionSubscribe is subscribing to published events (Subscribe over
+	// gRPC, Server-Sent Events or NDJSON), asked once per type.
+	ActionSubscribe
+)
+
+func (a Action) String() string {
+	switch a {
+	case ActionSend:
+		return "send"
+	case ActionSubscribe:
+		return "subscribe"
+	}
+	return fmt.Sprintf("Action(%d)", int(a))
+}
+
+// authorize asks Config.Authorize, if set, whether the caller behind ctx
+// may take action on events of type t. A refusal that is not a status error
+// becomes PERMISSION_DENIED.
+func (s *Sink) authorize(ctx context.Context, action Action, t eventv1.Type) error {
+	if s.cfg.Authorize == nil {
+		return nil
+	}
+	err := s.cfg.Authorize(ctx, action, t)
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Errorf(codes.PermissionDenied, "%s %s: %v", action, t, err)
 }

@@ -136,16 +136,16 @@ func hello(payload string) *eventv1.Event {
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-// dispatchEchoes starts n callers of s.Dispatch, each with its own payload,
+// sendEchoes starts n callers of Sink.Send, each with its own payload,
 // and returns a function that waits for them and returns what went wrong:
 // an error, another caller's reply, or an outcome other than REPLIED.
-func dispatchEchoes(ctx context.Context, s *Sink, n int) (wait func() []error) {
+func sendEchoes(ctx context.Context, s *Sink, n int) (wait func() []error) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*n)
 	for i := range n {
 		wg.Go(func() {
 			want := fmt.Sprintf("caller-%d", i)
-			resp, err := s.Dispatch(ctx, hello(want))
+			resp, err := send(s, ctx, hello(want))
 			if err != nil {
 				errs <- fmt.Errorf("caller %d: %v", i, err)
 				return
@@ -167,4 +167,9 @@ func dispatchEchoes(ctx context.Context, s *Sink, n int) (wait func() []error) {
 		}
 		return all
 	}
+}
+
+// send sends ev through s's in-process entry, Send.
+func send(s *Sink, ctx context.Context, ev *eventv1.Event) (*eventv1.SendResponse, error) {
+	return s.Send(ctx, &eventv1.SendRequest{Event: ev})
 }

@@ -15,6 +15,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/protocol"
+	relayv1 "github.com/eventproc/eventproc/internal/relay/v1"
 	"github.com/eventproc/eventproc/internal/vtcodec"
 )
 
@@ -28,17 +30,17 @@ func TestStreamIngressBatch(t *testing.T) {
 		announce bool
 		opts     []grpc.ServerOption
 	}{
-		{"grpc codec, announced", true, nil},
-		{"grpc codec, not announced", false, nil},
-		{"sink codec, announced", true, []grpc.ServerOption{CodecOption()}},
-		{"sink codec, not announced", false, []grpc.ServerOption{CodecOption()}},
+		{"grpc codec, announced", true, []grpc.ServerOption{}},
+		{"grpc codec, not announced", false, []grpc.ServerOption{}},
+		{"sink codec, announced", true, nil},
+		{"sink codec, not announced", false, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr, _ := startFake(t, &fakeProcessor{answer: echo})
 			s := startSink(t, Config{Routes: helloRoute(addr)})
 			ctx := testCtx(t)
 			if tc.announce {
-				ctx = metadata.AppendToOutgoingContext(ctx, batchHeader, strconv.Itoa(1<<20))
+				ctx = metadata.AppendToOutgoingContext(ctx, protocol.BatchHeader, strconv.Itoa(1<<20))
 			}
 			ss, err := serveSinkWith(t, s, tc.opts).Stream(ctx)
 			if err != nil {
@@ -144,30 +146,22 @@ func TestStreamIngressBatchMalformed(t *testing.T) {
 	}
 }
 
-// The writer sends what waits at once in one message, up to maxBatch
+// The writer sends what waits at once in one message, up to protocol.MaxBatch
 // answers and the client's limit in bytes, and each answer alone to a
 // client that reads no batches; every slot is released.
 func TestStreamIngressWriteBatches(t *testing.T) {
 	answer := func(i int) answered {
-		a := new(streamAnswer)
-		a.resp.Id = fmt.Sprintf("id-%03d", i)
-		a.send.Outcome = eventv1.Outcome_OUTCOME_CONSUMED
-		a.ok.Response = &a.send
-		a.resp.Result = &a.ok
-		if i%7 == 0 { // some not Checked
-			return answered{&a.resp, int32(i)}
-		}
-		a.checked.Message = &a.resp
-		return answered{&a.checked, int32(i)}
+		return answered{&relayv1.StreamResponse{Id: fmt.Sprintf("id-%03d", i), Result: &relayv1.StreamResponse_Response{
+			Response: &relayv1.SendResponse{Outcome: eventv1.Outcome_OUTCOME_CONSUMED}}}, int32(i)}
 	}
-	entrySize := proto.Size(&eventv1.StreamResponse{Batch: []*eventv1.StreamResponse{answer(1).msg.(*vtcodec.Checked).Message.(*eventv1.StreamResponse)}})
+	entrySize := proto.Size(&relayv1.StreamResponse{Batch: []*relayv1.StreamResponse{answer(1).resp}})
 	for _, tc := range []struct {
 		limit, answers int
 		want           []int // answers per message
 	}{
 		{0, 5, []int{1, 1, 1, 1, 1}},
 		{1 << 20, 5, []int{5}},
-		{1 << 20, maxBatch + 3, []int{maxBatch, 3}},
+		{1 << 20, protocol.MaxBatch + 3, []int{protocol.MaxBatch, 3}},
 		{3 * entrySize, 7, []int{3, 3, 1}},
 		{entrySize - 1, 2, []int{1, 1}}, // an answer over the limit goes alone
 		{1 << 20, 1, []int{1}},

@@ -25,7 +25,8 @@ func serveSink(t testing.TB, s *Sink, opts ...grpc.DialOption) eventv1.SinkServi
 	return serveSinkWith(t, s, nil, opts...)
 }
 
-// serveSinkWith is serveSink with options for the server.
+// serveSinkWith is serveSink with options for the server, ServerOptions
+// when nil.
 func serveSinkWith(t testing.TB, s *Sink, srvOpts []grpc.ServerOption, opts ...grpc.DialOption) eventv1.SinkServiceClient {
 	t.Helper()
 	return eventv1.NewSinkServiceClient(serveSinkConn(t, s, srvOpts, opts...))
@@ -38,8 +39,11 @@ func serveSinkConn(t testing.TB, s *Sink, srvOpts []grpc.ServerOption, opts ...g
 	if err != nil {
 		t.Fatal(err)
 	}
+	if srvOpts == nil {
+		srvOpts = ServerOptions()
+	}
 	srv := grpc.NewServer(srvOpts...)
-	eventv1.RegisterSinkServiceServer(srv, s)
+	s.Register(srv)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(lis) }()
 	conn, err := grpc.NewClient(lis.Addr().String(), append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
@@ -143,16 +147,15 @@ func TestStreamIngressBadTimeout(t *testing.T) {
 	_ = ss.CloseSend()
 }
 
-// sendPaths are the ways a client's event reaches the multiplexer: the
-// library call (reply decoded), and the two gRPC methods (reply relayed,
-// synchronously and by callback).
+// sendPaths are the ways a client's event reaches the sink: the in-process
+// call (reply decoded), and the two gRPC methods (reply relayed).
 var sendPaths = []struct {
 	name   string
 	sender func(t *testing.T, s *Sink) func(*eventv1.Event) (*eventv1.SendResponse, error)
 }{
-	{"Dispatch", func(t *testing.T, s *Sink) func(*eventv1.Event) (*eventv1.SendResponse, error) {
+	{"in-process Send", func(t *testing.T, s *Sink) func(*eventv1.Event) (*eventv1.SendResponse, error) {
 		ctx := testCtx(t)
-		return func(ev *eventv1.Event) (*eventv1.SendResponse, error) { return s.Dispatch(ctx, ev) }
+		return func(ev *eventv1.Event) (*eventv1.SendResponse, error) { return send(s, ctx, ev) }
 	}},
 	{"Send", func(t *testing.T, s *Sink) func(*eventv1.Event) (*eventv1.SendResponse, error) {
 		ctx, client := testCtx(t), serveSink(t, s)
@@ -160,9 +163,8 @@ var sendPaths = []struct {
 			return client.Send(ctx, &eventv1.SendRequest{Event: ev})
 		}
 	}},
-	{"Send encoded", func(t *testing.T, s *Sink) func(*eventv1.Event) (*eventv1.SendResponse, error) {
-		// The relaying codec keeps the request encoded (RelayCodecOption).
-		ctx, client := testCtx(t), serveSinkWith(t, s, []grpc.ServerOption{RelayCodecOption()})
+	{"Send with gRPC's codec", func(t *testing.T, s *Sink) func(*eventv1.Event) (*eventv1.SendResponse, error) {
+		ctx, client := testCtx(t), serveSinkWith(t, s, []grpc.ServerOption{})
 		return func(ev *eventv1.Event) (*eventv1.SendResponse, error) {
 			return client.Send(ctx, &eventv1.SendRequest{Event: ev})
 		}
@@ -340,7 +342,7 @@ func TestStreamIngressTooDeep(t *testing.T) {
 	}
 	for n := 4990; n <= 4999; n++ { // 5,000 is past what the StreamRequest itself may hold
 		ev := &eventv1.Event{Id: fmt.Sprint("deep-", n), Type: typeHello, Time: timestamppb.Now(), Payload: nestedLists(n)}
-		_, want := s.Dispatch(testCtx(t), proto.Clone(ev).(*eventv1.Event))
+		_, want := send(s, testCtx(t), proto.Clone(ev).(*eventv1.Event))
 		if err := ss.Send(&eventv1.StreamRequest{Event: ev}); err != nil {
 			t.Fatal(err)
 		}

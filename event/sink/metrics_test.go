@@ -17,11 +17,11 @@ func TestMetrics(t *testing.T) {
 	s := startSink(t, Config{Routes: helloRoute(addr), Metrics: reg})
 	ctx := testCtx(t)
 	for range 3 {
-		if _, err := s.Dispatch(ctx, hello("x")); err != nil {
+		if _, err := send(s, ctx, hello("x")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, _ = s.Dispatch(ctx, &eventv1.Event{Type: eventv1.Type_TYPE_GOODBYE})
+	_, _ = send(s, ctx, &eventv1.Event{Type: eventv1.Type_TYPE_GOODBYE})
 	tests := []struct {
 		name   string
 		labels string
@@ -89,14 +89,14 @@ func TestTraceContextPropagates(t *testing.T) {
 	s := startSink(t, Config{Routes: helloRoute(addr)})
 	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	ctx := metadata.NewIncomingContext(testCtx(t), metadata.Pairs("traceparent", tp, "tracestate", "k=v"))
-	if _, err := s.Dispatch(ctx, hello("x")); err != nil {
+	if _, err := send(s, ctx, hello("x")); err != nil {
 		t.Fatal(err)
 	}
 	tc := <-got
 	if tc["traceparent"] != tp || tc["tracestate"] != "k=v" {
 		t.Errorf("processor got trace context %v, want traceparent %s and tracestate k=v", tc, tp)
 	}
-	if _, err := s.Dispatch(testCtx(t), hello("x")); err != nil {
+	if _, err := send(s, testCtx(t), hello("x")); err != nil {
 		t.Fatal(err)
 	}
 	if tc := <-got; tc != nil {

@@ -40,7 +40,7 @@ func TestDuplicateReplyDropped(t *testing.T) {
 			t.Fatalf("after %d requests only %d duplicates dropped", i, s.Stats().DroppedReplies)
 		}
 		want := fmt.Sprint("req-", i)
-		resp, err := s.Dispatch(ctx, hello(want))
+		resp, err := send(s, ctx, hello(want))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,12 +65,12 @@ func TestOversizedReplyResetsStream(t *testing.T) {
 	addr, _ := startFake(t, f)
 	s := startSink(t, Config{Routes: helloRoute(addr), StreamsPerTarget: 1, MaxMessageBytes: 16 << 10})
 	ctx := testCtx(t)
-	_, err := s.Dispatch(ctx, hello("first"))
+	_, err := send(s, ctx, hello("first"))
 	wantCode(t, err, codes.Unavailable)
 	if err := s.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Dispatch(ctx, hello("second")); err != nil {
+	if _, err := send(s, ctx, hello("second")); err != nil {
 		t.Fatalf("after the reset: %v", err)
 	}
 	if s.Stats().Reconnects == 0 {
@@ -118,6 +118,6 @@ func TestGarbageFromProcessor(t *testing.T) {
 	t.Cleanup(func() { srv.Stop(); <-done })
 
 	s := startSink(t, Config{Routes: helloRoute(lis.Addr().String()), StreamsPerTarget: 1})
-	_, err = s.Dispatch(testCtx(t), hello("x"))
+	_, err = send(s, testCtx(t), hello("x"))
 	wantCode(t, err, codes.Unavailable)
 }

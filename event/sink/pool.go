@@ -20,19 +20,14 @@ import (
 	"google.golang.org/grpc/status"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/protocol"
+	"github.com/eventproc/eventproc/internal/vtcodec"
 )
 
 // SinkIDHeader is the metadata key with which the sink identifies itself
 // when it opens a Process stream, so a processor holding several streams
 // from one sink publishes each event on only one of them.
-const SinkIDHeader = "eventproc-sink-id"
-
-// batchHeader is the header with which both ends of a Process stream say
-// they read batches (ProcessRequest.batch, ProcessResponse.batch): the
-// sink in its request headers, the processor in its response headers. Its
-// value is the largest message, in bytes, its sender reads, which bounds
-// the batches sent to it.
-const batchHeader = "eventproc-batch"
+const SinkIDHeader = protocol.SinkIDHeader
 
 // pool keeps StreamsPerTarget Process streams open to one processor target
 // and picks the least loaded of them for each request.
@@ -156,7 +151,7 @@ func (p *pool) probe(ctx context.Context) {
 // while attempts keep failing.
 func (p *pool) keepOpen(ctx context.Context, i int) {
 	client := eventv1.NewProcessorServiceClient(p.conn)
-	md := metadata.Pairs(SinkIDHeader, p.sinkID, batchHeader, strconv.Itoa(p.cfg.MaxMessageBytes))
+	md := metadata.Pairs(SinkIDHeader, p.sinkID, protocol.BatchHeader, strconv.Itoa(p.cfg.MaxMessageBytes))
 	delay := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		sctx, cancel := context.WithCancelCause(metadata.NewOutgoingContext(ctx, md))
@@ -186,7 +181,7 @@ func (p *pool) keepOpen(ctx context.Context, i int) {
 // connection is up, and serves it until it breaks.
 // Calling abort ends the stream.
 func (p *pool) serveOnce(ctx context.Context, abort context.CancelCauseFunc, client eventv1.ProcessorServiceClient, i int) error {
-	ps, err := client.Process(ctx, grpc.WaitForReady(true), grpc.ForceCodecV2(relayCodec{}))
+	ps, err := client.Process(ctx, grpc.WaitForReady(true), grpc.ForceCodecV2(vtcodec.Codec{}))
 	if err != nil {
 		return err
 	}
@@ -202,11 +197,7 @@ func (p *pool) serveOnce(ctx context.Context, abort context.CancelCauseFunc, cli
 	}
 	s := newStream(p)
 	s.abort = abort
-	if v := md.Get(batchHeader); len(v) > 0 {
-		if n, err := strconv.Atoi(v[0]); err == nil && n > 0 {
-			s.batchLimit = min(n, p.cfg.MaxMessageBytes)
-		}
-	}
+	s.batchLimit = min(protocol.BatchLimit(md), p.cfg.MaxMessageBytes)
 	p.slots[i].Store(s)
 	p.onChange()
 	p.log.Info("processor stream up", "slot", i)

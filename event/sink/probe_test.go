@@ -124,14 +124,14 @@ func TestFrozenProcessorNoticed(t *testing.T) {
 	// Requests that land on the frozen replica before the probe notices
 	// get UNAVAILABLE (it may have seen them), never a hang to the deadline.
 	for i := 0; s.Status()[0].Targets[0].LiveStreams > 0; i++ {
-		_, err := s.Dispatch(ctx, hello("during"))
+		_, err := send(s, ctx, hello("during"))
 		if c := codesOf(err); c != codes.OK && c != codes.Unavailable {
 			t.Fatalf("request %d during the freeze: %v, want OK or UNAVAILABLE", i, err)
 		}
 	}
 	before := procs[1].served.Load()
 	for range 20 {
-		if _, err := s.Dispatch(ctx, hello("after")); err != nil {
+		if _, err := send(s, ctx, hello("after")); err != nil {
 			t.Fatalf("after the frozen replica was noticed: %v", err)
 		}
 	}

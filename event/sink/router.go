@@ -19,14 +19,9 @@ func (r *route) pick(skip *pool) *stream {
 	var best *stream
 	var bestN int64
 	for _, t := range r.targets {
-		for _, p := range *t.pools.Load() {
-			if p == skip {
-				continue
-			}
-			if s := p.pick(); s != nil {
-				if m := s.pending.Load(); best == nil || m < bestN {
-					best, bestN = s, m
-				}
+		if s := t.pick(skip); s != nil {
+			if m := s.pending.Load(); best == nil || m < bestN {
+				best, bestN = s, m
 			}
 		}
 	}
@@ -36,5 +31,3 @@ func (r *route) pick(skip *pool) *stream {
 // router maps each event type to its route. It is built once and only read
 // afterwards, so lookups need no lock.
 type router map[eventv1.Type]*route
-
-func (rt router) lookup(t eventv1.Type) *route { return rt[t] }

@@ -2,160 +2,316 @@ package sink
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/protocol"
+	relayv1 "github.com/eventproc/eventproc/internal/relay/v1"
 	"github.com/eventproc/eventproc/internal/vtcodec"
-	"github.com/eventproc/eventproc/internal/wire"
 )
 
-// CodecOption returns the gRPC codec for the server of the sink's service:
-// protobuf encoded and decoded by generated code instead of reflection,
-// which halves the protobuf share of a unary Send (3.2 → 1.5 µs per
-// request on the benchmark machine, docs/performance.md). It accepts and produces what gRPC's default codec
-// does (its one difference: unknown fields inside a Timestamp, Duration or
-// Value are dropped), writes a relayed reply as it came, and leaves
-// messages of other services (health, reflection) to gRPC's codec.
-func CodecOption() grpc.ServerOption {
-	return grpc.ForceServerCodecV2(vtcodec.Codec{})
+// ServerOptions returns the options of a gRPC server serving the sink
+// ([Sink.Register]): its messages are encoded and decoded by the code
+// protoc-gen-go-vtproto generates instead of protobuf's reflection (see
+// internal/vtcodec and docs/design.md for what that saves).
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.ForceServerCodecV2(vtcodec.Codec{})}
 }
 
-// RelayCodecOption is [CodecOption], except that it does not decode a
-// unary SendRequest at all: it checks the request as proto.Unmarshal would
-// (and fails where it would, with its error) and keeps the encoding in the
-// request's unknown fields, which [Sink.Send] relays to the processor as it
-// came, as the Stream ingress does. That saves decoding the event only to
-// encode it again: 22 of about 300 allocations per call in
-// BenchmarkUnarySend. eventproc builds its server with it.
+// Register adds the sink's SinkService to a gRPC server, best built with
+// [ServerOptions]. Its Send is [Sink.Send], except that the processor's
+// reply goes back to the client as the processor encoded it, never
+// decoded: interceptors see the decoded *eventv1.SendRequest, and a
+// *relayv1 SendResponse envelope as the response (internal/relay/v1),
+// which the client decodes as an eventv1.SendResponse. Stream and
+// Subscribe are the generated ones.
+func (s *Sink) Register(r grpc.ServiceRegistrar) {
+	desc := eventv1.SinkService_ServiceDesc
+	desc.Methods = []grpc.MethodDesc{{MethodName: "Send", Handler: s.sendHandler}}
+	r.RegisterService(&desc, s)
+}
+
+// sendHandler is the gRPC method handler of Send (see Register).
+func (s *Sink) sendHandler(_ any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	req := new(eventv1.SendRequest)
+	if err := dec(req); err != nil {
+		return nil, err
+	}
+	handle := func(ctx context.Context, req any) (any, error) {
+		return s.send(ctx, req.(*eventv1.SendRequest).GetEvent())
+	}
+	if interceptor == nil {
+		return handle(ctx, req)
+	}
+	info := &grpc.UnaryServerInfo{Server: s, FullMethod: eventv1.SinkService_Send_FullMethodName}
+	return interceptor(ctx, req, info, handle)
+}
+
+// maxInFlightPerClientStream bounds the events one SinkService.Stream client
+// may have in flight. Past it the sink stops reading the client's stream, so
+// gRPC flow control pushes back on the client instead of memory growing.
+const maxInFlightPerClientStream = 1024
+
+// Stream implements [eventv1.SinkServiceServer]: it submits every event the
+// client sends, each entry of a batch as if it came alone, and answers each
+// one, in completion order, with a StreamResponse carrying the event's id.
+// A failed event is answered with its status; the stream itself ends only
+// when the client closes it or goes away, or sends a message that is not a
+// valid StreamRequest (INVALID_ARGUMENT). Events are relayed to processors,
+// and replies to the client, without being decoded.
 //
-// Use it only on a server whose interceptors do not read SendRequests: to
-// them the request's Event is nil (and its type unknown), so an
-// interceptor that authorises by event type, say, would be fooled.
-func RelayCodecOption() grpc.ServerOption {
-	return grpc.ForceServerCodecV2(serverCodec{})
+// No goroutine waits for an event: the handler's goroutine reads and
+// submits events, and their answers are queued for the one goroutine that
+// writes to the client.
+func (s *Sink) Stream(ss eventv1.SinkService_StreamServer) error {
+	ctx := ss.Context()
+	in := &ingress{
+		s:    s,
+		ctx:  ctx,
+		tc:   traceContext(ctx),
+		out:  make(chan answered, maxInFlightPerClientStream),
+		free: make(chan int32, maxInFlightPerClientStream),
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	in.batchLimit = protocol.BatchLimit(md)
+	// When the client goes away, answer what is still in flight at once
+	// (with its context error), and tell the processors.
+	stop := context.AfterFunc(ctx, in.abort)
+	defer stop()
+
+	// Writer: the only goroutine that sends on ss. It ends once every
+	// admitted event was answered and out is drained.
+	writerDone := make(chan error, 1)
+	go func() { writerDone <- in.write(ss) }()
+
+	err := in.read(ss)
+	in.inflight.Wait()
+	close(in.out)
+	if werr := <-writerDone; err == nil {
+		err = werr
+	}
+	if err != nil && ctx.Err() != nil {
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	return err
 }
 
-// serverCodec is vtcodec's codec, but keeps a SendRequest encoded.
-type serverCodec struct{ vtcodec.Codec }
+// ingress is the state of one SinkService.Stream.
+type ingress struct {
+	s   *Sink
+	ctx context.Context
+	tc  map[string]string // the stream's trace context, for every event
+	// out holds answers for the writer. It has room for every slot, so a
+	// receiver never blocks on it.
+	out chan answered
+	// free holds slots the writer released; slots never used are
+	// next..maxInFlightPerClientStream-1.
+	free     chan int32
+	next     int32
+	inflight sync.WaitGroup // events admitted and not yet taken by the writer
 
-var sendRequestDescriptor = (&eventv1.SendRequest{}).ProtoReflect().Descriptor()
+	mu     sync.Mutex
+	closed bool          // the client went away: start no more calls
+	subs   []*submission // by slot: the event in flight, if any
 
-func (c serverCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	req, ok := v.(*eventv1.SendRequest)
-	if !ok {
-		return c.Codec.Unmarshal(data, v)
+	// batchLimit, when not zero, is the largest message the client reads:
+	// answers waiting together go out as StreamResponse.batch messages no
+	// larger than that.
+	batchLimit int
+}
+
+// answered is an answer for the writer, and the slot it frees.
+type answered struct {
+	resp *relayv1.StreamResponse
+	slot int32
+}
+
+// errBatchShape is the error for a StreamRequest that breaks the rules of
+// StreamRequest.batch.
+var errBatchShape = errors.New("a StreamRequest with a batch must have no event or timeout of its own, nor its entries a batch")
+
+// read admits the client's events until the client closes the stream (nil)
+// or it fails.
+func (in *ingress) read(ss grpc.ServerStream) error {
+	for {
+		m := new(relayv1.StreamRequest) // its event's bytes are kept until answered
+		err := ss.RecvMsg(m)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		entries := []*relayv1.StreamRequest{m}
+		if len(m.Batch) > 0 {
+			if m.Event != nil || m.Timeout != nil {
+				return malformed(errBatchShape)
+			}
+			entries = m.Batch
+		}
+		for _, e := range entries {
+			if len(e.Batch) > 0 && e != m {
+				return malformed(errBatchShape)
+			}
+			if err := in.admit(e); err != nil {
+				// The events of a batch before the malformed entry are
+				// answered.
+				return err
+			}
+		}
 	}
-	b := data.Materialize() // the request's own copy
-	if wire.Check(b, sendRequestDescriptor) != nil {
-		return vtcodec.Unmarshal(b, req) // proto.Unmarshal's verdict and error
+}
+
+// malformed is the error that ends a stream whose message is not a valid
+// StreamRequest, as when gRPC cannot decode a message.
+func malformed(err error) error {
+	return status.Errorf(codes.InvalidArgument, "malformed StreamRequest: %v", err)
+}
+
+// admit submits one event once it has a slot, waiting for one while
+// maxInFlightPerClientStream events are in flight. It fails when the event
+// is malformed or the client went away.
+func (in *ingress) admit(req *relayv1.StreamRequest) error {
+	var tooDeep bool
+	if req.Event != nil {
+		var err error
+		if tooDeep, err = checkEvent(req.Event); err != nil {
+			return malformed(fmt.Errorf("event: %w", err))
+		}
 	}
-	// Send checks the event again, at the depth a processor meets it: it
-	// cannot tell these bytes from unknown fields a Go caller set, and the
-	// second check of a small event costs less than decoding it did.
-	proto.Reset(req)
-	req.ProtoReflect().SetUnknown(b)
+	var limit time.Duration
+	badTimeout := false
+	if d := req.Timeout; d != nil {
+		limit = d.AsDuration()
+		badTimeout = d.CheckValid() != nil || limit <= 0
+	}
+	var slot int32
+	if in.next < maxInFlightPerClientStream {
+		slot = in.next
+		in.next++
+		in.mu.Lock()
+		in.subs = append(in.subs, nil) // subs grows with the slots in use
+		in.mu.Unlock()
+	} else {
+		select {
+		case slot = <-in.free:
+		case <-in.ctx.Done():
+			return in.ctx.Err()
+		}
+	}
+	in.inflight.Add(1)
+	sub := &submission{s: in.s, ctx: in.ctx, to: in, slot: slot, start: time.Now(), trace: in.tc}
+	in.mu.Lock()
+	in.subs[slot] = sub
+	if in.closed {
+		sub.gone = status.FromContextError(in.ctx.Err()).Err()
+	}
+	in.mu.Unlock()
+	switch {
+	case req.Event == nil:
+		sub.finish(answer{err: status.Error(codes.InvalidArgument, "missing event")})
+	case badTimeout:
+		sub.finish(answer{err: status.Error(codes.InvalidArgument, "timeout must be a positive duration")})
+	default:
+		in.s.submit(sub, req.Event, tooDeep, limit)
+	}
 	return nil
 }
 
-// Send implements [eventv1.SinkServiceServer]: it routes req's event like
-// [Sink.Dispatch], but relays a reply event without decoding it: the
-// response's Event field is nil and the event travels, as the processor
-// encoded it, in the response's unknown fields, which gRPC's proto codec
-// writes out unchanged, so a gRPC client receives the event itself.
-// [RelayedEvent] returns those bytes; code that needs the reply as an Event
-// calls Dispatch instead.
-//
-// A request whose event is not set but whose unknown fields are is taken as
-// the encoded SendRequest (which is what [RelayCodecOption] gives it): its event
-// is checked as proto.Unmarshal would and relayed without being decoded.
-func (s *Sink) Send(ctx context.Context, req *eventv1.SendRequest) (*eventv1.SendResponse, error) {
-	var resp *eventv1.SendResponse
+// receive queues a submission's answer for the writer.
+func (in *ingress) receive(sub *submission, a answer) {
+	in.mu.Lock()
+	in.subs[sub.slot] = nil
+	in.mu.Unlock()
+	resp := &relayv1.StreamResponse{Id: sub.id}
+	if sr, err := sendResponse(a); err != nil {
+		resp.Result = &relayv1.StreamResponse_Error{Error: status.Convert(err).Proto()}
+	} else {
+		resp.Result = &relayv1.StreamResponse_Response{Response: sr}
+	}
+	in.out <- answered{resp, sub.slot}
+}
+
+// abort answers every event still in flight with the stream's context
+// error, once the client has gone away.
+func (in *ingress) abort() {
+	in.mu.Lock()
+	in.closed = true
+	var subs []*submission
+	for _, sub := range in.subs {
+		if sub != nil {
+			subs = append(subs, sub)
+		}
+	}
+	in.mu.Unlock()
+	for _, sub := range subs {
+		sub.abandon(in.ctx.Err())
+	}
+}
+
+// write sends the queued answers, one message each or, when the client
+// reads batches, as many as wait at once (up to protocol.MaxBatch) in as
+// few messages as its limit allows. It releases each answer's slot, and
+// returns once out is closed and drained, with the first error sending:
+// answers after it are dropped, as the stream has failed.
+func (in *ingress) write(ss grpc.ServerStream) error {
 	var err error
-	if b := req.ProtoReflect().GetUnknown(); req.GetEvent() == nil && len(b) > 0 {
-		resp, err = s.sendEncoded(ctx, b)
-	} else {
-		resp, err = s.dispatchCounted(ctx, req.GetEvent(), false)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if b, ok := RelayedEvent(resp); ok {
-		ev := new(eventv1.Event)
-		if err := proto.Unmarshal(b, ev); err != nil {
-			return nil, status.Errorf(codes.Internal, "processor's reply event does not decode: %v", err)
+	var batch relayv1.StreamResponse
+	var taken []answered
+	size := 0
+	flush := func() {
+		switch {
+		case len(batch.Batch) == 0:
+		case err != nil:
+		case len(batch.Batch) == 1:
+			err = ss.SendMsg(batch.Batch[0])
+		default:
+			err = ss.SendMsg(&batch) // encodes the message before it returns
 		}
-		return &eventv1.SendResponse{Event: ev, Outcome: resp.GetOutcome()}, nil
+		clear(batch.Batch)
+		batch.Batch, size = batch.Batch[:0], 0
 	}
-	return resp, nil
-}
-
-// sendEncoded is Send for an encoded SendRequest, b: what dispatch does,
-// on the event's encoding.
-func (s *Sink) sendEncoded(ctx context.Context, b []byte) (*eventv1.SendResponse, error) {
-	start := time.Now()
-	ev, err := parseSendRequest(b)
-	if err != nil { // only from Go callers: gRPC's decoder checked b
-		err = status.Errorf(codes.InvalidArgument, "malformed SendRequest: %v", err)
-	} else {
-		var resp *eventv1.SendResponse
-		if resp, err = s.dispatchEncoded(ctx, &ev, start); err == nil {
-			s.metrics.observe(ev.typ, codes.OK, start)
-			return resp, nil
+	for a := range in.out {
+		taken = append(taken[:0], a)
+		if in.batchLimit > 0 {
+		more:
+			for len(taken) < protocol.MaxBatch {
+				select {
+				case a, ok := <-in.out:
+					if !ok {
+						break more
+					}
+					taken = append(taken, a)
+				default:
+					break more
+				}
+			}
 		}
-	}
-	s.metrics.observe(ev.typ, status.Code(err), start)
-	return nil, err
-}
-
-// dispatchEncoded routes an encoded event and waits for its answer, as
-// dispatch does for a decoded one.
-func (s *Sink) dispatchEncoded(ctx context.Context, ev *streamedEvent, now time.Time) (*eventv1.SendResponse, error) {
-	r, err := s.routeForType(ev.body != nil, ev.typ)
-	if err == nil && ev.tooDeep {
-		err = errTooDeep
-	}
-	if err != nil {
-		return nil, err
-	}
-	if r.broadcast { // rare, and it needs the event decoded
-		dec := new(eventv1.Event)
-		if err := proto.Unmarshal(ev.body, dec); err != nil { // checked already; cannot fail
-			return nil, status.Errorf(codes.InvalidArgument, "invalid event: %v", err)
+		for _, a := range taken {
+			entry := 0
+			if len(taken) > 1 {
+				entry = protocol.StreamResponseBatch.EntrySize(a.resp.SizeVT())
+				if len(batch.Batch) > 0 && size+entry > in.batchLimit {
+					flush()
+				}
+			}
+			batch.Batch, size = append(batch.Batch, a.resp), size+entry
 		}
-		return s.dispatch(ctx, dec, now, 0, false)
+		flush()
+		for _, a := range taken {
+			in.free <- a.slot
+			in.inflight.Done()
+		}
+		clear(taken)
 	}
-	newID := ev.id == ""
-	if newID {
-		ev.id = s.ids.Next()
-	}
-	deadline, timer := s.deadline(ctx, now, 0)
-	req := &eventv1.ProcessRequest{TraceContext: traceContext(ctx)}
-	req.ProtoReflect().SetUnknown(ev.processRequestEvent(newID, now))
-	return s.process(ctx, r, req, deadline, timer, false)
-}
-
-// RelayedEvent returns the encoded reply event that [Sink.Send] relayed in
-// resp, as the processor encoded it, and whether resp holds one. The HTTP
-// front writes it as JSON without decoding it.
-func RelayedEvent(resp *eventv1.SendResponse) ([]byte, bool) {
-	if resp.GetEvent() != nil {
-		return nil, false
-	}
-	b := resp.ProtoReflect().GetUnknown()
-	num, typ, n := protowire.ConsumeTag(b)
-	if n < 0 || num != fieldSendEvent || typ != protowire.BytesType {
-		return nil, false
-	}
-	ev, m := protowire.ConsumeBytes(b[n:])
-	if m < 0 || n+m != len(b) {
-		return nil, false
-	}
-	return ev, true
+	return err
 }

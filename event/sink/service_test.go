@@ -1,12 +1,14 @@
 package sink
 
 import (
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -50,50 +52,27 @@ func TestSendPathsFillIDAndTime(t *testing.T) {
 	}
 }
 
-// TestRelayedEvent: Send's answer holds the processor's reply as it was
-// encoded, which RelayedEvent returns; Dispatch's holds the decoded event.
-func TestRelayedEvent(t *testing.T) {
+// The service Register adds relays a reply without decoding it; every
+// answer is the one the generated service (which calls Send, decoding the
+// reply) gives, errors included, and a request gRPC's decoder rejects is
+// rejected the same way.
+func TestRegisteredLikeGenerated(t *testing.T) {
 	addr, _ := startFake(t, &fakeProcessor{answer: echo})
 	s := startSink(t, Config{Routes: helloRoute(addr)})
-	ctx := t.Context()
-
-	resp, err := s.Send(ctx, &eventv1.SendRequest{Event: hello("relayed")})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	wire, ok := RelayedEvent(resp)
-	if !ok {
-		t.Fatalf("RelayedEvent(%v): none", resp)
-	}
-	got := new(eventv1.Event)
-	if err := proto.Unmarshal(wire, got); err != nil {
-		t.Fatalf("relayed bytes do not decode: %v", err)
-	}
-	if got.GetPayload().GetStringValue() != "relayed" || got.GetId() == "" {
-		t.Errorf("relayed event %v, want the echo of the event sent", got)
-	}
-
-	resp, err = s.Dispatch(ctx, hello("decoded"))
+	srv := grpc.NewServer()
+	eventv1.RegisterSinkServiceServer(srv, s)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	decodedConn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if wire, ok := RelayedEvent(resp); ok || resp.GetEvent().GetPayload().GetStringValue() != "decoded" {
-		t.Errorf("Dispatch: RelayedEvent = %x, %v and event %v; want none and the decoded event", wire, ok, resp.GetEvent())
-	}
-	consumed := &eventv1.SendResponse{Outcome: eventv1.Outcome_OUTCOME_CONSUMED}
-	if _, ok := RelayedEvent(consumed); ok {
-		t.Errorf("RelayedEvent(%v) found an event", consumed)
-	}
-}
-
-// With RelayCodecOption a SendRequest is relayed encoded; every answer is
-// the one the decoded request gets, errors included, and a request gRPC's
-// decoder rejects is rejected the same way.
-func TestSendEncodedLikeDecoded(t *testing.T) {
-	addr, _ := startFake(t, &fakeProcessor{answer: echo})
-	s := startSink(t, Config{Routes: helloRoute(addr)})
-	decodedConn := serveSinkConn(t, s, nil)
-	encodedConn := serveSinkConn(t, s, []grpc.ServerOption{RelayCodecOption()})
+	t.Cleanup(func() { decodedConn.Close() })
+	encodedConn := serveSinkConn(t, s, nil)
 	decoded, encoded := eventv1.NewSinkServiceClient(decodedConn), eventv1.NewSinkServiceClient(encodedConn)
 	ctx := testCtx(t)
 
@@ -140,12 +119,5 @@ func TestSendEncodedLikeDecoded(t *testing.T) {
 		if status.Code(err) != codes.Internal || !strings.Contains(err.Error(), "invalid UTF-8") {
 			t.Errorf("%s: invalid UTF-8: %v, want gRPC's INTERNAL decode error", name, err)
 		}
-	}
-
-	// Unknown fields set by a Go caller that are not an encoded event.
-	req := new(eventv1.SendRequest)
-	req.ProtoReflect().SetUnknown(protowire.AppendTag(nil, 1, protowire.BytesType)) // no length
-	if _, err := s.Send(ctx, req); status.Code(err) != codes.InvalidArgument {
-		t.Errorf("Send with garbage unknown fields: %v, want INVALID_ARGUMENT", err)
 	}
 }

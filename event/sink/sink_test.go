@@ -42,7 +42,7 @@ func wantCode(t *testing.T, err error, want codes.Code) {
 
 // Every one of 1,000 concurrent callers gets its own reply, although the
 // processor answers in random order after random delays.
-func TestDispatchConcurrentOutOfOrder(t *testing.T) {
+func TestSendConcurrentOutOfOrder(t *testing.T) {
 	f := &fakeProcessor{answer: func(ctx context.Context, req *eventv1.ProcessRequest) *eventv1.ProcessResponse {
 		select {
 		case <-time.After(time.Duration(rand.IntN(2000)) * time.Microsecond):
@@ -55,7 +55,7 @@ func TestDispatchConcurrentOutOfOrder(t *testing.T) {
 	s := startSink(t, Config{Routes: helloRoute(addr), StreamsPerTarget: 3})
 	ctx := testCtx(t)
 
-	for _, err := range dispatchEchoes(ctx, s, 1000)() {
+	for _, err := range sendEchoes(ctx, s, 1000)() {
 		t.Error(err)
 	}
 	f.mu.Lock()
@@ -66,7 +66,7 @@ func TestDispatchConcurrentOutOfOrder(t *testing.T) {
 	}
 }
 
-func TestDispatchAnswers(t *testing.T) {
+func TestSendAnswers(t *testing.T) {
 	f := &fakeProcessor{answer: func(ctx context.Context, req *eventv1.ProcessRequest) *eventv1.ProcessResponse {
 		resp := &eventv1.ProcessResponse{Id: req.GetId()}
 		switch req.GetEvent().GetPayload().GetStringValue() {
@@ -99,7 +99,7 @@ func TestDispatchAnswers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.payload, func(t *testing.T) {
-			resp, err := s.Dispatch(ctx, hello(tt.payload))
+			resp, err := send(s, ctx, hello(tt.payload))
 			wantCode(t, err, tt.wantCode)
 			if got := resp.GetOutcome(); got != tt.wantOutcome {
 				t.Errorf("outcome %v, want %v", got, tt.wantOutcome)
@@ -111,15 +111,15 @@ func TestDispatchAnswers(t *testing.T) {
 	}
 }
 
-func TestDispatchFillsIDAndTime(t *testing.T) {
+func TestSendFillsIDAndTime(t *testing.T) {
 	addr, _ := startFake(t, &fakeProcessor{answer: echo})
 	s := startSink(t, Config{Routes: helloRoute(addr)})
 	ctx := testCtx(t)
-	a, err := s.Dispatch(ctx, hello("a"))
+	a, err := send(s, ctx, hello("a"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := s.Dispatch(ctx, hello("b"))
+	b, err := send(s, ctx, hello("b"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestDispatchFillsIDAndTime(t *testing.T) {
 	}
 	ev := hello("c")
 	ev.Id = "mine"
-	c, err := s.Dispatch(ctx, ev)
+	c, err := send(s, ctx, ev)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestDispatchFillsIDAndTime(t *testing.T) {
 	}
 }
 
-func TestDispatchInvalid(t *testing.T) {
+func TestSendInvalid(t *testing.T) {
 	addr, _ := startFake(t, &fakeProcessor{answer: echo})
 	s := startSink(t, Config{Routes: helloRoute(addr)})
 	ctx := testCtx(t)
@@ -167,7 +167,7 @@ func TestDispatchInvalid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := s.Dispatch(ctx, tt.ev)
+			_, err := send(s, ctx, tt.ev)
 			wantCode(t, err, tt.want)
 			if !strings.Contains(err.Error(), tt.wantMsg) {
 				t.Errorf("error %q does not mention %q", err, tt.wantMsg)
@@ -175,7 +175,7 @@ func TestDispatchInvalid(t *testing.T) {
 		})
 	}
 	// The stream is as good as before, and takes what a processor decodes.
-	resp, err := s.Dispatch(ctx, &eventv1.Event{Type: typeHello, Id: "ok", Payload: nestedLists(4990)})
+	resp, err := send(s, ctx, &eventv1.Event{Type: typeHello, Id: "ok", Payload: nestedLists(4990)})
 	if err != nil || resp.GetEvent().GetId() != "ok" {
 		t.Fatalf("after them: %v, %v", resp.GetEvent().GetId(), err)
 	}
@@ -192,7 +192,7 @@ func nestedLists(n int) *structpb.Value {
 
 // A processor slower than the deadline yields DEADLINE_EXCEEDED; its late
 // reply is dropped and counted, and the stream keeps working.
-func TestDispatchDeadlineDropsLateReply(t *testing.T) {
+func TestSendDeadlineDropsLateReply(t *testing.T) {
 	release := make(chan struct{})
 	received := make(chan *eventv1.ProcessRequest, 1)
 	f := &fakeProcessor{answer: func(ctx context.Context, req *eventv1.ProcessRequest) *eventv1.ProcessResponse {
@@ -208,7 +208,7 @@ func TestDispatchDeadlineDropsLateReply(t *testing.T) {
 
 	dctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	_, err := s.Dispatch(dctx, hello("slow"))
+	_, err := send(s, dctx, hello("slow"))
 	wantCode(t, err, codes.DeadlineExceeded)
 	req := <-received
 	if d := req.GetTimeout().AsDuration(); d <= 0 || d > 50*time.Millisecond {
@@ -220,7 +220,7 @@ func TestDispatchDeadlineDropsLateReply(t *testing.T) {
 	for p.dropped.Load() == 0 {
 		// The late reply is in flight; a fast request on the same stream
 		// is answered after it, so one round trip is enough to see it.
-		resp, err := s.Dispatch(ctx, hello("fast"))
+		resp, err := send(s, ctx, hello("fast"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -231,7 +231,7 @@ func TestDispatchDeadlineDropsLateReply(t *testing.T) {
 }
 
 // Requests that already expired are never sent to the processor.
-func TestDispatchExpiredNotSent(t *testing.T) {
+func TestSendExpiredNotSent(t *testing.T) {
 	var got atomic.Int64
 	f := &fakeProcessor{answer: func(ctx context.Context, req *eventv1.ProcessRequest) *eventv1.ProcessResponse {
 		got.Add(1)
@@ -241,9 +241,9 @@ func TestDispatchExpiredNotSent(t *testing.T) {
 	s := startSink(t, Config{Routes: helloRoute(addr), StreamsPerTarget: 1})
 	ctx, cancel := context.WithCancel(testCtx(t))
 	cancel()
-	_, err := s.Dispatch(ctx, hello("expired"))
+	_, err := send(s, ctx, hello("expired"))
 	wantCode(t, err, codes.Canceled)
-	if _, err := s.Dispatch(testCtx(t), hello("live")); err != nil {
+	if _, err := send(s, testCtx(t), hello("live")); err != nil {
 		t.Fatal(err)
 	}
 	if n := got.Load(); n != 1 {
@@ -253,7 +253,7 @@ func TestDispatchExpiredNotSent(t *testing.T) {
 
 // When a stream breaks, every request waiting on it fails at once with
 // UNAVAILABLE instead of waiting for its deadline.
-func TestDispatchStreamBreaks(t *testing.T) {
+func TestSendStreamBreaks(t *testing.T) {
 	const n = 20
 	received := make(chan struct{}, n)
 	f := &fakeProcessor{answer: func(ctx context.Context, req *eventv1.ProcessRequest) *eventv1.ProcessResponse {
@@ -268,7 +268,7 @@ func TestDispatchStreamBreaks(t *testing.T) {
 	errs := make(chan error, n)
 	for range n {
 		go func() {
-			_, err := s.Dispatch(ctx, hello("x"))
+			_, err := send(s, ctx, hello("x"))
 			errs <- err
 		}()
 	}
@@ -284,12 +284,12 @@ func TestDispatchStreamBreaks(t *testing.T) {
 		// fail fast too.
 		t.Log("sink still reported ready right after the stop")
 	}
-	_, err := s.Dispatch(ctx, hello("after"))
+	_, err := send(s, ctx, hello("after"))
 	wantCode(t, err, codes.Unavailable)
 }
 
 // No live processor: UNAVAILABLE at once, not at the deadline.
-func TestDispatchNoProcessor(t *testing.T) {
+func TestSendNoProcessor(t *testing.T) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -306,7 +306,7 @@ func TestDispatchNoProcessor(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(testCtx(t), time.Minute)
 	defer cancel()
-	_, err = s.Dispatch(ctx, hello("x"))
+	_, err = send(s, ctx, hello("x"))
 	wantCode(t, err, codes.Unavailable)
 	if !strings.Contains(err.Error(), "TYPE_HELLO") {
 		t.Errorf("error %q does not name the type", err)
@@ -317,12 +317,12 @@ func TestDispatchNoProcessor(t *testing.T) {
 }
 
 // A restarted processor is used again without restarting the sink.
-func TestDispatchProcessorRestart(t *testing.T) {
+func TestSendProcessorRestart(t *testing.T) {
 	f := &fakeProcessor{answer: echo}
 	addr, srv := startFake(t, f)
 	s := startSink(t, Config{Routes: helloRoute(addr), ReconnectMax: 200 * time.Millisecond})
 	ctx := testCtx(t)
-	if _, err := s.Dispatch(ctx, hello("before")); err != nil {
+	if _, err := send(s, ctx, hello("before")); err != nil {
 		t.Fatal(err)
 	}
 	srv.Stop()
@@ -333,7 +333,7 @@ func TestDispatchProcessorRestart(t *testing.T) {
 	}
 	serveFake(t, f, lis)
 	waitFor(t, s, func() bool { return s.Status()[0].Targets[0].LiveStreams == s.cfg.StreamsPerTarget })
-	resp, err := s.Dispatch(ctx, hello("after"))
+	resp, err := send(s, ctx, hello("after"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +344,7 @@ func TestDispatchProcessorRestart(t *testing.T) {
 
 // Past MaxPendingPerStream on every stream, the sink answers
 // RESOURCE_EXHAUSTED at once.
-func TestDispatchBackpressure(t *testing.T) {
+func TestSendBackpressure(t *testing.T) {
 	release := make(chan struct{})
 	received := make(chan struct{}, 4)
 	f := &fakeProcessor{answer: func(ctx context.Context, req *eventv1.ProcessRequest) *eventv1.ProcessResponse {
@@ -361,13 +361,13 @@ func TestDispatchBackpressure(t *testing.T) {
 	errs := make(chan error, 2)
 	for range 2 {
 		go func() {
-			_, err := s.Dispatch(ctx, hello("held"))
+			_, err := send(s, ctx, hello("held"))
 			errs <- err
 		}()
 	}
 	<-received
 	<-received
-	_, err := s.Dispatch(ctx, hello("one too many"))
+	_, err := send(s, ctx, hello("one too many"))
 	wantCode(t, err, codes.ResourceExhausted)
 	close(release)
 	for range 2 {
@@ -375,14 +375,14 @@ func TestDispatchBackpressure(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if _, err := s.Dispatch(ctx, hello("after")); err != nil {
+	if _, err := send(s, ctx, hello("after")); err != nil {
 		t.Errorf("after the backlog cleared: %v", err)
 	}
 }
 
 // A request too large for the processor fails alone; the stream survives.
 // Requests near the limit are measured exactly.
-func TestDispatchOversized(t *testing.T) {
+func TestSendOversized(t *testing.T) {
 	addr, _ := startFake(t, &fakeProcessor{answer: echo})
 	const limit = 1000
 	s := startSink(t, Config{Routes: helloRoute(addr), StreamsPerTarget: 1, MaxMessageBytes: limit})
@@ -419,7 +419,7 @@ func TestDispatchOversized(t *testing.T) {
 
 // Answers with unknown ids, and answers with no id, are dropped and never
 // reach a caller.
-func TestDispatchBogusAnswers(t *testing.T) {
+func TestSendBogusAnswers(t *testing.T) {
 	f := &fakeProcessor{}
 	f.answer = func(ctx context.Context, req *eventv1.ProcessRequest) *eventv1.ProcessResponse {
 		f.mu.Lock()
@@ -436,7 +436,7 @@ func TestDispatchBogusAnswers(t *testing.T) {
 	ctx := testCtx(t)
 	for i := range 10 {
 		want := fmt.Sprint(i)
-		resp, err := s.Dispatch(ctx, hello(want))
+		resp, err := send(s, ctx, hello(want))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -450,7 +450,7 @@ func TestDispatchBogusAnswers(t *testing.T) {
 }
 
 // A caller that gives up after its request was sent tells the processor.
-func TestDispatchCancelReachesProcessor(t *testing.T) {
+func TestSendCancelReachesProcessor(t *testing.T) {
 	received := make(chan struct{}, 1)
 	cancels := make(chan uint64, 1)
 	f := &fakeProcessor{}
@@ -466,7 +466,7 @@ func TestDispatchCancelReachesProcessor(t *testing.T) {
 		<-received
 		cancel()
 	}()
-	_, err := s.Dispatch(ctx, hello("x"))
+	_, err := send(s, ctx, hello("x"))
 	wantCode(t, err, codes.Canceled)
 	if id := <-cancels; id == 0 {
 		t.Error("cancel for id 0")

@@ -13,9 +13,18 @@ import (
 
 // SubscribeEvents subscribes to the events processors publish, as
 // [Sink.Subscribe] does, for callers that deliver them another way (the
-// HTTP front's Server-Sent Events). Errors are status errors. The
+// HTTP front's Server-Sent Events). It asks Config.Authorize about each
+// type. Errors are status errors. The
 // subscription ends when ctx does; close it when done with it.
 func (s *Sink) SubscribeEvents(ctx context.Context, types []eventv1.Type, lastEventID string) (*pubsub.Subscription, error) {
+	for _, t := range types {
+		if _, known := eventv1.Type_name[int32(t)]; !known || t == eventv1.Type_TYPE_UNSPECIFIED {
+			continue // the hub refuses it
+		}
+		if err := s.authorize(ctx, ActionSubscribe, t); err != nil {
+			return nil, err
+		}
+	}
 	sub, err := s.hub.Subscribe(ctx, types, lastEventID)
 	if err != nil {
 		return nil, SubscriptionError(err)

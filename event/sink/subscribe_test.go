@@ -36,7 +36,7 @@ func TestSubscribeReceivesPublished(t *testing.T) {
 	ctx := testCtx(t)
 
 	for _, p := range []string{"one", "two", "three"} {
-		if _, err := s.Dispatch(ctx, hello(p)); err != nil {
+		if _, err := send(s, ctx, hello(p)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -60,7 +60,7 @@ func TestSubscribeReceivesPublished(t *testing.T) {
 		}
 		last = resp.GetSequence()
 	}
-	if _, err := s.Dispatch(ctx, hello("live")); err != nil {
+	if _, err := send(s, ctx, hello("live")); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := sub.Recv()

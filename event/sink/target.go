@@ -138,11 +138,15 @@ func (t *target) run(ctx context.Context) {
 	}
 }
 
-// pick returns the least loaded live stream over the target's pools.
-func (t *target) pick() *stream {
+// pick returns the least loaded live stream over the target's pools,
+// skipping the pool skip.
+func (t *target) pick(skip *pool) *stream {
 	var best *stream
 	var bestN int64
 	for _, p := range *t.pools.Load() {
+		if p == skip {
+			continue
+		}
 		if s := p.pick(); s != nil {
 			if m := s.pending.Load(); best == nil || m < bestN {
 				best, bestN = s, m

@@ -67,7 +67,7 @@ func TestDNSTargetReplicas(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for range 50 {
-				if _, err := s.Dispatch(ctx, hello("x")); err != nil {
+				if _, err := send(s, ctx, hello("x")); err != nil {
 					t.Error(err)
 					return
 				}
@@ -87,7 +87,7 @@ func TestDNSTargetReplicas(t *testing.T) {
 	waitFor(t, s, func() bool { return len(s.Status()[0].Targets[0].Addresses) == 1 })
 	before := counts[0].Load()
 	for range 20 {
-		if _, err := s.Dispatch(ctx, hello("x")); err != nil {
+		if _, err := send(s, ctx, hello("x")); err != nil {
 			t.Fatal(err)
 		}
 	}

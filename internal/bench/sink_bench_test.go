@@ -68,10 +68,10 @@ func startSink(b *testing.B) *sink.Sink {
 	return sk
 }
 
-// BenchmarkDispatch measures Sink.Dispatch through the multiplexer over
+// BenchmarkSend measures the in-process Sink.Send through the multiplexer over
 // real loopback streams to an echo processor, with 2×GOMAXPROCS and
 // 32×GOMAXPROCS concurrent callers.
-func BenchmarkDispatch(b *testing.B) {
+func BenchmarkSend(b *testing.B) {
 	for _, par := range []int{1, 32} {
 		b.Run(map[int]string{1: "callers=GOMAXPROCS", 32: "callers=32xGOMAXPROCS"}[par], func(b *testing.B) {
 			sk := startSink(b)
@@ -81,7 +81,7 @@ func BenchmarkDispatch(b *testing.B) {
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					resp, err := sk.Dispatch(ctx, helloEvent())
+					resp, err := sk.Send(ctx, &eventv1.SendRequest{Event: helloEvent()})
 					if err != nil {
 						b.Error(err)
 						return

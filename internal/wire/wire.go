@@ -118,7 +118,9 @@ type fieldPlan struct {
 	wire  protowire.Type // of one value, unpacked
 	list  bool
 	msg   *plan // for messages (and map entries)
-	fd    protoreflect.FieldDescriptor
+	// name is the field's full name in errors; a map's key and value go
+	// by the map's name.
+	name protoreflect.FullName
 }
 
 func (p *plan) field(n protowire.Number) *fieldPlan {
@@ -171,7 +173,14 @@ func buildPlan(md protoreflect.MessageDescriptor, built map[protoreflect.Message
 	fields := md.Fields()
 	for i := range fields.Len() {
 		fd := fields.Get(i)
-		f := fieldPlan{known: true, kind: fd.Kind(), wire: wireType(fd.Kind()), list: fd.IsList(), fd: fd}
+		f := fieldPlan{known: true, kind: fd.Kind(), wire: wireType(fd.Kind()), list: fd.IsList(), name: fd.FullName()}
+		if parent, ok := md.Parent().(protoreflect.MessageDescriptor); ok && md.IsMapEntry() {
+			for j := range parent.Fields().Len() {
+				if mf := parent.Fields().Get(j); mf.Message() == md {
+					f.name = mf.FullName() // the map's
+				}
+			}
+		}
 		if fd.Message() != nil {
 			f.msg = buildPlan(fd.Message(), built)
 		}
@@ -219,7 +228,7 @@ func (p *plan) check(b []byte, depth int, strict bool) error {
 		}
 		if fld.Type != f.wire {
 			if strict && (fld.Type != protowire.BytesType || !f.list || f.wire == protowire.BytesType) {
-				return fmt.Errorf("%s: %w", f.fd.FullName(), ErrWireType)
+				return fmt.Errorf("%s: %w", f.name, ErrWireType)
 			}
 			if fld.Type != protowire.BytesType {
 				continue
@@ -228,7 +237,7 @@ func (p *plan) check(b []byte, depth int, strict bool) error {
 		switch f.kind {
 		case protoreflect.StringKind:
 			if !utf8.Valid(fld.Bytes) {
-				return fmt.Errorf("%s: %w", f.fd.FullName(), ErrInvalidUTF8)
+				return fmt.Errorf("%s: %w", f.name, ErrInvalidUTF8)
 			}
 		case protoreflect.MessageKind:
 			if err := f.msg.check(fld.Bytes, depth+1, strict); err != nil {
