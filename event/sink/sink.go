@@ -164,4 +164,3 @@ func (s *Sink) publish(ev *eventv1.Event) {
 	}
 	s.hub.Publish(ev)
 }
-

@@ -18,7 +18,9 @@ import (
 // event.v1, an encoded event (bytes) standing for an Event message.
 func TestFieldsMatch(t *testing.T) {
 	ev := (*eventv1.Event)(nil).ProtoReflect().Descriptor()
-	for _, tc := range []struct{ envelope, public protoreflect.MessageDescriptor }{
+	for _, tc := range []struct {
+		envelope, public protoreflect.MessageDescriptor
+	}{
 		{(*relayv1.ProcessRequest)(nil).ProtoReflect().Descriptor(), (*eventv1.ProcessRequest)(nil).ProtoReflect().Descriptor()},
 		{(*relayv1.ProcessResponse)(nil).ProtoReflect().Descriptor(), (*eventv1.ProcessResponse)(nil).ProtoReflect().Descriptor()},
 		{(*relayv1.StreamRequest)(nil).ProtoReflect().Descriptor(), (*eventv1.StreamRequest)(nil).ProtoReflect().Descriptor()},
