@@ -8,10 +8,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 	"github.com/eventproc/eventproc/internal/eventid"
+	"github.com/eventproc/eventproc/internal/protocol"
+	relayv1 "github.com/eventproc/eventproc/internal/relay/v1"
 	"github.com/eventproc/eventproc/internal/vtcodec"
 )
 
@@ -22,7 +24,7 @@ const (
 	DefaultMaxInFlight = 1024
 	// DefaultMaxBatch is the default for Options.MaxBatch: as many as the
 	// sink puts in one batch of answers.
-	DefaultMaxBatch = 64
+	DefaultMaxBatch = protocol.MaxBatch
 	// DefaultMaxMessageBytes is the default for Options.MaxMessageBytes:
 	// the default of the sink's --max-body-bytes.
 	DefaultMaxMessageBytes = 1 << 20
@@ -206,8 +208,10 @@ func (c *Client) Close() error {
 type call struct {
 	ctx context.Context // the caller's
 	id  string
-	// entry is the event's StreamRequest, encoded.
-	entry  []byte
+	// entry is the event's StreamRequest, the event encoded, and size its
+	// encoded size.
+	entry  *relayv1.StreamRequest
+	size   int
 	answer chan result // capacity 1: whoever answers never waits
 }
 
@@ -217,30 +221,26 @@ type result struct {
 	err  error
 }
 
-// Field numbers of event.v1 messages the client encodes itself.
-const (
-	fieldEventID           protowire.Number = 1 // Event.id
-	fieldStreamEvent       protowire.Number = 1 // StreamRequest.event
-	fieldStreamTimeout     protowire.Number = 2 // StreamRequest.timeout
-	fieldStreamBatch       protowire.Number = 3 // StreamRequest.batch
-	fieldDurationSeconds   protowire.Number = 1 // google.protobuf.Duration.seconds
-	fieldDurationNanos     protowire.Number = 2 // google.protobuf.Duration.nanos
-	maxTimeoutEncodedBytes                  = 2 + 10 + 1 + 5
-)
-
 // newCall encodes ev, with its id and ctx's deadline, as a StreamRequest:
-// on the caller's goroutine, so that the writer only joins bytes, and the
-// caller's event is never touched after Send returns. An event without an
-// id gets one here, appended to its encoding (a later field wins).
+// on the caller's goroutine, so that the writer only joins encoded events,
+// and the caller's event is never touched after Send returns. An event
+// without an id gets one here.
 func (c *Client) newCall(ctx context.Context, ev *eventv1.Event) (*call, error) {
-	id, idField := ev.GetId(), 0
-	if id == "" {
-		id = c.ids.Next()
-		idField = protowire.SizeTag(fieldEventID) + protowire.SizeBytes(len(id))
+	b := make([]byte, ev.SizeVT())
+	if err := vtcodec.MarshalTo(b, ev); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "eventproc client: event cannot be encoded: %v", err)
 	}
-	size := ev.SizeVT()
-	evLen := size + idField
-	var timeout []byte
+	id := ev.GetId()
+	if id == "" {
+		// An encoded header appended to the event sets its id (a later
+		// occurrence of a field wins).
+		id = c.ids.Next()
+		fill := relayv1.EventHeader{Id: id}
+		extra := fill.SizeVT()
+		b = append(b, make([]byte, extra)...)
+		_, _ = fill.MarshalToSizedBufferVT(b[len(b)-extra:])
+	}
+	entry := &relayv1.StreamRequest{Event: b}
 	if deadline, ok := ctx.Deadline(); ok {
 		left := time.Until(deadline)
 		if left <= 0 {
@@ -249,47 +249,14 @@ func (c *Client) newCall(ctx context.Context, ev *eventv1.Event) (*call, error) 
 		// The sink counts the timeout from when it reads the event, a
 		// little later than now: it may answer after the caller gave up,
 		// never before.
-		var buf [maxTimeoutEncodedBytes]byte
-		timeout = appendDuration(buf[:0], left)
+		entry.Timeout = durationpb.New(left)
 	}
-	n := protowire.SizeTag(fieldStreamEvent) + protowire.SizeBytes(evLen)
-	if timeout != nil {
-		n += protowire.SizeTag(fieldStreamTimeout) + protowire.SizeBytes(len(timeout))
-	}
+	n := entry.SizeVT()
 	if n > c.opts.MaxMessageBytes {
 		return nil, status.Errorf(codes.ResourceExhausted,
 			"eventproc client: event of %d bytes encoded, more than the %d a message may have", n, c.opts.MaxMessageBytes)
 	}
-	b := make([]byte, 0, n)
-	b = protowire.AppendTag(b, fieldStreamEvent, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(evLen))
-	at := len(b)
-	b = b[:at+size]
-	if err := vtcodec.MarshalTo(b[at:], ev); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "eventproc client: event cannot be encoded: %v", err)
-	}
-	if idField > 0 {
-		b = protowire.AppendTag(b, fieldEventID, protowire.BytesType)
-		b = protowire.AppendString(b, id)
-	}
-	if timeout != nil {
-		b = protowire.AppendTag(b, fieldStreamTimeout, protowire.BytesType)
-		b = protowire.AppendBytes(b, timeout)
-	}
-	return &call{ctx: ctx, id: id, entry: b, answer: make(chan result, 1)}, nil
-}
-
-// appendDuration appends d encoded as a google.protobuf.Duration.
-func appendDuration(b []byte, d time.Duration) []byte {
-	if s := int64(d / time.Second); s != 0 {
-		b = protowire.AppendTag(b, fieldDurationSeconds, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(s))
-	}
-	if ns := int32(d % time.Second); ns != 0 {
-		b = protowire.AppendTag(b, fieldDurationNanos, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(ns))
-	}
-	return b
+	return &call{ctx: ctx, id: id, entry: entry, size: n, answer: make(chan result, 1)}, nil
 }
 
 // contextError is the status error for a context's error, as gRPC reports

@@ -11,23 +11,14 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/encoding/proto"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protowire"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/protocol"
+	relayv1 "github.com/eventproc/eventproc/internal/relay/v1"
 	"github.com/eventproc/eventproc/internal/vtcodec"
 )
-
-// batchHeader announces to the sink that the client reads answers in
-// batches, and the largest message it reads (recvBytes).
-const batchHeader = "eventproc-batch"
-
-// recvBytes is the largest message the client reads from the sink: gRPC's
-// default, set on the stream so that it is what the client announces.
-const recvBytes = 4 << 20
 
 // stream is one SinkService.Stream and the calls in flight on it. Exactly
 // one goroutine writes to it (write) and one reads from it (read). Whoever
@@ -46,8 +37,10 @@ type stream struct {
 	pending map[string]*call // by event id; nil once the stream failed
 	err     error            // why it failed
 
-	// The writer's, reused: the calls of the message being built.
+	// The writer's, reused: the calls of the message being built, and
+	// the message.
 	batch []*call
+	msg   relayv1.StreamRequest
 }
 
 // open starts a stream; its writer opens the gRPC stream, so that no
@@ -126,8 +119,9 @@ func (s *stream) failure(err error) error {
 // run opens the gRPC stream, starts its reader and writes until the stream
 // fails.
 func (s *stream) run() {
-	ctx := metadata.AppendToOutgoingContext(s.ctx, batchHeader, strconv.Itoa(recvBytes))
-	opts := append(slices.Clip(s.c.opts.CallOptions), grpc.ForceCodecV2(codec{}), grpc.MaxCallRecvMsgSize(recvBytes))
+	// Announce that the client reads answers in batches, and how large.
+	ctx := metadata.AppendToOutgoingContext(s.ctx, protocol.BatchHeader, strconv.Itoa(protocol.MaxRecvBytes))
+	opts := append(slices.Clip(s.c.opts.CallOptions), grpc.ForceCodecV2(vtcodec.Codec{}), grpc.MaxCallRecvMsgSize(protocol.MaxRecvBytes))
 	ss, err := eventv1.NewSinkServiceClient(s.c.conn).Stream(ctx, opts...)
 	if err != nil {
 		s.fail(s.failure(err))
@@ -156,12 +150,15 @@ func (s *stream) write(ss grpc.ClientStream) {
 			// gRPC and the sink more than the events in it.
 			runtime.Gosched()
 		}
-		var msg encoded
+		var msg *relayv1.StreamRequest
 		msg, next = s.message(first)
 		if msg == nil {
 			continue
 		}
-		if err := ss.SendMsg(msg); err != nil {
+		err := ss.SendMsg(msg) // encodes msg before it returns
+		clear(s.msg.Batch)
+		s.msg.Batch = s.msg.Batch[:0]
+		if err != nil {
 			// io.EOF: the stream ended; the reader learns why.
 			if !errors.Is(err, io.EOF) {
 				s.fail(s.failure(err))
@@ -171,11 +168,11 @@ func (s *stream) write(ss grpc.ClientStream) {
 	}
 }
 
-// message encodes first and the calls queued behind it, up to
-// Options.MaxBatch and Options.MaxMessageBytes, as one StreamRequest. It
+// message puts first and the calls queued behind it, up to
+// Options.MaxBatch and Options.MaxMessageBytes, in one StreamRequest. It
 // drops the calls whose caller has given up, and returns the call that did
 // not fit, if it took one. msg is nil when every call was dropped.
-func (s *stream) message(first *call) (msg encoded, next *call) {
+func (s *stream) message(first *call) (msg *relayv1.StreamRequest, next *call) {
 	opts := s.c.opts
 	size := 0
 	add := func(cl *call) bool {
@@ -183,7 +180,7 @@ func (s *stream) message(first *call) (msg encoded, next *call) {
 			s.complete(cl.id, result{err: contextError(err)})
 			return true
 		}
-		entry := protowire.SizeTag(fieldStreamBatch) + protowire.SizeBytes(len(cl.entry))
+		entry := protocol.StreamRequestBatch.EntrySize(cl.size)
 		if len(s.batch) > 0 && size+entry > opts.MaxMessageBytes {
 			return false
 		}
@@ -212,16 +209,12 @@ gather:
 	case 0:
 		return nil, next
 	case 1:
-		return encoded(s.batch[0].entry), next
+		return s.batch[0].entry, next
 	}
-	// gRPC may keep a message after sending it (for a stats handler), so
-	// every batch gets a buffer of its own.
-	b := make([]byte, 0, size)
 	for _, cl := range s.batch {
-		b = protowire.AppendTag(b, fieldStreamBatch, protowire.BytesType)
-		b = protowire.AppendBytes(b, cl.entry)
+		s.msg.Batch = append(s.msg.Batch, cl.entry)
 	}
-	return b, next
+	return &s.msg, next
 }
 
 // read hands every answer to its call until the stream fails.
@@ -257,25 +250,4 @@ func (s *stream) answer(r *eventv1.StreamResponse) {
 		res.err = status.Errorf(codes.Internal, "eventproc client: the sink answered event %q without a result", r.GetId())
 	}
 	s.complete(r.GetId(), res)
-}
-
-// encoded is a StreamRequest the client has encoded, sent as it is.
-type encoded []byte
-
-// codec is the stream's codec: requests go out as encoded, answers are
-// decoded by vtcodec (which decodes as gRPC's own codec does, faster).
-type codec struct{}
-
-// Name is the content-subtype: the sink sees plain application/grpc+proto.
-func (codec) Name() string { return proto.Name }
-
-func (codec) Marshal(v any) (mem.BufferSlice, error) {
-	if b, ok := v.(encoded); ok {
-		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
-	}
-	return vtcodec.Codec{}.Marshal(v)
-}
-
-func (codec) Unmarshal(data mem.BufferSlice, v any) error {
-	return vtcodec.Codec{}.Unmarshal(data, v)
 }
