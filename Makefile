@@ -87,6 +87,14 @@ lint: ## buf lint, buf format check, gofmt, go vet, staticcheck and deadcode.
 bench: ## Run the benchmark suite and write docs/benchmarks.md.
 	$(GO) run ./internal/bench -duration $(BENCHTIME) -out docs/benchmarks.md
 
+# The git revision `make bench-compare` compares the working tree with.
+BASE ?=
+
+.PHONY: bench-compare
+bench-compare: ## Compare the sink paths with git revision BASE, in alternating rounds; writes docs/bench-compare.md.
+	@test -n "$(BASE)" || { echo "usage: make bench-compare BASE=<git revision>" >&2; exit 2; }
+	$(GO) run ./internal/bench -baseline '$(BASE)' -duration $(BENCHTIME) -out docs/bench-compare.md
+
 # Profile-guided optimisation: eventproc/default.pgo and proc/default.pgo are
 # CPU profiles of the sink and the echo processor under `make bench`'s three
 # request paths, merged; `go build` uses them for those binaries
