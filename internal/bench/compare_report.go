@@ -127,13 +127,19 @@ func judge(ratio float64, higherBetter bool) (string, bool) {
 	}
 }
 
-// verdict is judge for a sink scenario; a reference scenario ran the same
-// server on both sides, so its ratio only shows the noise.
-func (c *comparison) verdict(ratio float64, higherBetter bool) (string, bool) {
+// verdict is judge for a sink scenario, marked noisy when the median other
+// load exceeds noisyLoad cores; a reference
+// scenario ran the same server on both sides, so its ratio only shows the
+// noise.
+func (c *comparison) verdict(s compareSummary, ratio float64, higherBetter bool) (string, bool) {
 	if c.scenario.ref == "" && ratio > 0 {
 		return "A/A noise " + fmtChange(ratio), true
 	}
-	return judge(ratio, higherBetter)
+	v, ok := judge(ratio, higherBetter)
+	if ratio > 0 && s.otherLoad > noisyLoad {
+		v += fmt.Sprintf(", noisy: other load %.2f", s.otherLoad)
+	}
+	return v, ok
 }
 
 // fmtChange formats a ratio as a signed change in percent.
@@ -193,8 +199,8 @@ func (c *comparison) table() *table {
 // verdicts returns the line under a comparison's table.
 func (c *comparison) verdicts() string {
 	s := c.summary()
-	rv, _ := c.verdict(s.rateRatio, true)
-	cv, _ := c.verdict(s.cpuRatio, false)
+	rv, _ := c.verdict(s, s.rateRatio, true)
+	cv, _ := c.verdict(s, s.cpuRatio, false)
 	return fmt.Sprintf("req/s × %s: %s; CPU/event × %s: %s", fmtRatio(s.rateRatio), rv, fmtRatio(s.cpuRatio), cv)
 }
 
@@ -209,8 +215,8 @@ func summaryTable(cmps []*comparison) (*table, int) {
 	misses := 0
 	for _, c := range cmps {
 		s := c.summary()
-		rv, rok := c.verdict(s.rateRatio, true)
-		cv, cok := c.verdict(s.cpuRatio, false)
+		rv, rok := c.verdict(s, s.rateRatio, true)
+		cv, cok := c.verdict(s, s.cpuRatio, false)
 		for _, ok := range []bool{rok, cok} {
 			if !ok {
 				misses++
@@ -250,8 +256,8 @@ func overall(misses int) string {
 func (r *compareReport) print(w io.Writer) {
 	fmt.Fprintf(w, "\nbaseline: %s\ncurrent:  %s\n", r.baseline, r.current)
 	sum, misses := summaryTable(r.comparisons)
-	fmt.Fprintf(w, "\nCurrent against baseline (%v measured per line after %v warm-up; medians of %d rounds; "+
-		"× is current/baseline, the median of the per-round ratios)\n\n", r.duration, r.warmup, r.rounds)
+	fmt.Fprintf(w, "\nCurrent against baseline (%v measured per line after %v warm-up; rounds: %d; "+
+		"medians of the rounds; × is current/baseline, the median of the per-round ratios)\n\n", r.duration, r.warmup, r.rounds)
 	sum.text(w)
 	fmt.Fprintf(w, "\nOverall: %s\n", overall(misses))
 	for _, c := range r.comparisons {
@@ -278,12 +284,12 @@ func (r *compareReport) markdown(w io.Writer) {
 	fmt.Fprintf(w, "- current: %s\n", r.current)
 	fmt.Fprintf(w, "- each line: sink and processor started fresh, %v warm-up, %v measured, closed-loop Go client with C workers; "+
 		"only the sink and processor binaries differ between the sides, the load clients are the current tree's\n", r.warmup, r.duration)
-	fmt.Fprintf(w, "- %d rounds; each round runs every scenario with the baseline and with the current binaries, back to back, "+
+	fmt.Fprintf(w, "- rounds: %d; each round runs every scenario with the baseline and with the current binaries, back to back, "+
 		"the baseline first in odd rounds and second in even ones (`order`), so drift of the machine hits both sides alike\n", r.rounds)
 	fmt.Fprintf(w, "- `×` is current/baseline: the median of the per-round ratios; the other columns' medians are taken on their own. "+
 		"`CPU/event` is the sink process's CPU time per successful request; `other load` the CPU (in cores) that processes "+
 		"outside the benchmark used, the busier side's. Verdicts: within ±%g %% passes, better by more passes, "+
-		"worse by more misses; reference scenarios run the same server on both sides (A/A) and show the noise\n\n", compareTolerance*100)
+		"worse by more misses; a verdict is marked noisy when the median `other load` exceeds %.1f core; reference scenarios run the same server on both sides (A/A) and show the noise\n\n", compareTolerance*100, noisyLoad)
 	sum, misses := summaryTable(r.comparisons)
 	fmt.Fprintf(w, "## Summary\n\n")
 	sum.markdown(w)
