@@ -17,6 +17,13 @@
 //
 // and `bench profile` profiles the sink binary under load through its
 // --debug-addr listener (see profile.go).
+//
+// With -baseline REV it compares instead of measuring against references:
+// it builds the sink and the processor twice, from REV and from the working
+// tree (or -rev), and in each round runs every sink scenario once with each
+// pair of binaries, back to back, then reports current/baseline ratios of
+// throughput and sink CPU per event, judged on the median of the rounds
+// (see compare.go; `make bench-compare BASE=REV` runs it).
 package main
 
 import (
@@ -68,6 +75,9 @@ type options struct {
 	connsDuration    time.Duration
 	out              string
 	rev              string
+	// baseline, when set, is the git revision to compare the sink and
+	// processor with (compare.go) instead of running the suite.
+	baseline string
 	// rounds is how many times the lines at the largest concurrency are
 	// measured, each round running every scenario once in turn.
 	rounds int
@@ -96,9 +106,17 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		"references and sink paths in turn, and judge the targets on the median")
 	short := fs.Bool("short", false, "quick run: 2s per measurement, 500ms warm-up")
 	fs.StringVar(&o.rev, "rev", "", "build the sink and processor from this git `revision` instead of the working tree")
+	fs.StringVar(&o.baseline, "baseline", "", "compare with the sink and processor built from this git `revision`: "+
+		"each round runs every sink scenario with the baseline and the current binaries in turn "+
+		"(default -concurrency 64, no references unless named in -scenarios)")
 	fs.StringVar(&o.out, "out", "", "also write the results as Markdown to this `file`")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.baseline != "" && !set["concurrency"] {
+		*conc = "64"
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -135,9 +153,12 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 			name = strings.TrimSpace(name)
 			switch {
 			case name == "rest" || name == "grpc" || name == "stream":
-				// The reference and every sink line compared with it.
+				// The reference and every sink line compared with it; only
+				// the sink lines when comparing with a baseline.
 				ref := map[string]string{"rest": "http-echo", "grpc": "grpc-echo", "stream": "stream-echo"}[name]
-				o.scenarios[ref] = true
+				if o.baseline == "" {
+					o.scenarios[ref] = true
+				}
 				for _, sc := range scenarios() {
 					if sc.ref == ref {
 						o.scenarios[sc.name] = true
@@ -148,6 +169,18 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 			default:
 				return o, fmt.Errorf("-scenarios: unknown scenario %q (known: %s)", name, strings.Join(known, ", "))
 			}
+		}
+	}
+	if o.baseline != "" {
+		if o.scenarios == nil {
+			// Every sink scenario; references only when named.
+			o.scenarios = make(map[string]bool)
+			for _, sc := range scenarios() {
+				o.scenarios[sc.name] = sc.ref != ""
+			}
+		}
+		if o.scenarios[scFanout] || o.scenarios[scConns] {
+			return o, fmt.Errorf("-baseline compares the request-response scenarios only, not %s or %s", scFanout, scConns)
 		}
 	}
 	return o, nil
@@ -172,6 +205,9 @@ func suite(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o, err := parseOptions(args, stderr)
 	if err != nil {
 		return err
+	}
+	if o.baseline != "" {
+		return compare(ctx, o, args, stdout, stderr)
 	}
 	root, err := moduleRoot(ctx)
 	if err != nil {

@@ -120,7 +120,7 @@ func describeSource(ctx context.Context, root, rev string) string {
 	}
 	head := strings.TrimSpace(string(out))
 	diff := exec.CommandContext(ctx, "git", "-C", root, "diff", "--quiet", "HEAD", "--",
-		"eventproc", "proc", "event", "internal/eventjson", "internal/workpool", "internal/debugserver", "go.mod", "go.sum")
+		"eventproc", "proc", "event", "internal", ":!internal/bench", "go.mod", "go.sum")
 	if diff.Run() != nil {
 		return "working tree at " + head + " with uncommitted changes to the sink or processor"
 	}
@@ -382,20 +382,6 @@ func (w *outputWatch) tail() string {
 		b.WriteString("    " + string(w.partial) + "\n")
 	}
 	return b.String()
-}
-
-// count returns how many lines of output matched re so far (among the
-// last lines kept).
-func (w *outputWatch) count(re *regexp.Regexp) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	n := 0
-	for _, l := range w.lines {
-		if re.MatchString(l) {
-			n++
-		}
-	}
-	return n
 }
 
 // Patterns for the addresses the servers report.
