@@ -3,16 +3,13 @@ package main
 import (
 	"context"
 	"log/slog"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -33,35 +30,6 @@ type echo struct {
 	// publish, when set, publishes a copy of every event received.
 	publish func(context.Context, *eventv1.Event) error
 	log     *slog.Logger
-
-	// stamp is processed_by=name encoded once as one entry of the event's
-	// metadata field, for replies to events without metadata (most
-	// events): the reply carries it as unknown fields, which protobuf
-	// encodes by copying the bytes, where a Go map is encoded through
-	// reflection, with four allocations per reply, at about three times
-	// the cost of the rest of the reply. On the wire the two are the same:
-	// a map field is a repeated entry message, so whoever decodes the
-	// reply finds processed_by in its metadata.
-	stamp     []byte
-	stampOnce sync.Once
-}
-
-// metadataField is the number of eventv1.Event's metadata field.
-const metadataField = 5
-
-// encodeStamp returns the wire encoding of metadata entry
-// processed_by=name of an event (field metadataField), with no spare
-// capacity, so that appending to it always copies.
-func encodeStamp(name string) []byte {
-	var entry []byte
-	entry = protowire.AppendTag(entry, 1, protowire.BytesType) // key
-	entry = protowire.AppendString(entry, metaProcessedBy)
-	entry = protowire.AppendTag(entry, 2, protowire.BytesType) // value
-	entry = protowire.AppendString(entry, name)
-	var b []byte
-	b = protowire.AppendTag(b, metadataField, protowire.BytesType)
-	b = protowire.AppendBytes(b, entry)
-	return slices.Clip(b)
 }
 
 // Handle answers ev: after metadata delay, with metadata error's status,
@@ -74,20 +42,6 @@ func (e *echo) Handle(ctx context.Context, ev *eventv1.Event) (*eventv1.Event, e
 		}
 	}
 	md := ev.GetMetadata()
-	if len(md) == 0 {
-		if e.consume {
-			return nil, nil
-		}
-		e.stampOnce.Do(func() { e.stamp = encodeStamp(e.name) })
-		m := ev.ProtoReflect()
-		if u := m.GetUnknown(); len(u) > 0 {
-			// Fields this build does not know stay in the reply.
-			m.SetUnknown(append(u, e.stamp...))
-		} else {
-			m.SetUnknown(e.stamp) // shared: encoding only reads it
-		}
-		return ev, nil
-	}
 	if v, ok := md[metaDelay]; ok {
 		d, err := time.ParseDuration(v)
 		if err != nil {
@@ -117,7 +71,10 @@ func (e *echo) Handle(ctx context.Context, ev *eventv1.Event) (*eventv1.Event, e
 	if consume {
 		return nil, nil
 	}
-	md[metaProcessedBy] = e.name
+	if ev.Metadata == nil {
+		ev.Metadata = make(map[string]string, 1)
+	}
+	ev.Metadata[metaProcessedBy] = e.name
 	return ev, nil
 }
 

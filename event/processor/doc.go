@@ -28,14 +28,17 @@
 // # Concurrency
 //
 // The sink multiplexes many events over a few long-lived Process streams.
-// For each stream the Server runs exactly one goroutine that receives and
-// exactly one that sends (gRPC forbids concurrent sends on a stream); every
-// event runs its handler in a goroutine of its own. Handlers are therefore
-// called concurrently, in any order, and must be safe for concurrent use.
-// Answers are handed to the stream's sender over a bounded channel. A
-// handler that is also an [Inliner] may have events it answers at once
-// handled on the receiving goroutine instead, which saves a goroutine
-// hand-off per event.
+// For each stream one goroutine receives. Handlers run on worker
+// goroutines the stream keeps (one per handler running at once, reused from
+// event to event, so their stacks need not grow again), or, for a handler
+// that is also an [Inliner] and says so for an event, on the receiving
+// goroutine itself, which saves a hand-off per event. Handlers are
+// therefore called concurrently, in any order, and must be safe for
+// concurrent use. Sends on a stream never overlap (gRPC forbids it): a
+// handler's answer is sent by the goroutine that has it when no other send
+// is under way and nothing waits to be sent, and otherwise handed to the
+// stream's writer goroutine over a bounded channel, which also sends
+// published events; the order of answers is not defined.
 //
 // At most Options.MaxConcurrency handlers run at once across all streams of
 // a Server. When the limit is reached the Server stops reading requests, so

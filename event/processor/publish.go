@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/protocol"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -14,7 +15,7 @@ import (
 // when it opens a Process stream. A sink opens several streams to each
 // processor; Publish uses the key to send each event once per sink. Streams
 // without it count as separate sinks.
-const SinkIDMetadataKey = "eventproc-sink-id"
+const SinkIDMetadataKey = protocol.SinkIDHeader
 
 // Publish sends ev to every connected sink, once per sink, as a
 // ProcessResponse with id 0 and ev in publish. It may be called from any

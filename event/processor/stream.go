@@ -10,11 +10,11 @@ import (
 	"time"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/protocol"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // outQueueLen bounds the answers waiting for a stream's writer. A handler
@@ -68,15 +68,6 @@ type stream struct {
 	collecting    bool
 }
 
-// batchHeader is the header with which both ends of a Process stream say
-// they read batches (ProcessRequest.batch, ProcessResponse.batch); its
-// value is the largest message, in bytes, its sender reads.
-const batchHeader = "eventproc-batch"
-
-// maxRecvBytes is the largest message a processor reads: gRPC's default,
-// which Serve keeps.
-const maxRecvBytes = 4 << 20
-
 func newStream(s *Server, gs grpc.BidiStreamingServer[eventv1.ProcessRequest, eventv1.ProcessResponse]) *stream {
 	ctx, cancel := context.WithCancel(gs.Context())
 	st := &stream{
@@ -93,11 +84,7 @@ func newStream(s *Server, gs grpc.BidiStreamingServer[eventv1.ProcessRequest, ev
 		if v := md.Get(SinkIDMetadataKey); len(v) > 0 {
 			st.sinkID = v[0]
 		}
-		if v := md.Get(batchHeader); len(v) > 0 {
-			if n, err := strconv.Atoi(v[0]); err == nil && n > 0 {
-				st.batchLimit = n
-			}
-		}
+		st.batchLimit = protocol.BatchLimit(md)
 	}
 	return st
 }
@@ -109,7 +96,7 @@ func (st *stream) serve() error {
 	defer st.srv.removeStream(st)
 	// The sink counts a stream as live once it has the header, which also
 	// says that this end reads batches.
-	if err := st.grpc.SendHeader(metadata.Pairs(batchHeader, strconv.Itoa(maxRecvBytes))); err != nil {
+	if err := st.grpc.SendHeader(metadata.Pairs(protocol.BatchHeader, strconv.Itoa(protocol.MaxRecvBytes))); err != nil {
 		return err
 	}
 	st.srv.log.DebugContext(st.ctx, "processor: stream opened", "sink_id", st.sinkID)
@@ -131,9 +118,9 @@ func (st *stream) write(recvDone <-chan error) error {
 	draining := false
 	for {
 		// While answers are waiting, send them without the full select
-		// (its cost grows with its cases), but no more than maxBatch in a
+		// (its cost grows with its cases), but no more than protocol.MaxBatch in a
 		// row, so that the stream still ends in time under a steady flow.
-		for range maxBatch {
+		for range protocol.MaxBatch {
 			select {
 			case resp := <-st.out:
 				if err := st.sendQueued(resp); err != nil {
@@ -186,14 +173,14 @@ func (st *stream) send(resp *eventv1.ProcessResponse) error {
 }
 
 // sendQueued sends resp, taken from out, with whatever else waits there
-// when the sink reads batches: one message for up to maxBatch answers.
+// when the sink reads batches: one message for up to protocol.MaxBatch answers.
 func (st *stream) sendQueued(resp *eventv1.ProcessResponse) error {
 	if st.batchLimit == 0 || len(st.out) == 0 {
 		return st.send(resp)
 	}
 	batch := []*eventv1.ProcessResponse{resp}
 more:
-	for len(batch) < maxBatch {
+	for len(batch) < protocol.MaxBatch {
 		select {
 		case resp := <-st.out:
 			batch = append(batch, resp)
@@ -213,8 +200,7 @@ func (st *stream) sendBatch(answers []*eventv1.ProcessResponse) error {
 	for len(answers) > 0 {
 		n, size := 0, 0
 		for n < len(answers) {
-			entry := answers[n].SizeVT()
-			entry += protowire.SizeTag(fieldBatch) + protowire.SizeVarint(uint64(entry))
+			entry := protocol.ProcessResponseBatch.EntrySize(answers[n].SizeVT())
 			if n > 0 && size+entry > st.batchLimit {
 				break
 			}
@@ -231,9 +217,6 @@ func (st *stream) sendBatch(answers []*eventv1.ProcessResponse) error {
 	}
 	return nil
 }
-
-// fieldBatch is ProcessResponse.batch.
-const fieldBatch protowire.Number = 6
 
 // enqueue hands resp to write, waiting for room in out; it fails when ctx
 // ends first.
@@ -291,10 +274,6 @@ func (st *stream) sendDirect(send func() error) (bool, error) {
 
 // errStreamOver is answer's error once the stream's handler has returned.
 var errStreamOver = errors.New("processor: stream is over")
-
-// maxBatch bounds the answers write sends between two looks at the
-// stream's other events.
-const maxBatch = 32
 
 // idle reports whether no handler runs on the stream.
 func (st *stream) idle() bool {
@@ -471,7 +450,7 @@ func (st *stream) dispatch(r *request, req *eventv1.ProcessRequest, now time.Tim
 	case st.collecting:
 		st.collected = append(st.collected, r)
 		st.collectedResp = append(st.collectedResp, st.srv.handle(r))
-		if len(st.collected) == maxBatch {
+		if len(st.collected) == protocol.MaxBatch {
 			st.flushCollected()
 		}
 	default:
@@ -494,8 +473,8 @@ func inline(in Inliner, ev *eventv1.Event) (ok bool) {
 // startWork runs r on an idle worker goroutine of the stream, or on a new
 // one when none is idle. Workers stay until the stream's receiving ends
 // (closeWork), so that handlers run on goroutines whose stacks have
-// already grown (as internal/workpool does; a typed channel rather than a
-// func per event saves an allocation).
+// already grown (a typed channel rather than a func per event saves an
+// allocation).
 func (st *stream) startWork(r *request) {
 	select {
 	case st.work <- r:

@@ -17,7 +17,7 @@ import (
 //
 //	go test ./event/sink -run '^$' -bench . -benchmem
 //
-// internal/bench has BenchmarkDispatch (the synchronous path against the
+// internal/bench has BenchmarkSend (the synchronous path against the
 // SDK's processor); `make bench` measures the real binaries.
 
 // BenchmarkRoute measures what routing costs per event: the type's route,

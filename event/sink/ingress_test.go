@@ -331,7 +331,7 @@ func TestStreamIngressMalformed(t *testing.T) {
 }
 
 // An event nested too deeply for a processor to decode is answered
-// INVALID_ARGUMENT, exactly where Dispatch draws the line, and never
+// INVALID_ARGUMENT, exactly where the in-process Send draws the line, and never
 // reaches the processor stream, which it would break for every event on it.
 func TestStreamIngressTooDeep(t *testing.T) {
 	addr, _ := startFake(t, &fakeProcessor{answer: echo})
@@ -352,7 +352,7 @@ func TestStreamIngressTooDeep(t *testing.T) {
 		}
 		got := codes.Code(resp.GetError().GetCode())
 		if got != status.Code(want) || got == codes.Unavailable {
-			t.Errorf("%d lists: Stream answered %v %q, Dispatch %v", n, got, resp.GetError().GetMessage(), want)
+			t.Errorf("%d lists: Stream answered %v %q, Send %v", n, got, resp.GetError().GetMessage(), want)
 		}
 		if n == 4990 && got != codes.OK {
 			t.Errorf("%d lists: %v, want it relayed", n, got)

@@ -162,10 +162,20 @@ func unescape(s []byte) (string, bool) {
 	return string(out), true
 }
 
+// The members of an event's JSON this decoder reads, to tell duplicates.
+const (
+	eventID = iota
+	eventType
+	eventPayload
+	eventData
+	eventMetadata
+	eventMembers
+)
+
 // event reads a whole event: one object, each field at most once, nothing
 // after it.
 func (d *decoder) event(ev *eventv1.Event) bool {
-	var seen [eventTime + 1]bool
+	var seen [eventMembers]bool
 	ok := d.object(func(key string) bool {
 		var f int
 		switch key {

@@ -49,26 +49,8 @@ type Codec struct{}
 // Name is the content-subtype: peers see plain application/grpc+proto.
 func (Codec) Name() string { return grpcproto.Name }
 
-// Checked is a message every part of which is known to pass [wire.Check]
-// already: its strings are valid UTF-8 and it nests no deeper than
-// [wire.MaxDepth]. The sink relays a processor's reply event as bytes it
-// checked when it read them, in a response whose other fields it decoded
-// (and so checked) or set itself; checking the encoded response again
-// cost about 4 % of the sink's CPU on the Stream path. Marshal encodes a
-// *Checked without that check. A *Checked is a proto.Message, so any
-// other codec encodes it as it would the message itself.
-//
-// Wrapping a message that does not pass the check puts bytes on the wire
-// that the peer's decoder rejects: only wrap what was checked.
-type Checked struct{ Message }
-
-// Marshal encodes v, failing where proto.Marshal would (invalid UTF-8),
-// except for a *Checked, which it trusts.
+// Marshal encodes v, failing where proto.Marshal would (invalid UTF-8).
 func (Codec) Marshal(v any) (mem.BufferSlice, error) {
-	check := true
-	if c, ok := v.(*Checked); ok {
-		v, check = c.Message, false
-	}
 	m, ok := v.(Message)
 	if !ok {
 		return protoCodec.Marshal(v)
@@ -76,14 +58,14 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 	size := m.SizeVT()
 	if mem.IsBelowBufferPoolingThreshold(size) {
 		buf := make([]byte, size)
-		if err := marshal(m, buf, check); err != nil {
+		if err := MarshalTo(buf, m); err != nil {
 			return nil, err
 		}
 		return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
 	}
 	pool := mem.DefaultBufferPool()
 	buf := pool.Get(size)
-	if err := marshal(m, *buf, check); err != nil {
+	if err := MarshalTo(*buf, m); err != nil {
 		pool.Put(buf)
 		return nil, err
 	}
@@ -92,15 +74,11 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 
 // MarshalTo encodes m into buf, which must be m.SizeVT() long, failing
 // where proto.Marshal would (invalid UTF-8), with proto.Marshal's error.
-func MarshalTo(buf []byte, m Message) error { return marshal(m, buf, true) }
-
-// marshal encodes m into buf, which is m.SizeVT() long, and checks the
-// result if check is set.
-func marshal(m Message, buf []byte, check bool) error {
+func MarshalTo(buf []byte, m Message) error {
 	if _, err := m.MarshalToSizedBufferVT(buf); err != nil {
 		return err
 	}
-	if check && wire.Check(buf, m.ProtoReflect().Descriptor()) != nil {
+	if wire.Check(buf, m.ProtoReflect().Descriptor()) != nil {
 		_, err := proto.Marshal(m) // protobuf's own error
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -180,35 +179,5 @@ func TestOtherMessages(t *testing.T) {
 	}
 	if err := (Codec{}).Unmarshal(nil, new(int)); errors.Is(err, nil) {
 		t.Error("Unmarshal into an int: no error")
-	}
-}
-
-// A *Checked encodes to the bytes of its message, with this codec and with
-// gRPC's, and skips the check of the output: an invalid string goes out
-// as it is.
-func TestMarshalChecked(t *testing.T) {
-	for name, newMsg := range benchMessages() {
-		m := newMsg().(Message)
-		want, err := Codec{}.Marshal(m)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		for _, c := range []encoding.CodecV2{Codec{}, protoCodec} {
-			got, err := c.Marshal(&Checked{m})
-			if err != nil {
-				t.Fatalf("%s, %s codec: %v", name, c.Name(), err)
-			}
-			if !bytes.Equal(got.Materialize(), want.Materialize()) {
-				t.Errorf("%s, %T: %x, want %x", name, c, got.Materialize(), want.Materialize())
-			}
-		}
-	}
-	bad := &eventv1.StreamResponse{Id: "\xff"}
-	if _, err := (Codec{}).Marshal(bad); err == nil {
-		t.Fatal("Marshal of an invalid id: no error")
-	}
-	got, err := Codec{}.Marshal(&Checked{bad})
-	if err != nil || !bytes.Equal(got.Materialize(), []byte{0x0a, 0x01, 0xff}) {
-		t.Errorf("Marshal(&Checked{...}) = %x, %v; want 0a01ff, unchecked", got.Materialize(), err)
 	}
 }
