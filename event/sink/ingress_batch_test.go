@@ -139,7 +139,7 @@ func TestStreamIngressBatchMalformed(t *testing.T) {
 				if err != nil || resp.GetId() != "first" || resp.GetResponse() == nil {
 					t.Fatalf("the entry before the bad one: %v, %v", resp, err)
 				}
-				resp, err = ss.Recv()
+				_, err = ss.Recv()
 			}
 			wantCode(t, err, codes.InvalidArgument)
 		})

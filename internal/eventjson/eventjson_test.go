@@ -60,7 +60,7 @@ type matchCase struct {
 func matchCases() []matchCase {
 	list, _ := structpb.NewList([]any{1.5, "two", true, nil, map[string]any{"k": []any{}}})
 	obj, _ := structpb.NewStruct(map[string]any{
-		"z": 1e21, "a": 1e-7, "m": -0.0, "n": 123456789.0, "s": "x\u2028<&>\"\\\x01\x1f\t\n\r\b\f\u00e9\U0001F600\uFFFD",
+		"z": 1e21, "a": 1e-7, "m": math.Copysign(0, -1), "n": 123456789.0, "s": "x\u2028<&>\"\\\x01\x1f\t\n\r\b\f\u00e9\U0001F600\uFFFD",
 		"nested": map[string]any{"b": 2.0, "a": 1.0}, "": "empty key",
 	})
 	return []matchCase{
