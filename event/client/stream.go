@@ -17,7 +17,6 @@ import (
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 	"github.com/eventproc/eventproc/internal/protocol"
 	relayv1 "github.com/eventproc/eventproc/internal/relay/v1"
-	"github.com/eventproc/eventproc/internal/vtcodec"
 )
 
 // stream is one SinkService.Stream and the calls in flight on it. Exactly
@@ -121,7 +120,7 @@ func (s *stream) failure(err error) error {
 func (s *stream) run() {
 	// Announce that the client reads answers in batches, and how large.
 	ctx := metadata.AppendToOutgoingContext(s.ctx, protocol.BatchHeader, strconv.Itoa(protocol.MaxRecvBytes))
-	opts := append(slices.Clip(s.c.opts.CallOptions), grpc.ForceCodecV2(vtcodec.Codec{}), grpc.MaxCallRecvMsgSize(protocol.MaxRecvBytes))
+	opts := append(slices.Clip(s.c.opts.CallOptions), grpc.MaxCallRecvMsgSize(protocol.MaxRecvBytes))
 	ss, err := eventv1.NewSinkServiceClient(s.c.conn).Stream(ctx, opts...)
 	if err != nil {
 		s.fail(s.failure(err))

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
-	"github.com/eventproc/eventproc/internal/vtcodec"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -29,18 +28,6 @@ func KeepaliveOptions() []grpc.ServerOption {
 	}
 }
 
-// CodecOption returns the gRPC codec of the server built by Serve:
-// protobuf encoded and decoded by generated code instead of reflection:
-// a batch of requests decodes in about 60 % of the time, a batch of
-// answers encodes in about a third (BenchmarkCodec, docs/performance.md). It accepts and produces what gRPC's default codec
-// does (its one difference: unknown fields inside a Timestamp, Duration
-// or Value are dropped), and leaves messages of other services to it.
-// Pass it to grpc.NewServer, with [KeepaliveOptions], when serving a
-// Server with [Server.Register] on a gRPC server of your own.
-func CodecOption() grpc.ServerOption {
-	return grpc.ForceServerCodecV2(vtcodec.Codec{})
-}
-
 // Serve serves the processor on lis with a gRPC server of its own, which
 // also offers the standard gRPC health service (SERVING for "" and for
 // event.v1.ProcessorService). It blocks until ctx is done, then shuts down
@@ -56,7 +43,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	// long-lived calls (health Watch) that would hold up GracefulStop.
 	callsCtx, endCalls := context.WithCancel(context.Background())
 	defer endCalls()
-	opts := append(KeepaliveOptions(), grpc.ChainStreamInterceptor(endWith(callsCtx)), CodecOption())
+	opts := append(KeepaliveOptions(), grpc.ChainStreamInterceptor(endWith(callsCtx)))
 	opts = append(opts, s.opts.ServerOptions...)
 	gs := grpc.NewServer(opts...)
 	s.Register(gs)

@@ -83,7 +83,7 @@ func NewServer(h Handler, opts Options) *Server {
 
 // Register adds the Server's ProcessorService to r, for callers that run
 // their own grpc.Server instead of Serve; build that server with
-// [KeepaliveOptions] and [CodecOption], and keep gRPC's default receive limit (4 MiB) or a
+// [KeepaliveOptions], and keep gRPC's default receive limit (4 MiB) or a
 // larger one: the Server tells sinks it reads messages of that size, and
 // sinks batch requests up to it. Such callers own its shutdown:
 // Process streams end when the sink closes them or when the grpc.Server is
