@@ -7,9 +7,9 @@
 // id, putting the events that wait together in one message
 // (StreamRequest.batch) and reading answers in batches
 // (StreamResponse.batch), bounding what is in flight, and carrying each
-// caller's deadline to the sink. In make bench, events sent in batches on one
-// stream cost the sink 15-20 % less CPU than events sent one per message, and
-// a third to a half of what unary Send calls cost.
+// caller's deadline to the sink. Events sent in batches on one stream cost
+// the sink less CPU than events sent one per message, and much less than
+// unary Send calls (docs/benchmarks.md).
 //
 //	conn, err := grpc.NewClient("localhost:8081",
 //		grpc.WithTransportCredentials(insecure.NewCredentials()))

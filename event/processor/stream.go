@@ -524,7 +524,7 @@ func (st *stream) finish(r *request) {
 //
 // When nothing waits for the writer and no other goroutine is sending, it sends
 // resp itself: a hand-off to the writer costs a goroutine wake-up per
-// answer, which was a tenth of proc's CPU per event. Blocking in Send on
+// answer. Blocking in Send on
 // the sink's flow control is then the same back-pressure on this stream as
 // a full out. A failed Send ends the stream (write returns its error).
 func (st *stream) answer(resp *eventv1.ProcessResponse) error {

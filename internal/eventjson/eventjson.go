@@ -1,13 +1,12 @@
-// Package eventjson encodes an [eventv1.Event] as JSON, the same JSON that
-// protojson writes for it, several times faster.
+// Package eventjson encodes and decodes an [eventv1.Event] as JSON, the
+// same JSON that protojson writes and reads, faster.
 //
-// The sink's HTTP front answers every POST /v1/events with the processor's
-// reply event as JSON. protojson reaches every field through protobuf
-// reflection, sorts the fields and map keys through interfaces, and
-// allocates for each: profiles put it at 12 % of the sink's CPU on the REST
-// path, the largest single item after net/http itself
-// (docs/performance.md). Event is one fixed message, so this package
-// writes its fields directly.
+// The sink's HTTP front decodes every POST /v1/events body and answers with
+// the processor's reply event as JSON. protojson reaches every field
+// through protobuf reflection, sorts the fields and map keys through
+// interfaces, and allocates for each: profiles put it among the largest
+// costs of the REST path (docs/performance.md). Event is one fixed message,
+// so this package reads and writes its fields directly.
 //
 // The output is what protojson.MarshalOptions{} produces, byte for byte
 // once protojson's deliberately unstable whitespace is removed: fields in
