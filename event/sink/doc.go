@@ -9,17 +9,25 @@
 // by a small pool of ProcessorService.Process streams. Every stream carries
 // many requests at once, correlated by an id unique on that stream.
 //
-//	Send ──► route(type) ──► least-loaded live stream ──► writer goroutine ──► processor
-//	  ▲                                                                            │
-//	  └──────────── pending[id] ◄── reader goroutine ◄─────────────────────────────┘
+// Every entry — the in-process [Sink.Send] (which the HTTP gateway calls),
+// SinkService.Send and SinkService.Stream over gRPC ([Sink.Register]) —
+// takes the same path: check the event, ask [Config.Authorize], route it,
+// fill in its id and time, and send it to the least loaded live stream,
+// once more elsewhere if no processor can have seen it.
+//
+//	entry ──► check, authorize, route ──► least-loaded live stream ──► writer goroutine ──► processor
+//	  ▲                                                                                    │
+//	  └──────────── pending[id] ◄── reader goroutine ◄─────────────────────────────────────┘
+//
+// Events and replies pass through the sink encoded, never decoded, in
+// envelopes generated from internal/relay/v1.
 //
 // # Concurrency
 //
 // Exactly one goroutine sends on a gRPC stream and one receives from it.
-// Callers hand requests to the writer over a bounded channel after
-// registering them in the stream's pending map, then wait for their own
-// reply or their context, whichever comes first. Whoever removes a request
-// from the pending map (the reader with a reply, the caller giving up, or the
+// Callers register a request in the stream's pending map and hand it to the
+// writer over a bounded channel. Whoever removes a request from the pending
+// map (the reader with a reply, the caller giving up or its deadline, or the
 // stream failing) owns its answer, so every request gets exactly one answer
 // and a reply can never reach the wrong caller.
 //
