@@ -181,10 +181,11 @@ func malformed(err error) error {
 // maxInFlightPerClientStream events are in flight. It fails when the event
 // is malformed or the client went away.
 func (in *ingress) admit(req *relayv1.StreamRequest) error {
+	var h header
 	var tooDeep bool
 	if req.Event != nil {
 		var err error
-		if tooDeep, err = checkEvent(req.Event); err != nil {
+		if h, tooDeep, err = checkEvent(req.Event); err != nil {
 			return malformed(fmt.Errorf("event: %w", err))
 		}
 	}
@@ -222,7 +223,7 @@ func (in *ingress) admit(req *relayv1.StreamRequest) error {
 	case badTimeout:
 		sub.finish(answer{err: status.Error(codes.InvalidArgument, "timeout must be a positive duration")})
 	default:
-		in.s.submit(sub, req.Event, tooDeep, limit)
+		in.s.submit(sub, req.Event, h, tooDeep, limit)
 	}
 	return nil
 }
@@ -232,13 +233,20 @@ func (in *ingress) receive(sub *submission, a answer) {
 	in.mu.Lock()
 	in.subs[sub.slot] = nil
 	in.mu.Unlock()
-	resp := &relayv1.StreamResponse{Id: sub.id}
-	if sr, err := sendResponse(a); err != nil {
-		resp.Result = &relayv1.StreamResponse_Error{Error: status.Convert(err).Proto()}
+	// The usual answer, with its parts, in one allocation.
+	sa := new(struct {
+		resp relayv1.StreamResponse
+		ok   relayv1.StreamResponse_Response
+		send relayv1.SendResponse
+	})
+	sa.resp.Id = sub.id
+	if err := fillSendResponse(a, &sa.send); err != nil {
+		sa.resp.Result = &relayv1.StreamResponse_Error{Error: status.Convert(err).Proto()}
 	} else {
-		resp.Result = &relayv1.StreamResponse_Response{Response: sr}
+		sa.ok.Response = &sa.send
+		sa.resp.Result = &sa.ok
 	}
-	in.out <- answered{resp, sub.slot}
+	in.out <- answered{&sa.resp, sub.slot}
 }
 
 // abort answers every event still in flight with the stream's context

@@ -9,7 +9,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
@@ -90,17 +89,43 @@ var eventDescriptor = (*eventv1.Event)(nil).ProtoReflect().Descriptor()
 var errTooDeep = status.Errorf(codes.InvalidArgument,
 	"event payload is nested too deeply: protobuf decodes at most %d levels of messages", wire.MaxDepth)
 
+// header is what the sink reads of an event.
+type header struct {
+	id      string
+	typ     eventv1.Type
+	hasTime bool
+}
+
+// The fields of Event the sink reads, by number, from the descriptor.
+var (
+	eventIDField   = eventDescriptor.Fields().ByName("id").Number()
+	eventTypeField = eventDescriptor.Fields().ByName("type").Number()
+	eventTimeField = eventDescriptor.Fields().ByName("time").Number()
+)
+
 // checkEvent checks an encoded event as proto.Unmarshal would at the depth
-// a processor or client meets it. tooDeep is set for an event that is
-// valid but too deep for that; err for one that is malformed.
-func checkEvent(b []byte) (tooDeep bool, err error) {
-	err = wire.CheckAt(b, eventDescriptor, eventDepth)
+// a processor or client meets it, and reads its header on the way. tooDeep
+// is set for an event that is valid but too deep for that; err for one that
+// is malformed.
+func checkEvent(b []byte) (h header, tooDeep bool, err error) {
+	var id []byte
+	err = wire.CheckVisit(b, eventDescriptor, eventDepth, func(f wire.Field) {
+		switch f.Num {
+		case eventIDField:
+			id = f.Bytes
+		case eventTypeField:
+			h.typ = eventv1.Type(int32(f.Int))
+		case eventTimeField:
+			h.hasTime = true
+		}
+	})
+	h.id = string(id)
 	if errors.Is(err, wire.ErrDepth) {
 		if err = wire.Check(b, eventDescriptor); err == nil {
-			return true, nil
+			return h, true, nil
 		}
 	}
-	return false, err
+	return h, false, err
 }
 
 // submitEvent submits a decoded event, which it encodes.
@@ -110,12 +135,14 @@ func (s *Sink) submitEvent(sub *submission, ev *eventv1.Event) {
 		return
 	}
 	sub.typ = ev.GetType()
-	b := make([]byte, ev.SizeVT())
+	// Room for the id and time the sink may add (see submit).
+	n := ev.SizeVT()
+	b := make([]byte, n, n+64)
 	_, _ = ev.MarshalToSizedBufferVT(b) // cannot fail
 	// Only Go callers can build an event that does not decode (decoders
 	// check strings); and JSON counts nesting differently from protobuf, so
 	// a payload the gateway decoded may be too deep for a processor.
-	tooDeep, err := checkEvent(b)
+	h, tooDeep, err := checkEvent(b)
 	if errors.Is(err, wire.ErrDepth) {
 		tooDeep, err = true, nil
 	}
@@ -123,23 +150,20 @@ func (s *Sink) submitEvent(sub *submission, ev *eventv1.Event) {
 		sub.finish(answer{err: status.Errorf(codes.InvalidArgument, "invalid event: %v", err)})
 		return
 	}
-	s.submit(sub, b, tooDeep, 0)
+	s.submit(sub, b, h, tooDeep, 0)
 }
 
-// submit submits an encoded event (b), checked by checkEvent, which found
-// it tooDeep or not: it asks Config.Authorize, routes the event, fills in
-// its id and time, and sends it; limit, when not zero, is the client's
-// timeout. Its answer reaches sub.to. b is kept.
-func (s *Sink) submit(sub *submission, b []byte, tooDeep bool, limit time.Duration) {
-	var h relayv1.EventHeader
-	// Fields other than the header's are skipped: they stay in b.
-	_ = proto.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(b, &h) // b was checked
-	sub.id, sub.typ = h.Id, h.Type
+// submit submits an encoded event (b), checked by checkEvent, which read
+// its header h and found it tooDeep or not: it asks Config.Authorize,
+// routes the event, fills in its id and time, and sends it; limit, when not
+// zero, is the client's timeout. Its answer reaches sub.to. b is kept.
+func (s *Sink) submit(sub *submission, b []byte, h header, tooDeep bool, limit time.Duration) {
+	sub.id, sub.typ = h.id, h.typ
 	var err error
 	if tooDeep {
 		err = errTooDeep
 	} else {
-		sub.route, err = s.routeFor(sub.ctx, h.Type)
+		sub.route, err = s.routeFor(sub.ctx, h.typ)
 	}
 	if err != nil {
 		sub.finish(answer{err: err})
@@ -148,16 +172,20 @@ func (s *Sink) submit(sub *submission, b []byte, tooDeep bool, limit time.Durati
 	// Fill in what the client left out: an encoded header appended to the
 	// event sets its fields (a later occurrence wins).
 	var fill relayv1.EventHeader
-	if h.Id == "" {
+	var now timestamppb.Timestamp
+	if h.id == "" {
 		sub.id = s.ids.Next()
 		fill.Id = sub.id
 	}
-	if h.Time == nil {
-		fill.Time = timestamppb.New(sub.start)
+	if !h.hasTime {
+		now.Seconds, now.Nanos = sub.start.Unix(), int32(sub.start.Nanosecond())
+		fill.Time = &now
 	}
 	if fill.Id != "" || fill.Time != nil {
+		// Into b's spare capacity if it has room (an event the sink
+		// encoded itself), else a copy.
 		extra := fill.SizeVT()
-		b = append(b[:len(b):len(b)], make([]byte, extra)...)
+		b = append(b, make([]byte, extra)...)
 		_, _ = fill.MarshalToSizedBufferVT(b[len(b)-extra:])
 	}
 	sub.event = b
@@ -280,7 +308,7 @@ func (sub *submission) complete(c *call, r result) {
 		return
 	}
 	if reply := r.resp.GetReply(); reply != nil {
-		if tooDeep, err := checkEvent(reply); tooDeep || err != nil {
+		if _, tooDeep, err := checkEvent(reply); tooDeep || err != nil {
 			sub.finish(answer{err: status.Errorf(codes.Internal, "processor's reply event cannot be relayed: %v", cmpErr(err, errTooDeep))})
 			return
 		}
@@ -424,26 +452,37 @@ func (b *broadcast) receive(part *submission, a answer) {
 // sendResponse is the answer as the client gets it: a relayed reply,
 // consumed, accepted, or the error the processor answered with.
 func sendResponse(a answer) (*relayv1.SendResponse, error) {
+	out := new(relayv1.SendResponse)
+	if err := fillSendResponse(a, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// fillSendResponse is sendResponse, filling in an empty out.
+func fillSendResponse(a answer, out *relayv1.SendResponse) error {
 	if a.err != nil {
-		return nil, a.err
+		return a.err
 	}
 	if a.accepted {
-		return &relayv1.SendResponse{Outcome: eventv1.Outcome_OUTCOME_ACCEPTED}, nil
+		out.Outcome = eventv1.Outcome_OUTCOME_ACCEPTED
+		return nil
 	}
 	switch r := a.resp.GetResult().(type) {
 	case *relayv1.ProcessResponse_Reply:
-		return &relayv1.SendResponse{Event: r.Reply, Outcome: eventv1.Outcome_OUTCOME_REPLIED}, nil
+		out.Event, out.Outcome = r.Reply, eventv1.Outcome_OUTCOME_REPLIED
 	case *relayv1.ProcessResponse_Consumed:
-		return &relayv1.SendResponse{Outcome: eventv1.Outcome_OUTCOME_CONSUMED}, nil
+		out.Outcome = eventv1.Outcome_OUTCOME_CONSUMED
 	case *relayv1.ProcessResponse_Error:
 		st := status.FromProto(r.Error)
 		if st.Code() == codes.OK {
-			return nil, status.Error(codes.Internal, "processor answered with an error status of OK")
+			return status.Error(codes.Internal, "processor answered with an error status of OK")
 		}
-		return nil, st.Err()
+		return st.Err()
 	default:
-		return nil, status.Error(codes.Internal, "processor answered without a result")
+		return status.Error(codes.Internal, "processor answered without a result")
 	}
+	return nil
 }
 
 // waiter receives the answer of a synchronous caller.

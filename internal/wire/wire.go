@@ -88,6 +88,14 @@ func CheckAt(b []byte, md protoreflect.MessageDescriptor, depth int) error {
 	return check(b, md, depth, false)
 }
 
+// CheckVisit is CheckAt, and also calls visit, in order, with each field of
+// the message's own top level that md declares, encoded with the field's
+// wire type (unpacked), once that field is checked: what a decoder reads
+// into the message's fields, the last occurrence of a scalar winning.
+func CheckVisit(b []byte, md protoreflect.MessageDescriptor, depth int, visit func(Field)) error {
+	return planFor(md).check(b, depth, false, visit)
+}
+
 // CheckStrict is Check, and also fails on a known field of the wrong wire
 // type, which proto.Unmarshal keeps as an unknown field; code that decodes
 // without looking at wire types everywhere (vtprotobuf's map entries)
@@ -101,7 +109,7 @@ func CheckStrict(b []byte, md protoreflect.MessageDescriptor) error {
 var ErrWireType = errors.New("field of an unexpected wire type")
 
 func check(b []byte, md protoreflect.MessageDescriptor, depth int, strict bool) error {
-	return planFor(md).check(b, depth, strict)
+	return planFor(md).check(b, depth, strict, nil)
 }
 
 // A plan is what check needs of a message descriptor, looked up by field
@@ -199,7 +207,7 @@ func buildPlan(md protoreflect.MessageDescriptor, built map[protoreflect.Message
 	return p
 }
 
-func (p *plan) check(b []byte, depth int, strict bool) error {
+func (p *plan) check(b []byte, depth int, strict bool, visit func(Field)) error {
 	if depth > MaxDepth {
 		return ErrDepth
 	}
@@ -210,7 +218,7 @@ func (p *plan) check(b []byte, depth int, strict bool) error {
 		if len(b) >= 2 && b[0] < 0x80 && b[0]&7 == byte(protowire.BytesType) && b[0] >= 8 && b[1] < 0x80 && int(b[1]) <= len(b)-2 {
 			fld = Field{Num: protowire.Number(b[0] >> 3), Type: protowire.BytesType, Bytes: b[2 : 2+int(b[1])]}
 			b = b[2+int(b[1]):]
-		} else if !strict && len(b) >= 2 && b[0] < 0x80 && b[0]&7 == byte(protowire.VarintType) && b[0] >= 8 && b[1] < 0x80 {
+		} else if !strict && visit == nil && len(b) >= 2 && b[0] < 0x80 && b[0]&7 == byte(protowire.VarintType) && b[0] >= 8 && b[1] < 0x80 {
 			b = b[2:] // a one-byte varint field: nothing to check
 			continue
 		} else {
@@ -218,7 +226,7 @@ func (p *plan) check(b []byte, depth int, strict bool) error {
 			if fld, b, err = Next(b); err != nil {
 				return err
 			}
-			if fld.Type != protowire.BytesType && !strict {
+			if fld.Type != protowire.BytesType && !strict && visit == nil {
 				continue
 			}
 		}
@@ -240,15 +248,18 @@ func (p *plan) check(b []byte, depth int, strict bool) error {
 				return fmt.Errorf("%s: %w", f.name, ErrInvalidUTF8)
 			}
 		case protoreflect.MessageKind:
-			if err := f.msg.check(fld.Bytes, depth+1, strict); err != nil {
+			if err := f.msg.check(fld.Bytes, depth+1, strict, nil); err != nil {
 				return err
 			}
 		default:
-			if f.list {
+			if f.list && fld.Type == protowire.BytesType {
 				if err := checkPacked(fld.Bytes, f.kind); err != nil {
 					return err
 				}
 			}
+		}
+		if visit != nil && fld.Type == f.wire {
+			visit(fld)
 		}
 	}
 	return nil
