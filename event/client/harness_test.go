@@ -150,7 +150,7 @@ func startEnv(t testing.TB, handler processor.HandlerFunc) *env {
 
 	e := &env{msgs: &messages{}}
 	slis := listen(t)
-	srv := grpc.NewServer(append(sink.ServerOptions(), grpc.ChainStreamInterceptor(e.msgs.interceptor()))...)
+	srv := grpc.NewServer(grpc.ChainStreamInterceptor(e.msgs.interceptor()))
 	s.Register(srv)
 	wg.Go(func() { _ = srv.Serve(slis) })
 	t.Cleanup(srv.Stop)

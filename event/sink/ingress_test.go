@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/vtcodec"
 )
 
 // serveSink serves s's SinkService on a loopback port until the test ends
@@ -25,8 +26,8 @@ func serveSink(t testing.TB, s *Sink, opts ...grpc.DialOption) eventv1.SinkServi
 	return serveSinkWith(t, s, nil, opts...)
 }
 
-// serveSinkWith is serveSink with options for the server, ServerOptions
-// when nil.
+// serveSinkWith is serveSink with options for the server, by default
+// those of eventproc's: internal/vtcodec as the codec.
 func serveSinkWith(t testing.TB, s *Sink, srvOpts []grpc.ServerOption, opts ...grpc.DialOption) eventv1.SinkServiceClient {
 	t.Helper()
 	return eventv1.NewSinkServiceClient(serveSinkConn(t, s, srvOpts, opts...))
@@ -40,7 +41,8 @@ func serveSinkConn(t testing.TB, s *Sink, srvOpts []grpc.ServerOption, opts ...g
 		t.Fatal(err)
 	}
 	if srvOpts == nil {
-		srvOpts = ServerOptions()
+		// The codec eventproc registers as gRPC's proto codec.
+		srvOpts = []grpc.ServerOption{grpc.ForceServerCodecV2(vtcodec.Codec{})}
 	}
 	srv := grpc.NewServer(srvOpts...)
 	s.Register(srv)

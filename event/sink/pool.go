@@ -21,7 +21,6 @@ import (
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 	"github.com/eventproc/eventproc/internal/protocol"
-	"github.com/eventproc/eventproc/internal/vtcodec"
 )
 
 // SinkIDHeader is the metadata key with which the sink identifies itself
@@ -181,7 +180,7 @@ func (p *pool) keepOpen(ctx context.Context, i int) {
 // connection is up, and serves it until it breaks.
 // Calling abort ends the stream.
 func (p *pool) serveOnce(ctx context.Context, abort context.CancelCauseFunc, client eventv1.ProcessorServiceClient, i int) error {
-	ps, err := client.Process(ctx, grpc.WaitForReady(true), grpc.ForceCodecV2(vtcodec.Codec{}))
+	ps, err := client.Process(ctx, grpc.WaitForReady(true))
 	if err != nil {
 		return err
 	}

@@ -16,19 +16,9 @@ import (
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 	"github.com/eventproc/eventproc/internal/protocol"
 	relayv1 "github.com/eventproc/eventproc/internal/relay/v1"
-	"github.com/eventproc/eventproc/internal/vtcodec"
 )
 
-// ServerOptions returns the options of a gRPC server serving the sink
-// ([Sink.Register]): its messages are encoded and decoded by the code
-// protoc-gen-go-vtproto generates instead of protobuf's reflection (see
-// internal/vtcodec and docs/design.md for what that saves).
-func ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.ForceServerCodecV2(vtcodec.Codec{})}
-}
-
-// Register adds the sink's SinkService to a gRPC server, best built with
-// [ServerOptions]. Its Send is [Sink.Send], except that the processor's
+// Register adds the sink's SinkService to a gRPC server. Its Send is [Sink.Send], except that the processor's
 // reply goes back to the client as the processor encoded it, never
 // decoded: interceptors see the decoded *eventv1.SendRequest, and a
 // *relayv1 SendResponse envelope as the response (internal/relay/v1),

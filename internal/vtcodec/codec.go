@@ -1,8 +1,11 @@
-// Package vtcodec is the gRPC codec of the sink's server and of its
-// processor streams: protobuf, encoded and decoded by the code
-// protoc-gen-go-vtproto generates for event/v1 and internal/relay/v1
-// (MarshalVT, UnmarshalVT, SizeVT) instead of protobuf-go's. What it saves
-// is measured in docs/design.md.
+// Package vtcodec is a gRPC codec for protobuf that encodes and decodes
+// with the code protoc-gen-go-vtproto generates for event/v1 and
+// internal/relay/v1 (MarshalVT, UnmarshalVT, SizeVT) instead of
+// protobuf-go's. The eventproc and proc binaries register it as gRPC's
+// proto codec at the start of main (encoding.RegisterCodecV2, gRPC's way to
+// replace a codec), so the sink's server and processor streams and proc's
+// server use it; libraries never register it. What it saves is measured in
+// docs/design.md.
 //
 // It accepts, rejects and produces exactly what gRPC's own proto codec
 // does. The generated code does not check that strings are UTF-8, nor
@@ -41,9 +44,8 @@ type Message interface {
 // protoCodec is gRPC's own proto codec, for other messages.
 var protoCodec = encoding.GetCodecV2(grpcproto.Name)
 
-// Codec is a gRPC encoding.CodecV2. Use it with grpc.ForceServerCodecV2 or
-// grpc.ForceCodecV2 (never registered globally: it would change every
-// gRPC user in the process).
+// Codec is a gRPC encoding.CodecV2, named "proto": registered, it replaces
+// gRPC's proto codec in the whole process.
 type Codec struct{}
 
 // Name is the content-subtype: peers see plain application/grpc+proto.
