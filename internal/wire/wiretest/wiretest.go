@@ -14,10 +14,11 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	relayv1 "github.com/eventproc/eventproc/internal/relay/v1"
 )
 
-// messages are the messages of event/v1 that travel on the wire; a fuzz
-// input picks one by its first byte.
+// messages are the messages of event/v1 that travel on the wire, and the
+// sink's envelopes of them; a fuzz input picks one by its first byte.
 var messages = []func() proto.Message{
 	func() proto.Message { return new(eventv1.Event) },
 	func() proto.Message { return new(eventv1.SendRequest) },
@@ -28,6 +29,11 @@ var messages = []func() proto.Message{
 	func() proto.Message { return new(eventv1.SubscribeResponse) },
 	func() proto.Message { return new(eventv1.ProcessRequest) },
 	func() proto.Message { return new(eventv1.ProcessResponse) },
+	func() proto.Message { return new(relayv1.ProcessRequest) },
+	func() proto.Message { return new(relayv1.ProcessResponse) },
+	func() proto.Message { return new(relayv1.StreamRequest) },
+	func() proto.Message { return new(relayv1.StreamResponse) },
+	func() proto.Message { return new(relayv1.SendResponse) },
 }
 
 // Seeds adds, for each message of event/v1, encodings of it: valid ones
