@@ -57,12 +57,9 @@ type Config struct {
 	// SSEHeartbeat is the interval of comment lines on idle Server-Sent
 	// Events streams, which keep proxies from closing them.
 	SSEHeartbeat time.Duration
-	// MemoryBudget is the memory, in bytes, the Go runtime aims to stay
-	// within (see memoryBudget); zero leaves the runtime's limit alone.
+	// MemoryBudget is the Go runtime's soft memory limit, in bytes, set
+	// once at start; zero leaves the runtime's (GOMEMLIMIT, or none).
 	MemoryBudget int64
-	// GCPercent is the most GOGC is set to under a memory budget (see
-	// gcPercent); zero leaves the runtime's alone.
-	GCPercent int
 }
 
 // sinkConfig returns the library configuration for c.
@@ -143,10 +140,10 @@ func options() []option {
 			usage: "interval of heartbeat comments on Server-Sent Events streams, which keep proxies from " +
 				"closing idle ones"},
 		{name: "memory-budget", arg: "SIZE", env: "EVENTPROC_MEMORY_BUDGET", def: defaultMemoryBudget,
-			usage: "memory the Go runtime aims to stay within (its soft memory limit, e.g. 56MiB or 1GiB): the garbage " +
-				"collector runs more often as the sink nears it, at most about four times as often as without it: the " +
-				"sink goes beyond the budget when what it holds live needs that; 0 or off: no budget; when the " +
-				"flag and its variable are unset, GOMEMLIMIT, if set, applies instead"},
+			usage: "the Go runtime's soft memory limit, set once at start (e.g. 56MiB or 1GiB): the garbage collector " +
+				"works harder as the sink nears it, and the sink goes beyond it when what it holds live needs that; " +
+				"0 or off: no limit; when neither the flag nor its variable is set, GOMEMLIMIT applies if set; " +
+				"GOGC applies as usual"},
 		{name: "log-format", arg: "text|json", env: "EVENTPROC_LOG_FORMAT", def: "text",
 			usage: "log format (logs go to standard error)"},
 		{name: "log-level", arg: "LEVEL", env: "EVENTPROC_LOG_LEVEL", def: "info",
@@ -370,9 +367,6 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		strings.TrimSpace(getenv("GOMEMLIMIT")) != "" {
 		c.MemoryBudget = 0 // the runtime applies GOMEMLIMIT
 	}
-	if c.MemoryBudget > 0 && strings.TrimSpace(getenv("GOGC")) == "" {
-		c.GCPercent = gcPercent
-	}
 	switch s := one("log-format"); strings.ToLower(s.value) {
 	case "text", "json":
 		c.LogFormat = strings.ToLower(s.value)
@@ -509,3 +503,7 @@ func parseInt(s setting, least int) (int, error) {
 	}
 	return n, nil
 }
+
+// defaultMemoryBudget is --memory-budget's default (docs/benchmarks.md has
+// the sink's memory with 1,000 HTTP clients).
+const defaultMemoryBudget = "48MiB"

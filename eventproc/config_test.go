@@ -193,3 +193,41 @@ func TestHelp(t *testing.T) {
 		})
 	}
 }
+
+// TestMemoryBudgetConfig: --memory-budget and its variable take sizes; by
+// default the budget applies unless GOMEMLIMIT is set.
+func TestMemoryBudgetConfig(t *testing.T) {
+	route := []string{"--route", "hello=localhost:9090"}
+	for _, tt := range []struct {
+		args []string
+		env  func(string) string
+		want int64
+	}{
+		{nil, noEnv, 48 << 20},
+		{[]string{"--memory-budget", "1GiB"}, noEnv, 1 << 30},
+		{[]string{"--memory-budget", "64 MiB"}, noEnv, 64 << 20},
+		{[]string{"--memory-budget", "2048KiB"}, noEnv, 2 << 20},
+		{[]string{"--memory-budget", "1000"}, noEnv, 1000},
+		{[]string{"--memory-budget", "off"}, noEnv, 0},
+		{[]string{"--memory-budget", "0"}, noEnv, 0},
+		{nil, envOf("EVENTPROC_MEMORY_BUDGET", "100MiB"), 100 << 20},
+		{nil, envOf("GOMEMLIMIT", "1GiB"), 0},
+		{nil, envOf("GOMEMLIMIT", "1GiB", "EVENTPROC_MEMORY_BUDGET", "60MiB"), 60 << 20},
+		{[]string{"--memory-budget", "70MiB"}, envOf("GOMEMLIMIT", "1GiB"), 70 << 20},
+	} {
+		c, err := parseConfig(append(route, tt.args...), tt.env)
+		if err != nil {
+			t.Errorf("%q: %v", tt.args, err)
+			continue
+		}
+		if c.MemoryBudget != tt.want {
+			t.Errorf("%q: budget %d, want %d", tt.args, c.MemoryBudget, tt.want)
+		}
+	}
+	for _, bad := range []string{"lots", "-1MiB", "1.5GiB", "MiB", "9999999999GiB"} {
+		_, err := parseConfig(append(route, "--memory-budget", bad), noEnv)
+		if err == nil || !strings.Contains(err.Error(), `--memory-budget "`+bad+`": want a size`) {
+			t.Errorf("--memory-budget %q: error %v", bad, err)
+		}
+	}
+}

@@ -44,8 +44,7 @@ type server struct {
 	grpc     *grpc.Server
 	health   *health.Server
 	http     *http.Server
-	memory   *memoryReleaser // returns memory to the OS when HTTP goes quiet
-	draining atomic.Bool     // set when shutdown starts
+	draining atomic.Bool // set when shutdown starts
 	// streamsCtx ends long-lived streaming calls (health Watch, reflection,
 	// Subscribe) when shutdown starts, so that they do not hold up
 	// GracefulStop for the whole grace period.
@@ -84,13 +83,11 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	}
 	// No WriteTimeout: it would cut off subscriptions, which stream for as
 	// long as the client stays; they bound each write instead.
-	s.memory = newMemoryReleaser()
 	s.http = &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		ConnState:         s.memory.connState,
 	}
 	s.grpc = grpc.NewServer(append(sink.ServerOptions(),
 		// An event over the limit is answered RESOURCE_EXHAUSTED, as HTTP
@@ -143,10 +140,10 @@ func (s *server) ready() bool {
 // ctx ends or a server fails; then it shuts down gracefully (see shutdown)
 // and returns the first error. It closes both listeners.
 func (s *server) serve(ctx context.Context, grpcLis, httpLis, debugLis net.Listener) error {
-	var debug *http.Server
+	var dbg *http.Server
 	if debugLis != nil {
 		s.log.Info("debug listening on "+debugLis.Addr().String(), "addr", debugLis.Addr().String())
-		debug = debugserver.New()
+		dbg = debugserver.New()
 	}
 	s.log.Info("grpc listening on "+grpcLis.Addr().String(), "addr", grpcLis.Addr().String())
 	s.log.Info("http listening on "+httpLis.Addr().String(), "addr", httpLis.Addr().String())
@@ -154,6 +151,9 @@ func (s *server) serve(ctx context.Context, grpcLis, httpLis, debugLis net.Liste
 		s.log.Info("route", "type", r.Type.String(), "targets", r.Targets, "broadcast", r.Broadcast)
 	}
 
+	if s.cfg.MemoryBudget > 0 {
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(s.cfg.MemoryBudget))
+	}
 	// The sink outlives the servers: requests in flight during the grace
 	// period still need it.
 	sinkCtx, stopSink := context.WithCancel(context.WithoutCancel(ctx))
@@ -176,13 +176,9 @@ func (s *server) serve(ctx context.Context, grpcLis, httpLis, debugLis net.Liste
 		s.followReadiness(gctx)
 		return nil
 	})
-	g.Go(func() error {
-		s.manageMemory(gctx)
-		return nil
-	})
-	if debug != nil {
+	if dbg != nil {
 		g.Go(func() error {
-			if err := debug.Serve(debugLis); !errors.Is(err, http.ErrServerClosed) {
+			if err := dbg.Serve(debugLis); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("debug server: %w", err)
 			}
 			return nil
@@ -192,8 +188,8 @@ func (s *server) serve(ctx context.Context, grpcLis, httpLis, debugLis net.Liste
 		<-gctx.Done()
 		s.shutdown()
 		stopSink()
-		if debug != nil {
-			debug.Close()
+		if dbg != nil {
+			dbg.Close()
 		}
 		return nil
 	})
@@ -236,34 +232,6 @@ func (s *server) shutdown() {
 		}
 	})
 	wg.Wait()
-}
-
-// manageMemory keeps the runtime's memory limit at the budget (see
-// memoryBudget) and returns memory to the OS when the HTTP front goes quiet
-// (see memoryReleaser), until ctx ends. It then restores the limit and the
-// GOGC it found.
-func (s *server) manageMemory(ctx context.Context) {
-	budget := newMemoryBudget(s.cfg.MemoryBudget)
-	if budget.budget > 0 {
-		defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
-	}
-	if budget.budget > 0 && s.cfg.GCPercent > 0 {
-		budget.gcMax = s.cfg.GCPercent
-		defer debug.SetGCPercent(debug.SetGCPercent(100))
-	}
-	budget.adjust()
-	s.memory.init()
-	t := time.NewTicker(releaseInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.memory.tick()
-			budget.adjust()
-		}
-	}
 }
 
 // followReadiness keeps the gRPC health status in step with ready until ctx
