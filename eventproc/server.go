@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/eventproc/eventproc/event/httpapi"
 	"github.com/eventproc/eventproc/event/sink"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 	"github.com/eventproc/eventproc/internal/debugserver"
@@ -44,6 +45,7 @@ type server struct {
 	grpc     *grpc.Server
 	health   *health.Server
 	http     *http.Server
+	api      *httpapi.Handler
 	draining atomic.Bool // set when shutdown starts
 	// streamsCtx ends long-lived streaming calls (health Watch, reflection,
 	// Subscribe) when shutdown starts, so that they do not hold up
@@ -69,14 +71,14 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	}
 	s := &server{cfg: cfg, log: log, sink: sk, health: health.NewServer()}
 	s.streamsCtx, s.endStreams = context.WithCancel(context.Background())
-	api, err := newHTTPAPI(sk, s.ready, cfg.MaxBodyBytes, log)
-	if err == nil {
-		api.streams = s.streamsCtx
-		api.heartbeat = cfg.SSEHeartbeat
-		err = api.mount("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+	s.api, err = httpapi.New(sk, httpapi.Options{
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Heartbeat:    cfg.SSEHeartbeat,
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		}))
-	}
+		}),
+		Logger: log,
+	})
 	if err != nil {
 		sk.Close()
 		return nil, err
@@ -84,7 +86,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	// No WriteTimeout: it would cut off subscriptions, which stream for as
 	// long as the client stays; they bound each write instead.
 	s.http = &http.Server{
-		Handler:           api,
+		Handler:           s.api,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -207,6 +209,7 @@ func (s *server) shutdown() {
 	s.draining.Store(true)
 	s.health.Shutdown() // every service NOT_SERVING from now on
 	s.endStreams()
+	s.api.Shutdown()
 	s.log.Info("shutting down", "grace", s.cfg.ShutdownGrace)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
 	defer cancel()

@@ -1,4 +1,4 @@
-package main
+package httpapi
 
 import (
 	"context"
@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/eventproc/eventproc/event/pubsub"
 	"github.com/eventproc/eventproc/event/sink"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
@@ -26,27 +25,10 @@ import (
 // JSON (ndjson.go) or, for clients that accept text/event-stream, as
 // Server-Sent Events (sse.go).
 
-const (
-	// subscribePath is where HTTP clients subscribe.
-	subscribePath = "/v1/events:subscribe"
-	// streamWriteTimeout bounds each write to a subscriber: a client that
-	// takes no bytes for this long is cut off rather than holding its
-	// handler (and a graceful shutdown) forever.
-	streamWriteTimeout = 10 * time.Second
-	// defaultSSEHeartbeat is the heartbeat interval when none is configured.
-	defaultSSEHeartbeat = 15 * time.Second
-)
-
-// errShuttingDown is the cause that ends HTTP subscriptions when shutdown
-// starts.
-var errShuttingDown = status.Error(codes.Unavailable, "sink is shutting down")
-
-// subscriber is what the subscribe handler needs of the sink.
-type subscriber interface {
-	// SubscribeEvents subscribes to published events; errors are status
-	// errors (see [sink.Sink.SubscribeEvents]).
-	SubscribeEvents(ctx context.Context, types []eventv1.Type, lastEventID string) (*pubsub.Subscription, error)
-}
+// streamWriteTimeout bounds each write to a subscriber: a client that takes
+// no bytes for this long is cut off rather than holding its handler (and a
+// graceful shutdown) forever.
+const streamWriteTimeout = 10 * time.Second
 
 // subscribeRequest is a parsed GET /v1/events:subscribe.
 type subscribeRequest struct {
@@ -137,31 +119,29 @@ type eventStream interface {
 	fail(st *status.Status) error
 }
 
-// subscribe serves GET /v1/events:subscribe: it subscribes to the sink's
-// hub and streams the events until the client goes away, the subscription
+// subscribe serves GET /v1/events:subscribe: it subscribes to the backend
+// and streams the events until the client goes away, the subscription
 // ends (slow subscriber, sink closing) or shutdown starts. Errors found
 // before the stream starts (bad types or last id, too many subscribers) are
 // ordinary JSON error responses; later ones end the stream in its format.
-func (a *httpAPI) subscribe(w http.ResponseWriter, r *http.Request, _ map[string]string) {
+func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
 	req, err := parseSubscribeRequest(r)
 	if err != nil {
-		a.writeError(w, r, err)
+		h.writeError(w, r, err)
 		return
 	}
-	// The subscription ends with the request, or with errShuttingDown when
-	// shutdown starts: http.Server.Shutdown waits for handlers, and a
-	// subscription would otherwise hold it up for the whole grace period.
+	// The subscription ends with the request, or with errShuttingDown at
+	// Shutdown.
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
-	stopOnShutdown := context.AfterFunc(a.streams, func() { cancel(errShuttingDown) })
-	defer stopOnShutdown()
+	defer context.AfterFunc(h.stopping, func() { cancel(context.Cause(h.stopping)) })()
 
-	sub, err := a.backend.SubscribeEvents(ctx, req.types, req.lastEventID)
+	sub, err := h.backend.SubscribeEvents(ctx, req.types, req.lastEventID)
 	if err != nil {
 		if ctx.Err() != nil {
 			err = causeStatus(ctx)
 		}
-		a.writeError(w, r, err)
+		h.writeError(w, r, err)
 		return
 	}
 	defer sub.Close()
@@ -170,7 +150,7 @@ func (a *httpAPI) subscribe(w http.ResponseWriter, r *http.Request, _ map[string
 	heartbeat := time.Duration(0)
 	if req.sse {
 		out = newSSEStream(w)
-		heartbeat = a.heartbeat
+		heartbeat = h.opts.Heartbeat
 	} else {
 		out = newNDJSONStream(w)
 	}
@@ -188,17 +168,17 @@ func (a *httpAPI) subscribe(w http.ResponseWriter, r *http.Request, _ map[string
 		_ = rc.SetWriteDeadline(time.Time{})
 		return err
 	}
-	h := w.Header()
-	out.header(h)
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no") // tell nginx not to buffer the stream
-	h.Set("X-Content-Type-Options", "nosniff")
+	hd := w.Header()
+	out.header(hd)
+	hd.Set("Cache-Control", "no-cache")
+	hd.Set("X-Accel-Buffering", "no") // tell nginx not to buffer the stream
+	hd.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
 	if err := write(out.open); err != nil {
 		return
 	}
-	if a.log.Enabled(ctx, slog.LevelDebug) {
-		a.log.Debug("http subscription started", "types", req.types, "last_event_id", req.lastEventID, "sse", req.sse)
+	if h.opts.Logger.Enabled(ctx, slog.LevelDebug) {
+		h.opts.Logger.Debug("http subscription started", "types", req.types, "last_event_id", req.lastEventID, "sse", req.sse)
 	}
 
 	beat := newBeat(ctx, heartbeat)
@@ -212,11 +192,11 @@ func (a *httpAPI) subscribe(w http.ResponseWriter, r *http.Request, _ map[string
 			beat.reset()
 			err = write(out.heartbeat)
 		default:
-			a.endStream(ctx, out, write, err)
+			h.endStream(ctx, out, write, err)
 			return
 		}
 		if err != nil {
-			a.log.Debug("http subscription: write failed; client gone", "err", err)
+			h.opts.Logger.Debug("http subscription: write failed; client gone", "err", err)
 			return
 		}
 	}
@@ -252,7 +232,7 @@ func (b *beat) reset() {
 func (b *beat) stop() { b.cancel() }
 
 // endStream writes why a subscription ended, unless the client went away.
-func (a *httpAPI) endStream(ctx context.Context, out eventStream, write func(func() error) error, err error) {
+func (h *Handler) endStream(ctx context.Context, out eventStream, write func(func() error) error, err error) {
 	if ctx.Err() != nil {
 		err = causeStatus(ctx)
 	} else {
@@ -260,12 +240,12 @@ func (a *httpAPI) endStream(ctx context.Context, out eventStream, write func(fun
 	}
 	st := status.Convert(err)
 	if st.Code() == codes.Canceled {
-		a.log.Debug("http subscription ended: client gone")
+		h.opts.Logger.Debug("http subscription ended: client gone")
 		return
 	}
-	a.log.Debug("http subscription ended", "code", st.Code().String(), "err", st.Message())
+	h.opts.Logger.Debug("http subscription ended", "code", st.Code().String(), "err", st.Message())
 	if err := write(func() error { return out.fail(st) }); err != nil {
-		a.log.Debug("http subscription: writing the final error failed", "err", err)
+		h.opts.Logger.Debug("http subscription: writing the final error failed", "err", err)
 	}
 }
 

@@ -1,14 +1,17 @@
-package main
+package httpapi
 
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -17,13 +20,25 @@ import (
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
 
-// stubBackend answers every Send with resp, err, and subscribes to hub
-// (Unimplemented without one).
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// testContext returns a context that ends with the test or after a minute.
+func testContext(t testing.TB) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// stubBackend answers every Send with resp, err, reports routes as its
+// status, and subscribes to hub (Unimplemented without one).
 type stubBackend struct {
-	eventv1.UnimplementedSinkServiceServer
-	resp *eventv1.SendResponse
-	err  error
-	hub  *pubsub.Hub
+	resp   *eventv1.SendResponse
+	err    error
+	routes []sink.RouteStatus
+	hub    *pubsub.Hub
 	// subscribed, when set, is called with each new subscription before
 	// the handler reads from it.
 	subscribed func(*pubsub.Subscription)
@@ -47,15 +62,84 @@ func (b *stubBackend) Send(context.Context, *eventv1.SendRequest) (*eventv1.Send
 	return b.resp, b.err
 }
 
-func (b *stubBackend) Status() []sink.RouteStatus { return nil }
+func (b *stubBackend) Status() []sink.RouteStatus { return b.routes }
 
-func newStubAPI(t *testing.T, resp *eventv1.SendResponse, err error) *httpAPI {
+// newStubAPI returns the API over a stub backend answering resp, err, with
+// bodies limited to 1 KiB.
+func newStubAPI(t *testing.T, resp *eventv1.SendResponse, err error) *Handler {
 	t.Helper()
-	a, aerr := newHTTPAPI(&stubBackend{resp: resp, err: err}, func() bool { return true }, 1024, discardLogger())
-	if aerr != nil {
-		t.Fatal(aerr)
+	return newAPI(t, &stubBackend{resp: resp, err: err}, Options{MaxBodyBytes: 1024})
+}
+
+func newAPI(t testing.TB, b Backend, opts Options) *Handler {
+	t.Helper()
+	h, err := New(b, opts)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return a
+	return h
+}
+
+// testServer is the API served over real HTTP on loopback.
+type testServer struct {
+	t   *testing.T
+	url string
+	srv *httptest.Server
+}
+
+// serve serves the API of b, with default options, until the test ends.
+func serve(t *testing.T, b Backend) *testServer {
+	t.Helper()
+	srv := httptest.NewServer(newAPI(t, b, Options{}))
+	t.Cleanup(srv.Close)
+	return &testServer{t: t, url: srv.URL, srv: srv}
+}
+
+// do sends an HTTP request and returns the response with its body read.
+func (s *testServer) do(ctx context.Context, req *http.Request) (*http.Response, []byte) {
+	s.t.Helper()
+	resp, err := s.srv.Client().Do(req.WithContext(ctx))
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatalf("%s %s: reading body: %v", req.Method, req.URL.Path, err)
+	}
+	return resp, body
+}
+
+// get sends GET path.
+func (s *testServer) get(ctx context.Context, path string) (*http.Response, []byte) {
+	s.t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+path, nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return s.do(ctx, req)
+}
+
+// statusJSON is the JSON of a status: an error body, an SSE error event's
+// data, an NDJSON error line's error.
+type statusJSON struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+	Details []any  `json:"details"`
+}
+
+// checkError checks an error response: status, JSON body with code and a
+// message containing msg.
+func checkError(t *testing.T, resp *http.Response, body []byte, wantStatus, wantCode int, msg string) {
+	t.Helper()
+	var st statusJSON
+	if err := json.Unmarshal(body, &st); err != nil || resp.StatusCode != wantStatus || st.Code != wantCode ||
+		!strings.Contains(st.Message, msg) || st.Details == nil {
+		t.Errorf("answer %d %s, want %d with code %d and a message containing %q", resp.StatusCode, body, wantStatus, wantCode, msg)
+	}
+	if got := resp.Header.Get("Content-Type"); got != "application/json" {
+		t.Errorf("Content-Type %q, want application/json", got)
+	}
 }
 
 // TestOutcomeStatus: each outcome has its HTTP status, and only REPLIED a

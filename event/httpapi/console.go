@@ -1,4 +1,4 @@
-package main
+package httpapi
 
 import (
 	"bytes"
@@ -31,59 +31,32 @@ var consoleFiles embed.FS
 // img-src allows data: for the inline favicon.
 const consoleCSP = "default-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-// typesPath lists the event types.
-const typesPath = "/v1/types"
-
-// asset is one embedded file ready to serve.
-type asset struct {
-	name string // for the Content-Type and http.ServeContent
-	body []byte
-	etag string
-}
-
-// mountConsole serves the console's files.
-func (a *httpAPI) mountConsole() error {
-	load := func(name string) (*asset, error) {
+// consolePaths adds the console's files to paths.
+func consolePaths(paths map[string]http.HandlerFunc) error {
+	for p, name := range map[string]string{
+		"/":            "index.html",
+		"/index.html":  "index.html",
+		"/console.js":  "console.js",
+		"/console.css": "console.css",
+	} {
 		body, err := fs.ReadFile(consoleFiles, path.Join("console", name))
-		if err != nil {
-			return nil, err
-		}
-		sum := sha256.Sum256(body)
-		return &asset{name: name, body: body, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}, nil
-	}
-	routes := []struct{ path, file string }{
-		{"/", "index.html"},
-		{"/index.html", "index.html"},
-		{"/console.js", "console.js"},
-		{"/console.css", "console.css"},
-	}
-	for _, r := range routes {
-		f, err := load(r.file)
 		if err != nil {
 			return fmt.Errorf("console: %w", err)
 		}
-		a.allow[r.path] = http.MethodGet
-		if err := a.mux.HandlePath(http.MethodGet, r.path, func(w http.ResponseWriter, req *http.Request, _ map[string]string) {
-			serveAsset(w, req, f)
-		}); err != nil {
-			return fmt.Errorf("GET %s: %w", r.path, err)
+		sum := sha256.Sum256(body)
+		etag := `"` + hex.EncodeToString(sum[:8]) + `"`
+		paths[p] = func(w http.ResponseWriter, r *http.Request) {
+			hd := w.Header()
+			hd.Set("Content-Type", mime.TypeByExtension(path.Ext(name)))
+			hd.Set("ETag", etag)
+			hd.Set("Cache-Control", "no-cache") // revalidate: the binary may have changed
+			hd.Set("X-Content-Type-Options", "nosniff")
+			hd.Set("Referrer-Policy", "no-referrer")
+			hd.Set("Content-Security-Policy", consoleCSP)
+			http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(body)) // answers If-None-Match with 304
 		}
 	}
 	return nil
-}
-
-// serveAsset writes f, answering conditional requests with 304.
-func serveAsset(w http.ResponseWriter, r *http.Request, f *asset) {
-	h := w.Header()
-	if ct := mime.TypeByExtension(path.Ext(f.name)); ct != "" {
-		h.Set("Content-Type", ct)
-	}
-	h.Set("ETag", f.etag)
-	h.Set("Cache-Control", "no-cache") // revalidate: the binary may have changed
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Content-Security-Policy", consoleCSP)
-	http.ServeContent(w, r, f.name, time.Time{}, bytes.NewReader(f.body))
 }
 
 // typeInfo is one entry of GET /v1/types.
@@ -100,9 +73,9 @@ type typeInfo struct {
 // TYPE_UNSPECIFIED), in enum order, and whether it has a route:
 //
 //	{"types":[{"name":"TYPE_HELLO","number":1,"routed":true}, ...]}
-func (a *httpAPI) types(w http.ResponseWriter, _ *http.Request, _ map[string]string) {
+func (h *Handler) types(w http.ResponseWriter, _ *http.Request) {
 	routed := make(map[string]bool)
-	for _, r := range a.backend.Status() {
+	for _, r := range h.backend.Status() {
 		routed[r.Type] = true
 	}
 	numbers := make([]int32, 0, len(eventv1.Type_name))

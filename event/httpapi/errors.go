@@ -1,4 +1,4 @@
-package main
+package httpapi
 
 import (
 	"context"
@@ -9,53 +9,48 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/eventproc/eventproc/event/sink"
 )
 
 // This file is the one place where errors become HTTP responses. Every error
 // is a gRPC status; the gateway's table (runtime.HTTPStatusFromCode) maps its
 // code to the HTTP status (INVALID_ARGUMENT 400, NOT_FOUND 404,
 // RESOURCE_EXHAUSTED 429, UNIMPLEMENTED 501, UNAVAILABLE 503,
-// DEADLINE_EXCEEDED 504, ...) except for the few HTTP-only cases below that
+// DEADLINE_EXCEEDED 504, ...) except for the HTTP-only cases below that
 // carry their own status (405, 413). The body is always the status as JSON:
 //
 //	{"code":3,"message":"what is wrong","details":[]}
 
-// errorMarshaler renders error bodies. Unlike the API's marshaler it emits
-// unpopulated fields, so "details" is always there.
-func errorMarshaler() runtime.Marshaler {
-	return &runtime.JSONPb{MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true}}
-}
-
 // gatewayError is the mux's error handler (runtime.WithErrorHandler), also
 // used for errors found before a request reaches the mux.
-func (a *httpAPI) gatewayError(ctx context.Context, mux *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+func (h *Handler) gatewayError(ctx context.Context, mux *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	// The gateway reports a body cut off by the size limit as malformed
 	// input; say what really happened.
-	if b, ok := r.Body.(*limitedBody); ok && b.exceeded.Load() {
-		err = errBodyTooLarge(a.maxBody)
+	if b, ok := r.Body.(*limitedBody); ok && b.exceeded {
+		err = h.errBodyTooLarge()
 	}
-	runtime.DefaultHTTPErrorHandler(ctx, mux, a.errors, w, r, err)
+	runtime.DefaultHTTPErrorHandler(ctx, mux, errorMarshaler, w, r, err)
 }
 
 // writeError writes err as the response to r.
-func (a *httpAPI) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	a.gatewayError(r.Context(), a.mux, nil, w, r, err)
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	h.gatewayError(r.Context(), h.mux, nil, w, r, err)
 }
 
 // routingError is the mux's routing error handler
 // (runtime.WithRoutingErrorHandler). The gateway's default answers a wrong
 // method with 501; HTTP wants 405 and an Allow header.
-func (a *httpAPI) routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+func (h *Handler) routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
 	var err error
-	switch httpStatus {
+	switch allow := h.allow[r.URL.Path]; httpStatus {
 	case http.StatusMethodNotAllowed:
-		if allow := a.allow[r.URL.Path]; allow != "" {
+		if allow != "" {
 			w.Header().Set("Allow", allow)
 		}
 		err = &runtime.HTTPStatusError{
 			HTTPStatus: http.StatusMethodNotAllowed,
-			Err:        status.Errorf(codes.Unimplemented, "method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, a.allow[r.URL.Path]),
+			Err:        status.Errorf(codes.Unimplemented, "method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow),
 		}
 	case http.StatusNotFound:
 		err = status.Errorf(codes.NotFound, "no such path: %s", r.URL.Path)
@@ -64,20 +59,25 @@ func (a *httpAPI) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 	default:
 		err = &runtime.HTTPStatusError{HTTPStatus: httpStatus, Err: status.Error(codes.Unknown, http.StatusText(httpStatus))}
 	}
-	a.gatewayError(ctx, mux, m, w, r, err)
+	h.gatewayError(ctx, mux, m, w, r, err)
 }
 
 // errBodyTooLarge is the error for a request body over the limit: HTTP 413,
 // with the code gRPC uses for an oversized message.
-func errBodyTooLarge(limit int64) error {
+func (h *Handler) errBodyTooLarge() error {
 	return &runtime.HTTPStatusError{
 		HTTPStatus: http.StatusRequestEntityTooLarge,
-		Err:        status.Errorf(codes.ResourceExhausted, "request body is larger than the limit of %d bytes (--max-body-bytes)", limit),
+		Err:        status.Errorf(codes.ResourceExhausted, "request body is larger than the limit of %d bytes", h.opts.MaxBodyBytes),
 	}
 }
 
 // errBadJSON is the error for a body that is not a valid event.
 func errBadJSON(err error) error {
-	msg := strings.TrimPrefix(err.Error(), "proto: ")
-	return fmt.Errorf("invalid JSON event: %s", msg)
+	return fmt.Errorf("invalid JSON event: %s", strings.TrimPrefix(err.Error(), "proto: "))
+}
+
+// withoutSentinel drops the sink's "invalid sink config: " prefix from an
+// error of [sink.ParseType].
+func withoutSentinel(err error) string {
+	return strings.Replace(err.Error(), sink.ErrInvalidConfig.Error()+": ", "", 1)
 }
