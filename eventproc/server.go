@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"runtime/debug"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,14 +38,13 @@ const readinessInterval = 250 * time.Millisecond
 // server is the running program: the sink and the gRPC and HTTP servers in
 // front of it.
 type server struct {
-	cfg      Config
-	log      *slog.Logger
-	sink     *sink.Sink
-	grpc     *grpc.Server
-	health   *health.Server
-	http     *http.Server
-	api      *httpapi.Handler
-	draining atomic.Bool // set when shutdown starts
+	cfg    Config
+	log    *slog.Logger
+	sink   *sink.Sink
+	grpc   *grpc.Server
+	health *health.Server
+	http   *http.Server
+	api    *httpapi.Handler
 	// streamsCtx ends long-lived streaming calls (health Watch, reflection,
 	// Subscribe) when shutdown starts, so that they do not hold up
 	// GracefulStop for the whole grace period.
@@ -63,8 +61,8 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	scfg := cfg.sinkConfig(log)
-	scfg.Metrics = reg
+	scfg := cfg.Sink
+	scfg.Logger, scfg.Metrics = log, reg
 	sk, err := sink.New(scfg)
 	if err != nil {
 		return nil, fmt.Errorf("invalid configuration: %s", withoutSentinel(err))
@@ -101,13 +99,9 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainStreamInterceptor(s.endOnShutdown),
-		// Run calls on long-lived goroutines instead of a new one per call:
-		// a new goroutine grows (copies) its stack on every call, which
-		// profiles showed at 12-16 % of the sink's CPU on the unary path.
-		// Sized for about 64 concurrent unary calls (with 256 workers and
-		// GOGC=400 the share fell to about 1 %; docs/performance.md). When
-		// all are busy, grpc-go starts a goroutine as usual: calls never
-		// queue.
+		// Run calls on long-lived goroutines rather than a new one per call,
+		// whose stack grows anew on every call (docs/performance.md). When
+		// all are busy, grpc-go starts a goroutine as usual.
 		grpc.NumStreamWorkers(streamWorkers),
 		// gRPC's default is no limit: one connection could open calls, and
 		// the goroutines and buffers each holds, without end.
@@ -121,8 +115,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 }
 
 // defaultMaxStreamsPerConn is --max-streams-per-conn's default: ten times
-// HTTP/2's customary 100, well above the 64 calls in flight the benchmark
-// sends over one connection.
+// HTTP/2's customary 100.
 const defaultMaxStreamsPerConn = 1000
 
 // close releases what newServer built, for when serve is never called.
@@ -130,12 +123,6 @@ func (s *server) close() {
 	s.sink.Close()
 	s.grpc.Stop()
 	s.endStreams()
-}
-
-// ready reports whether the sink takes traffic: every route has a live
-// processor stream and shutdown has not begun.
-func (s *server) ready() bool {
-	return !s.draining.Load() && s.sink.Ready()
 }
 
 // serve runs the sink and serves gRPC on grpcLis and HTTP on httpLis until
@@ -149,7 +136,7 @@ func (s *server) serve(ctx context.Context, grpcLis, httpLis, debugLis net.Liste
 	}
 	s.log.Info("grpc listening on "+grpcLis.Addr().String(), "addr", grpcLis.Addr().String())
 	s.log.Info("http listening on "+httpLis.Addr().String(), "addr", httpLis.Addr().String())
-	for _, r := range s.cfg.Routes {
+	for _, r := range s.cfg.Sink.Routes {
 		s.log.Info("route", "type", r.Type.String(), "targets", r.Targets, "broadcast", r.Broadcast)
 	}
 
@@ -206,8 +193,7 @@ func (s *server) serve(ctx context.Context, grpcLis, httpLis, debugLis net.Liste
 // listeners close, and requests in flight get ShutdownGrace to finish before
 // their connections are closed.
 func (s *server) shutdown() {
-	s.draining.Store(true)
-	s.health.Shutdown() // every service NOT_SERVING from now on
+	s.health.Shutdown() // every service NOT_SERVING from now on, whatever followReadiness sets
 	s.endStreams()
 	s.api.Shutdown()
 	s.log.Info("shutting down", "grace", s.cfg.ShutdownGrace)
@@ -237,14 +223,15 @@ func (s *server) shutdown() {
 	wg.Wait()
 }
 
-// followReadiness keeps the gRPC health status in step with ready until ctx
-// ends, and logs each change.
+// followReadiness keeps the gRPC health status in step with the sink's
+// readiness (every route has a live processor stream) until ctx ends, and
+// logs each change.
 func (s *server) followReadiness(ctx context.Context) {
 	t := time.NewTicker(readinessInterval)
 	defer t.Stop()
 	was := false
 	for {
-		if now := s.ready(); now != was {
+		if now := s.sink.Ready(); now != was {
 			was = now
 			if now {
 				s.setHealth(healthpb.HealthCheckResponse_SERVING)

@@ -5,13 +5,11 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"mime"
 	"net/http"
 	"path"
-	"slices"
 	"time"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
@@ -69,8 +67,8 @@ type typeInfo struct {
 	Routed bool `json:"routed"`
 }
 
-// types answers GET /v1/types with every event type the API defines (but
-// TYPE_UNSPECIFIED), in enum order, and whether it has a route:
+// types answers GET /v1/types with every event type the API declares (but
+// TYPE_UNSPECIFIED), in its order, and whether it has a route:
 //
 //	{"types":[{"name":"TYPE_HELLO","number":1,"routed":true}, ...]}
 func (h *Handler) types(w http.ResponseWriter, _ *http.Request) {
@@ -78,21 +76,15 @@ func (h *Handler) types(w http.ResponseWriter, _ *http.Request) {
 	for _, r := range h.backend.Status() {
 		routed[r.Type] = true
 	}
-	numbers := make([]int32, 0, len(eventv1.Type_name))
-	for n := range eventv1.Type_name {
-		if n != int32(eventv1.Type_TYPE_UNSPECIFIED) {
-			numbers = append(numbers, n)
+	var body struct {
+		Types []typeInfo `json:"types"`
+	}
+	values := eventv1.Type(0).Descriptor().Values()
+	for i := range values.Len() {
+		if v := values.Get(i); v.Number() != 0 {
+			name := string(v.Name())
+			body.Types = append(body.Types, typeInfo{Name: name, Number: int32(v.Number()), Routed: routed[name]})
 		}
 	}
-	slices.Sort(numbers)
-	body := struct {
-		Types []typeInfo `json:"types"`
-	}{Types: make([]typeInfo, 0, len(numbers))}
-	for _, n := range numbers {
-		name := eventv1.Type_name[n]
-		body.Types = append(body.Types, typeInfo{Name: name, Number: n, Routed: routed[name]})
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	_ = json.NewEncoder(w).Encode(body)
+	writeJSON(w, http.StatusOK, body)
 }

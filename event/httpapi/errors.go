@@ -13,14 +13,10 @@ import (
 	"github.com/eventproc/eventproc/event/sink"
 )
 
-// This file is the one place where errors become HTTP responses. Every error
-// is a gRPC status; the gateway's table (runtime.HTTPStatusFromCode) maps its
-// code to the HTTP status (INVALID_ARGUMENT 400, NOT_FOUND 404,
-// RESOURCE_EXHAUSTED 429, UNIMPLEMENTED 501, UNAVAILABLE 503,
-// DEADLINE_EXCEEDED 504, ...) except for the HTTP-only cases below that
-// carry their own status (405, 413). The body is always the status as JSON:
-//
-//	{"code":3,"message":"what is wrong","details":[]}
+// This file is the one place where errors become HTTP responses: every error
+// is a gRPC status, whose code the gateway maps to the HTTP status
+// (runtime.HTTPStatusFromCode) but for 405 and 413, which carry their own,
+// and whose JSON is the body: {"code":3,"message":"...","details":[]}.
 
 // gatewayError is the mux's error handler (runtime.WithErrorHandler), also
 // used for errors found before a request reaches the mux.

@@ -69,13 +69,6 @@ type Handler struct {
 	stop     context.CancelCauseFunc
 }
 
-// sendPath is where clients POST events; subscribePath is where they
-// subscribe.
-const (
-	sendPath      = "/v1/events"
-	subscribePath = "/v1/events:subscribe"
-)
-
 // New returns the HTTP API of backend. It starts no goroutines.
 func New(backend Backend, opts Options) (*Handler, error) {
 	if opts.MaxBodyBytes <= 0 {
@@ -87,7 +80,7 @@ func New(backend Backend, opts Options) (*Handler, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{backend: backend, opts: opts, allow: map[string]string{sendPath: http.MethodPost}}
+	h := &Handler{backend: backend, opts: opts, allow: map[string]string{"/v1/events": http.MethodPost}}
 	h.stopping, h.stop = context.WithCancelCause(context.Background())
 	h.mux = runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, eventMarshaler{&runtime.JSONPb{}}),
@@ -106,10 +99,10 @@ func New(backend Backend, opts Options) (*Handler, error) {
 	// Registered after the gateway's handlers, so these win: the gateway
 	// answers server-streaming calls registered in-process with 501.
 	paths := map[string]http.HandlerFunc{
-		subscribePath: h.subscribe,
-		"/v1/types":   h.types,
-		"/healthz":    healthz,
-		"/readyz":     h.readyz,
+		"/v1/events:subscribe": h.subscribe,
+		"/v1/types":            h.types,
+		"/healthz":             healthz,
+		"/readyz":              h.readyz,
 	}
 	if opts.Metrics != nil {
 		paths["/metrics"] = opts.Metrics.ServeHTTP
@@ -239,15 +232,22 @@ func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
 	for _, r := range routes {
 		ready = ready && r.Ready
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
+	code := http.StatusOK
 	if !ready {
-		w.WriteHeader(http.StatusServiceUnavailable)
+		code = http.StatusServiceUnavailable
 	}
-	_ = json.NewEncoder(w).Encode(struct {
+	writeJSON(w, code, struct {
 		Ready  bool               `json:"ready"`
 		Routes []sink.RouteStatus `json:"routes"`
 	}{ready, routes})
+}
+
+// writeJSON answers with code and v as JSON, not to be cached.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 // parseTimeout parses a Request-Timeout header: a Go duration or a number

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
@@ -20,15 +19,8 @@ import (
 
 // This file serves SinkService.Subscribe over HTTP. The in-process gateway
 // cannot serve server-streaming calls, so GET /v1/events:subscribe has a
-// handler of its own on the gateway mux: it subscribes to the sink's hub
-// directly and writes each published event as it comes, as newline-delimited
-// JSON (ndjson.go) or, for clients that accept text/event-stream, as
-// Server-Sent Events (sse.go).
-
-// streamWriteTimeout bounds each write to a subscriber: a client that takes
-// no bytes for this long is cut off rather than holding its handler (and a
-// graceful shutdown) forever.
-const streamWriteTimeout = 10 * time.Second
+// handler of its own on the gateway mux: it subscribes to the backend and
+// writes each published event as it comes (in a format of stream.go).
 
 // subscribeRequest is a parsed GET /v1/events:subscribe.
 type subscribeRequest struct {
@@ -103,25 +95,9 @@ func acceptsEventStream(accept []string) bool {
 	return false
 }
 
-// eventStream writes one subscription to an HTTP response in one format.
-// Only the subscribe handler's goroutine uses it.
-type eventStream interface {
-	// header sets the response headers.
-	header(h http.Header)
-	// open writes what comes before the first event.
-	open() error
-	// event writes one published event.
-	event(resp *eventv1.SubscribeResponse) error
-	// heartbeat writes something that keeps an idle stream open. Formats
-	// without one return nil having written nothing.
-	heartbeat() error
-	// fail writes the error that ends the stream.
-	fail(st *status.Status) error
-}
-
 // subscribe serves GET /v1/events:subscribe: it subscribes to the backend
 // and streams the events until the client goes away, the subscription
-// ends (slow subscriber, sink closing) or shutdown starts. Errors found
+// ends (slow subscriber, sink closing) or Shutdown is called. Errors found
 // before the stream starts (bad types or last id, too many subscribers) are
 // ordinary JSON error responses; later ones end the stream in its format.
 func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
@@ -135,7 +111,6 @@ func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
 	defer context.AfterFunc(h.stopping, func() { cancel(context.Cause(h.stopping)) })()
-
 	sub, err := h.backend.SubscribeEvents(ctx, req.types, req.lastEventID)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -146,57 +121,38 @@ func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
 	}
 	defer sub.Close()
 
-	var out eventStream
-	heartbeat := time.Duration(0)
+	out, heartbeat := newEventWriter(w, req.sse), time.Duration(0)
 	if req.sse {
-		out = newSSEStream(w)
 		heartbeat = h.opts.Heartbeat
-	} else {
-		out = newNDJSONStream(w)
 	}
-	rc := http.NewResponseController(w)
-	// write runs one write of the stream and flushes it, under a deadline
-	// that holds only meanwhile: a deadline left to expire while the stream
-	// is idle would fail the end of the response. (Test recorders support
-	// no deadlines; there is nothing to bound then.)
-	write := func(f func() error) error {
-		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
-		err := f()
-		if err == nil {
-			err = rc.Flush()
-		}
-		_ = rc.SetWriteDeadline(time.Time{})
-		return err
-	}
-	hd := w.Header()
-	out.header(hd)
-	hd.Set("Cache-Control", "no-cache")
-	hd.Set("X-Accel-Buffering", "no") // tell nginx not to buffer the stream
-	hd.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(http.StatusOK)
-	if err := write(out.open); err != nil {
+	if err := out.open(); err != nil {
 		return
 	}
-	if h.opts.Logger.Enabled(ctx, slog.LevelDebug) {
-		h.opts.Logger.Debug("http subscription started", "types", req.types, "last_event_id", req.lastEventID, "sse", req.sse)
-	}
-
+	log := h.opts.Logger
+	log.Debug("http subscription started", "types", req.types, "last_event_id", req.lastEventID, "sse", req.sse)
 	beat := newBeat(ctx, heartbeat)
 	defer beat.stop()
 	for {
 		resp, err := sub.Next(beat.ctx)
 		switch {
 		case err == nil:
-			err = write(func() error { return out.event(resp) })
+			err = out.event(resp)
 		case ctx.Err() == nil && beat.ctx.Err() != nil: // heartbeat due
 			beat.reset()
-			err = write(out.heartbeat)
-		default:
-			h.endStream(ctx, out, write, err)
+			err = out.heartbeat()
+		default: // the end: say why, unless the client went away
+			if ctx.Err() != nil {
+				err = causeStatus(ctx)
+			}
+			st := status.Convert(sink.SubscriptionError(err))
+			log.Debug("http subscription ended", "code", st.Code().String(), "err", st.Message())
+			if st.Code() != codes.Canceled {
+				_ = out.fail(st)
+			}
 			return
 		}
 		if err != nil {
-			h.opts.Logger.Debug("http subscription: write failed; client gone", "err", err)
+			log.Debug("http subscription: write failed; client gone", "err", err)
 			return
 		}
 	}
@@ -222,32 +178,13 @@ func newBeat(parent context.Context, every time.Duration) *beat {
 
 // reset starts the next interval.
 func (b *beat) reset() {
-	if b.every <= 0 {
-		return
+	if b.every > 0 {
+		b.cancel()
+		b.ctx, b.cancel = context.WithTimeout(b.parent, b.every)
 	}
-	b.cancel()
-	b.ctx, b.cancel = context.WithTimeout(b.parent, b.every)
 }
 
 func (b *beat) stop() { b.cancel() }
-
-// endStream writes why a subscription ended, unless the client went away.
-func (h *Handler) endStream(ctx context.Context, out eventStream, write func(func() error) error, err error) {
-	if ctx.Err() != nil {
-		err = causeStatus(ctx)
-	} else {
-		err = sink.SubscriptionError(err)
-	}
-	st := status.Convert(err)
-	if st.Code() == codes.Canceled {
-		h.opts.Logger.Debug("http subscription ended: client gone")
-		return
-	}
-	h.opts.Logger.Debug("http subscription ended", "code", st.Code().String(), "err", st.Message())
-	if err := write(func() error { return out.fail(st) }); err != nil {
-		h.opts.Logger.Debug("http subscription: writing the final error failed", "err", err)
-	}
-}
 
 // causeStatus returns why ctx ended as a status error: the status it was
 // cancelled with (errShuttingDown), or that of its context error.
