@@ -67,9 +67,11 @@ func (h *Handler) errBodyTooLarge() error {
 	}
 }
 
-// errBadJSON is the error for a body that is not a valid event.
+// errBadJSON is the error for a body that is not a valid event, without
+// protobuf's "proto: " prefix (whose space is at times a no-break space).
 func errBadJSON(err error) error {
-	return fmt.Errorf("invalid JSON event: %s", strings.TrimPrefix(err.Error(), "proto: "))
+	msg := strings.TrimLeft(strings.TrimPrefix(err.Error(), "proto:"), " \u00a0")
+	return fmt.Errorf("invalid JSON event: %s", msg)
 }
 
 // withoutSentinel drops the sink's "invalid sink config: " prefix from an
