@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
@@ -25,6 +26,12 @@ func (h *Handler) gatewayError(ctx context.Context, mux *runtime.ServeMux, _ run
 	// input; say what really happened.
 	if b, ok := r.Body.(*limitedBody); ok && b.exceeded {
 		err = h.errBodyTooLarge()
+	} else if st, ok := status.FromError(err); ok && !utf8.ValidString(st.Message()) {
+		// A message quoting the client's bytes, which protojson cannot write
+		// (the gateway would answer 500).
+		p := st.Proto()
+		p.Message = strings.ToValidUTF8(p.Message, "\uFFFD")
+		err = status.FromProto(p).Err()
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, errorMarshaler, w, r, err)
 }

@@ -35,10 +35,11 @@ type Backend interface {
 	Status() []sink.RouteStatus
 }
 
-// Defaults of [Options].
 const (
+	// DefaultMaxBodyBytes is the body limit when Options.MaxBodyBytes is 0.
 	DefaultMaxBodyBytes = 1 << 20
-	DefaultHeartbeat    = 15 * time.Second
+	// DefaultHeartbeat is the SSE heartbeat when Options.Heartbeat is 0.
+	DefaultHeartbeat = 15 * time.Second
 )
 
 // Options configure a [Handler]. The zero value is ready to use.

@@ -161,6 +161,7 @@ func TestOutcomeStatus(t *testing.T) {
 		{"processor says INTERNAL", nil, status.Error(codes.Internal, "boom"), http.StatusInternalServerError, `"boom"`, "application/json"},
 		{"processor says ALREADY_EXISTS", nil, status.Error(codes.AlreadyExists, "dup"), http.StatusConflict, `"code":6`, "application/json"},
 		{"client went away", nil, status.Error(codes.Canceled, "gone"), 499, `"code":1`, "application/json"},
+		{"message not UTF-8", nil, status.Error(codes.InvalidArgument, "bad \xff"), http.StatusBadRequest, "\"bad\uFFFD\"", "application/json"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
