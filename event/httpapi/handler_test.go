@@ -1,9 +1,11 @@
 package httpapi
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -83,6 +85,7 @@ func newAPI(t testing.TB, b Backend, opts Options) *Handler {
 // testServer is the API served over real HTTP on loopback.
 type testServer struct {
 	t   *testing.T
+	api *Handler
 	url string
 	srv *httptest.Server
 }
@@ -90,9 +93,10 @@ type testServer struct {
 // serve serves the API of b, with default options, until the test ends.
 func serve(t *testing.T, b Backend) *testServer {
 	t.Helper()
-	srv := httptest.NewServer(newAPI(t, b, Options{}))
+	api := newAPI(t, b, Options{})
+	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
-	return &testServer{t: t, url: srv.URL, srv: srv}
+	return &testServer{t: t, api: api, url: srv.URL, srv: srv}
 }
 
 // do sends an HTTP request and returns the response with its body read.
@@ -210,5 +214,55 @@ func TestBodyLimitUnread(t *testing.T) {
 	a.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/events", strings.NewReader(body)))
 	if rec.Code != http.StatusNoContent {
 		t.Errorf("body of exactly the limit: %d %s, want 204", rec.Code, rec.Body)
+	}
+}
+
+// TestShutdown: Shutdown turns /readyz to 503 and ends live subscriptions
+// with UNAVAILABLE, while other requests are served as before.
+func TestShutdown(t *testing.T) {
+	ctx := testContext(t)
+	hub := pubsub.New(pubsub.Config{})
+	t.Cleanup(hub.Close)
+	s := serve(t, &stubBackend{
+		resp:   &eventv1.SendResponse{Outcome: eventv1.Outcome_OUTCOME_CONSUMED},
+		routes: []sink.RouteStatus{{Type: "TYPE_HELLO", Ready: true}},
+		hub:    hub,
+	})
+	ready := func(want int) {
+		t.Helper()
+		resp, body := s.get(ctx, "/readyz")
+		var r struct {
+			Ready  bool               `json:"ready"`
+			Routes []sink.RouteStatus `json:"routes"`
+		}
+		if err := json.Unmarshal(body, &r); err != nil || resp.StatusCode != want || r.Ready != (want == http.StatusOK) || len(r.Routes) != 1 {
+			t.Errorf("/readyz: %d %s, want %d with the route", resp.StatusCode, body, want)
+		}
+	}
+	ready(http.StatusOK)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/v1/events:subscribe?types=hello", nil)
+	resp, err := s.srv.Client().Do(req) // returns once subscribed: the headers come after
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("subscribe: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+
+	s.api.Shutdown()
+	s.api.Shutdown() // idempotent
+	r := bufio.NewReader(resp.Body)
+	line, err := r.ReadString('\n')
+	var last struct {
+		Error *statusJSON `json:"error"`
+	}
+	if err != nil || json.Unmarshal([]byte(line), &last) != nil || last.Error == nil || last.Error.Code != int(codes.Unavailable) {
+		t.Errorf("subscription after Shutdown: %q (%v), want an UNAVAILABLE error line", line, err)
+	}
+	if rest, err := r.ReadString('\n'); !errors.Is(err, io.EOF) {
+		t.Errorf("after the error line: %q, %v; want EOF", rest, err)
+	}
+	ready(http.StatusServiceUnavailable)
+	req, _ = http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/v1/events", strings.NewReader(`{"type":"TYPE_HELLO"}`))
+	if resp, body := s.do(ctx, req); resp.StatusCode != http.StatusNoContent {
+		t.Errorf("POST after Shutdown: %d %s, want 204", resp.StatusCode, body)
 	}
 }
