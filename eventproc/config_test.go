@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -32,7 +34,7 @@ func TestParseConfig(t *testing.T) {
 		args: []string{"--route", "hello=localhost:9090"},
 		env:  noEnv,
 		check: func(t *testing.T, c Config) {
-			want := Config{HTTPAddr: ":8080", GRPCAddr: ":8081", Routes: []sink.Route{hello}, Timeout: 10 * time.Second,
+			want := Config{HTTPAddr: ":8080", GRPCAddr: ":8081", Sink: sink.Config{Routes: []sink.Route{hello}, Timeout: 10 * time.Second},
 				MaxBodyBytes: 1 << 20, MaxStreamsPerConn: 1000, LogFormat: "text", LogLevel: slog.LevelInfo, ShutdownGrace: 10 * time.Second}
 			if !equalConfig(c, want) {
 				t.Errorf("config = %+v, want %+v", c, want)
@@ -47,12 +49,14 @@ func TestParseConfig(t *testing.T) {
 		env: noEnv,
 		check: func(t *testing.T, c Config) {
 			want := Config{HTTPAddr: "127.0.0.1:1", GRPCAddr: "[::1]:2",
-				Routes: []sink.Route{
-					{Type: eventv1.Type_TYPE_HELLO, Targets: []string{"a:1", "b:2"}},
-					{Type: eventv1.Type_TYPE_GOODBYE, Targets: []string{"dns:///c:3"}, Broadcast: true},
+				Sink: sink.Config{
+					Routes: []sink.Route{
+						{Type: eventv1.Type_TYPE_HELLO, Targets: []string{"a:1", "b:2"}},
+						{Type: eventv1.Type_TYPE_GOODBYE, Targets: []string{"dns:///c:3"}, Broadcast: true},
+					},
+					Timeout: 1500 * time.Millisecond, StreamsPerTarget: 3, MaxPendingPerStream: 4,
 				},
-				Timeout: 1500 * time.Millisecond, MaxBodyBytes: 10, StreamsPerTarget: 3, MaxPending: 4, MaxStreamsPerConn: 7,
-				LogFormat: "json", LogLevel: slog.LevelDebug}
+				MaxBodyBytes: 10, MaxStreamsPerConn: 7, LogFormat: "json", LogLevel: slog.LevelDebug}
 			if !equalConfig(c, want) {
 				t.Errorf("config = %+v, want %+v", c, want)
 			}
@@ -66,12 +70,14 @@ func TestParseConfig(t *testing.T) {
 			"EVENTPROC_SHUTDOWN_GRACE", "1m"),
 		check: func(t *testing.T, c Config) {
 			want := Config{HTTPAddr: ":1", GRPCAddr: ":2",
-				Routes: []sink.Route{
-					{Type: eventv1.Type_TYPE_HELLO, Targets: []string{"a:1", "b:2"}, Broadcast: true},
-					{Type: eventv1.Type_TYPE_GOODBYE, Targets: []string{"c:3"}, Broadcast: true},
+				Sink: sink.Config{
+					Routes: []sink.Route{
+						{Type: eventv1.Type_TYPE_HELLO, Targets: []string{"a:1", "b:2"}, Broadcast: true},
+						{Type: eventv1.Type_TYPE_GOODBYE, Targets: []string{"c:3"}, Broadcast: true},
+					},
+					Timeout: 2 * time.Second, StreamsPerTarget: 5, MaxPendingPerStream: 6,
 				},
-				Timeout: 2 * time.Second, MaxBodyBytes: 99, StreamsPerTarget: 5, MaxPending: 6, MaxStreamsPerConn: 8,
-				LogFormat: "json", LogLevel: slog.LevelWarn, ShutdownGrace: time.Minute}
+				MaxBodyBytes: 99, MaxStreamsPerConn: 8, LogFormat: "json", LogLevel: slog.LevelWarn, ShutdownGrace: time.Minute}
 			if !equalConfig(c, want) {
 				t.Errorf("config = %+v, want %+v", c, want)
 			}
@@ -81,7 +87,7 @@ func TestParseConfig(t *testing.T) {
 		args: []string{"--route", "hello=localhost:9090", "--timeout", "3s", "--http-addr", ":7"},
 		env:  envOf("EVENTPROC_ROUTES", "goodbye=x:1", "EVENTPROC_TIMEOUT", "bogus", "EVENTPROC_HTTP_ADDR", ":1"),
 		check: func(t *testing.T, c Config) {
-			if c.Timeout != 3*time.Second || c.HTTPAddr != ":7" || !slices.EqualFunc(c.Routes, []sink.Route{hello}, equalRoute) {
+			if c.Sink.Timeout != 3*time.Second || c.HTTPAddr != ":7" || !slices.EqualFunc(c.Sink.Routes, []sink.Route{hello}, equalRoute) {
 				t.Errorf("config = %+v, want the flags' values", c)
 			}
 		},
@@ -102,10 +108,10 @@ func equalRoute(a, b sink.Route) bool {
 }
 
 func equalConfig(a, b Config) bool {
-	return slices.EqualFunc(a.Routes, b.Routes, equalRoute) &&
-		a.HTTPAddr == b.HTTPAddr && a.GRPCAddr == b.GRPCAddr && a.Timeout == b.Timeout &&
-		a.MaxBodyBytes == b.MaxBodyBytes && a.StreamsPerTarget == b.StreamsPerTarget &&
-		a.MaxPending == b.MaxPending && a.MaxStreamsPerConn == b.MaxStreamsPerConn && a.LogFormat == b.LogFormat && a.LogLevel == b.LogLevel &&
+	return slices.EqualFunc(a.Sink.Routes, b.Sink.Routes, equalRoute) &&
+		a.HTTPAddr == b.HTTPAddr && a.GRPCAddr == b.GRPCAddr && a.Sink.Timeout == b.Sink.Timeout &&
+		a.MaxBodyBytes == b.MaxBodyBytes && a.Sink.StreamsPerTarget == b.Sink.StreamsPerTarget &&
+		a.Sink.MaxPendingPerStream == b.Sink.MaxPendingPerStream && a.MaxStreamsPerConn == b.MaxStreamsPerConn && a.LogFormat == b.LogFormat && a.LogLevel == b.LogLevel &&
 		a.ShutdownGrace == b.ShutdownGrace
 }
 
@@ -180,7 +186,7 @@ func TestHelp(t *testing.T) {
 				t.Fatalf("run(%s) = %v, want nil", arg, err)
 			}
 			out := stdout.String()
-			for _, o := range options() {
+			for _, o := range options(new(Config)) {
 				if !strings.Contains(out, "--"+o.name) || !strings.Contains(out, o.env) {
 					t.Errorf("usage lacks --%s or %s", o.name, o.env)
 				}
@@ -192,4 +198,79 @@ func TestHelp(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMemoryBudgetConfig: --memory-budget and its variable take sizes; by
+// default the budget applies unless GOMEMLIMIT is set.
+func TestMemoryBudgetConfig(t *testing.T) {
+	route := []string{"--route", "hello=localhost:9090"}
+	for _, tt := range []struct {
+		args []string
+		env  func(string) string
+		want int64
+	}{
+		{nil, noEnv, 48 << 20},
+		{[]string{"--memory-budget", "1GiB"}, noEnv, 1 << 30},
+		{[]string{"--memory-budget", "64 MiB"}, noEnv, 64 << 20},
+		{[]string{"--memory-budget", "2048KiB"}, noEnv, 2 << 20},
+		{[]string{"--memory-budget", "1000"}, noEnv, 1000},
+		{[]string{"--memory-budget", "off"}, noEnv, 0},
+		{[]string{"--memory-budget", "0"}, noEnv, 0},
+		{nil, envOf("EVENTPROC_MEMORY_BUDGET", "100MiB"), 100 << 20},
+		{nil, envOf("GOMEMLIMIT", "1GiB"), 0},
+		{nil, envOf("GOMEMLIMIT", "1GiB", "EVENTPROC_MEMORY_BUDGET", "60MiB"), 60 << 20},
+		{[]string{"--memory-budget", "70MiB"}, envOf("GOMEMLIMIT", "1GiB"), 70 << 20},
+	} {
+		c, err := parseConfig(append(route, tt.args...), tt.env)
+		if err != nil {
+			t.Errorf("%q: %v", tt.args, err)
+			continue
+		}
+		if c.MemoryBudget != tt.want {
+			t.Errorf("%q: budget %d, want %d", tt.args, c.MemoryBudget, tt.want)
+		}
+	}
+	for _, bad := range []string{"lots", "-1MiB", "1.5GiB", "MiB", "9999999999GiB"} {
+		_, err := parseConfig(append(route, "--memory-budget", bad), noEnv)
+		if err == nil || !strings.Contains(err.Error(), `--memory-budget "`+bad+`": want a size`) {
+			t.Errorf("--memory-budget %q: error %v", bad, err)
+		}
+	}
+}
+
+// TestREADMEFlags: the flags table in the README is the one options()
+// makes. With UPDATE_README=1 the test rewrites it.
+func TestREADMEFlags(t *testing.T) {
+	const path = "../README.md"
+	const begin, end = "<!-- flags: made from options() in eventproc/config.go -->\n", "<!-- end of flags -->\n"
+	readme, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, rest, ok := strings.Cut(string(readme), begin)
+	got, after, ok2 := strings.Cut(rest, end)
+	if !ok || !ok2 {
+		t.Fatalf("README.md lacks the lines %q and %q around the flags table", begin, end)
+	}
+	var want strings.Builder
+	want.WriteString("| flag | env | default | meaning |\n|---|---|---|---|\n")
+	cell := func(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+	for _, o := range options(new(Config)) {
+		def := "—"
+		if o.def != "" {
+			def = "`" + cell(o.def) + "`"
+		}
+		fmt.Fprintf(&want, "| `--%s %s` | `%s` | %s | %s |\n", o.name, cell(o.arg), o.env, def, cell(o.usage))
+	}
+	if got == want.String() {
+		return
+	}
+	if os.Getenv("UPDATE_README") == "1" {
+		if err := os.WriteFile(path, []byte(before+begin+want.String()+end+after), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Log("rewrote the flags table in README.md")
+		return
+	}
+	t.Errorf("the flags table in README.md is not the flag set's; UPDATE_README=1 go test ./eventproc -run TestREADMEFlags rewrites it to:\n%s", want.String())
 }

@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+
+	"github.com/eventproc/eventproc/event/sink"
 )
 
 // TestReadiness: /healthz is 200 from the start; /readyz and gRPC health
@@ -43,7 +45,10 @@ func TestReadiness(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("/readyz before the processor serves = %d %s, want 503", resp.StatusCode, body)
 	}
-	var r readiness
+	var r struct {
+		Ready  bool               `json:"ready"`
+		Routes []sink.RouteStatus `json:"routes"`
+	}
 	if err := json.Unmarshal(body, &r); err != nil || r.Ready || len(r.Routes) != 1 || r.Routes[0].Type != "TYPE_HELLO" {
 		t.Errorf("/readyz body %s (%v), want not ready with the HELLO route", body, err)
 	}

@@ -6,13 +6,22 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"google.golang.org/grpc/encoding"
+
+	"github.com/eventproc/eventproc/internal/vtcodec"
 )
 
 func main() {
+	// gRPC's proto codec, through the code vtprotobuf generates for the
+	// sink's messages (internal/vtcodec, docs/design.md): registered here,
+	// before any gRPC use, as encoding requires.
+	encoding.RegisterCodecV2(vtcodec.Codec{})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// After the first signal starts a graceful shutdown, a second one kills
 	// the process at once.
@@ -63,4 +72,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	return srv.serve(ctx, grpcLis, httpLis, debugLis)
+}
+
+// newLogger returns the process logger, writing cfg's format at cfg's level
+// to w.
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }

@@ -106,7 +106,9 @@ func startSink(t *testing.T, args ...string) *sinkProc {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*testTimeout)
 	s := &sinkProc{t: t, log: newLogWriter(), stop: cancel, done: make(chan error, 1)}
-	all := append([]string{"--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--log-level", "debug"}, args...)
+	// No memory limit: the sinks of parallel tests share this process.
+	all := append([]string{"--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--log-level", "debug",
+		"--memory-budget", "off"}, args...)
 	go func() { s.done <- run(ctx, all, noEnv, io.Discard, s.log) }()
 	t.Cleanup(func() {
 		s.shutdown()

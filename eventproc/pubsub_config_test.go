@@ -44,7 +44,7 @@ func TestPubSubConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := c.sinkConfig(discardLogger()).PubSub; got != tc.want {
+			if got := c.Sink.PubSub; got != tc.want {
 				t.Errorf("PubSub = %+v, want %+v", got, tc.want)
 			}
 			if c.SSEHeartbeat != tc.heartbeat {

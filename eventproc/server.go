@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"runtime/debug"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +21,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/eventproc/eventproc/event/httpapi"
 	"github.com/eventproc/eventproc/event/sink"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 	"github.com/eventproc/eventproc/internal/debugserver"
@@ -38,14 +38,13 @@ const readinessInterval = 250 * time.Millisecond
 // server is the running program: the sink and the gRPC and HTTP servers in
 // front of it.
 type server struct {
-	cfg      Config
-	log      *slog.Logger
-	sink     *sink.Sink
-	grpc     *grpc.Server
-	health   *health.Server
-	http     *http.Server
-	memory   *memoryReleaser // returns memory to the OS when HTTP goes quiet
-	draining atomic.Bool     // set when shutdown starts
+	cfg    Config
+	log    *slog.Logger
+	sink   *sink.Sink
+	grpc   *grpc.Server
+	health *health.Server
+	http   *http.Server
+	api    *httpapi.Handler
 	// streamsCtx ends long-lived streaming calls (health Watch, reflection,
 	// Subscribe) when shutdown starts, so that they do not hold up
 	// GracefulStop for the whole grace period.
@@ -62,37 +61,35 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	scfg := cfg.sinkConfig(log)
-	scfg.Metrics = reg
+	scfg := cfg.Sink
+	scfg.Logger, scfg.Metrics = log, reg
 	sk, err := sink.New(scfg)
 	if err != nil {
 		return nil, fmt.Errorf("invalid configuration: %s", withoutSentinel(err))
 	}
 	s := &server{cfg: cfg, log: log, sink: sk, health: health.NewServer()}
 	s.streamsCtx, s.endStreams = context.WithCancel(context.Background())
-	api, err := newHTTPAPI(sk, s.ready, cfg.MaxBodyBytes, log)
-	if err == nil {
-		api.streams = s.streamsCtx
-		api.heartbeat = cfg.SSEHeartbeat
-		err = api.mount("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+	s.api, err = httpapi.New(sk, httpapi.Options{
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Heartbeat:    cfg.SSEHeartbeat,
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		}))
-	}
+		}),
+		Logger: log,
+	})
 	if err != nil {
 		sk.Close()
 		return nil, err
 	}
 	// No WriteTimeout: it would cut off subscriptions, which stream for as
 	// long as the client stays; they bound each write instead.
-	s.memory = newMemoryReleaser()
 	s.http = &http.Server{
-		Handler:           api,
+		Handler:           s.api,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		ConnState:         s.memory.connState,
 	}
-	s.grpc = grpc.NewServer(append(sink.ServerOptions(),
+	s.grpc = grpc.NewServer(
 		// An event over the limit is answered RESOURCE_EXHAUSTED, as HTTP
 		// answers 413.
 		grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)),
@@ -102,18 +99,14 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainStreamInterceptor(s.endOnShutdown),
-		// Run calls on long-lived goroutines instead of a new one per call:
-		// a new goroutine grows (copies) its stack on every call, which
-		// profiles showed at 12-16 % of the sink's CPU on the unary path.
-		// Sized for about 64 concurrent unary calls (with 256 workers and
-		// GOGC=400 the share fell to about 1 %; docs/performance.md). When
-		// all are busy, grpc-go starts a goroutine as usual: calls never
-		// queue.
+		// Run calls on long-lived goroutines rather than a new one per call,
+		// whose stack grows anew on every call (docs/performance.md). When
+		// all are busy, grpc-go starts a goroutine as usual.
 		grpc.NumStreamWorkers(streamWorkers),
 		// gRPC's default is no limit: one connection could open calls, and
 		// the goroutines and buffers each holds, without end.
 		grpc.MaxConcurrentStreams(uint32(cfg.MaxStreamsPerConn)),
-	)...)
+	)
 	sk.Register(s.grpc)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
@@ -122,8 +115,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 }
 
 // defaultMaxStreamsPerConn is --max-streams-per-conn's default: ten times
-// HTTP/2's customary 100, well above the 64 calls in flight the benchmark
-// sends over one connection.
+// HTTP/2's customary 100.
 const defaultMaxStreamsPerConn = 1000
 
 // close releases what newServer built, for when serve is never called.
@@ -133,27 +125,24 @@ func (s *server) close() {
 	s.endStreams()
 }
 
-// ready reports whether the sink takes traffic: every route has a live
-// processor stream and shutdown has not begun.
-func (s *server) ready() bool {
-	return !s.draining.Load() && s.sink.Ready()
-}
-
 // serve runs the sink and serves gRPC on grpcLis and HTTP on httpLis until
 // ctx ends or a server fails; then it shuts down gracefully (see shutdown)
 // and returns the first error. It closes both listeners.
 func (s *server) serve(ctx context.Context, grpcLis, httpLis, debugLis net.Listener) error {
-	var debug *http.Server
+	var dbg *http.Server
 	if debugLis != nil {
 		s.log.Info("debug listening on "+debugLis.Addr().String(), "addr", debugLis.Addr().String())
-		debug = debugserver.New()
+		dbg = debugserver.New()
 	}
 	s.log.Info("grpc listening on "+grpcLis.Addr().String(), "addr", grpcLis.Addr().String())
 	s.log.Info("http listening on "+httpLis.Addr().String(), "addr", httpLis.Addr().String())
-	for _, r := range s.cfg.Routes {
+	for _, r := range s.cfg.Sink.Routes {
 		s.log.Info("route", "type", r.Type.String(), "targets", r.Targets, "broadcast", r.Broadcast)
 	}
 
+	if s.cfg.MemoryBudget > 0 {
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(s.cfg.MemoryBudget))
+	}
 	// The sink outlives the servers: requests in flight during the grace
 	// period still need it.
 	sinkCtx, stopSink := context.WithCancel(context.WithoutCancel(ctx))
@@ -176,13 +165,9 @@ func (s *server) serve(ctx context.Context, grpcLis, httpLis, debugLis net.Liste
 		s.followReadiness(gctx)
 		return nil
 	})
-	g.Go(func() error {
-		s.manageMemory(gctx)
-		return nil
-	})
-	if debug != nil {
+	if dbg != nil {
 		g.Go(func() error {
-			if err := debug.Serve(debugLis); !errors.Is(err, http.ErrServerClosed) {
+			if err := dbg.Serve(debugLis); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("debug server: %w", err)
 			}
 			return nil
@@ -192,8 +177,8 @@ func (s *server) serve(ctx context.Context, grpcLis, httpLis, debugLis net.Liste
 		<-gctx.Done()
 		s.shutdown()
 		stopSink()
-		if debug != nil {
-			debug.Close()
+		if dbg != nil {
+			dbg.Close()
 		}
 		return nil
 	})
@@ -208,9 +193,9 @@ func (s *server) serve(ctx context.Context, grpcLis, httpLis, debugLis net.Liste
 // listeners close, and requests in flight get ShutdownGrace to finish before
 // their connections are closed.
 func (s *server) shutdown() {
-	s.draining.Store(true)
-	s.health.Shutdown() // every service NOT_SERVING from now on
+	s.health.Shutdown() // every service NOT_SERVING from now on, whatever followReadiness sets
 	s.endStreams()
+	s.api.Shutdown()
 	s.log.Info("shutting down", "grace", s.cfg.ShutdownGrace)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
 	defer cancel()
@@ -238,42 +223,15 @@ func (s *server) shutdown() {
 	wg.Wait()
 }
 
-// manageMemory keeps the runtime's memory limit at the budget (see
-// memoryBudget) and returns memory to the OS when the HTTP front goes quiet
-// (see memoryReleaser), until ctx ends. It then restores the limit and the
-// GOGC it found.
-func (s *server) manageMemory(ctx context.Context) {
-	budget := newMemoryBudget(s.cfg.MemoryBudget)
-	if budget.budget > 0 {
-		defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
-	}
-	if budget.budget > 0 && s.cfg.GCPercent > 0 {
-		budget.gcMax = s.cfg.GCPercent
-		defer debug.SetGCPercent(debug.SetGCPercent(100))
-	}
-	budget.adjust()
-	s.memory.init()
-	t := time.NewTicker(releaseInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.memory.tick()
-			budget.adjust()
-		}
-	}
-}
-
-// followReadiness keeps the gRPC health status in step with ready until ctx
-// ends, and logs each change.
+// followReadiness keeps the gRPC health status in step with the sink's
+// readiness (every route has a live processor stream) until ctx ends, and
+// logs each change.
 func (s *server) followReadiness(ctx context.Context) {
 	t := time.NewTicker(readinessInterval)
 	defer t.Stop()
 	was := false
 	for {
-		if now := s.ready(); now != was {
+		if now := s.sink.Ready(); now != was {
 			was = now
 			if now {
 				s.setHealth(healthpb.HealthCheckResponse_SERVING)

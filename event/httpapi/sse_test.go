@@ -1,4 +1,4 @@
-package main
+package httpapi
 
 import (
 	"bufio"
@@ -21,7 +21,7 @@ import (
 // come from a real hub configured by cfg; each new subscription first gets
 // the events published by prime (with the hub), as if the subscriber had
 // been too slow to take them.
-func newHubAPI(t *testing.T, cfg pubsub.Config, prime func(*pubsub.Hub)) *httpAPI {
+func newHubAPI(t *testing.T, cfg pubsub.Config, prime func(*pubsub.Hub)) *Handler {
 	t.Helper()
 	hub := pubsub.New(cfg)
 	t.Cleanup(hub.Close)
@@ -30,11 +30,7 @@ func newHubAPI(t *testing.T, cfg pubsub.Config, prime func(*pubsub.Hub)) *httpAP
 			prime(hub)
 		}
 	}}
-	a, err := newHTTPAPI(b, func() bool { return true }, 1024, discardLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
+	return newAPI(t, b, Options{MaxBodyBytes: 1024})
 }
 
 func publishN(n int) func(*pubsub.Hub) {

@@ -1,4 +1,4 @@
-package main
+package httpapi
 
 import (
 	"encoding/json"
@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/eventproc/eventproc/event/sink"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
 
@@ -15,7 +16,7 @@ import (
 func TestConsoleFiles(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	s := startSink(t, "--route", "hello="+deadAddr(t))
+	s := serve(t, &stubBackend{})
 	tests := []struct {
 		path, wantType, wantBody string
 	}{
@@ -60,7 +61,7 @@ func TestConsoleFiles(t *testing.T) {
 func TestTypes(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
-	s := startSink(t, "--route", "goodbye="+deadAddr(t))
+	s := serve(t, &stubBackend{routes: []sink.RouteStatus{{Type: "TYPE_GOODBYE"}}})
 	resp, body := s.get(ctx, "/v1/types")
 	var got struct {
 		Types []typeInfo `json:"types"`

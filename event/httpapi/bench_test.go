@@ -1,4 +1,4 @@
-package main
+package httpapi
 
 import (
 	"bytes"
@@ -17,11 +17,7 @@ import (
 // network on either side.
 func BenchmarkHTTPSend(b *testing.B) {
 	reply := &eventv1.Event{Id: "0123456789ab-1", Type: eventv1.Type_TYPE_HELLO, Payload: structpb.NewStringValue("hello")}
-	api, err := newHTTPAPI(&stubBackend{resp: &eventv1.SendResponse{Event: reply, Outcome: eventv1.Outcome_OUTCOME_REPLIED}},
-		func() bool { return true }, 1<<20, discardLogger())
-	if err != nil {
-		b.Fatal(err)
-	}
+	api := newAPI(b, &stubBackend{resp: &eventv1.SendResponse{Event: reply, Outcome: eventv1.Outcome_OUTCOME_REPLIED}}, Options{})
 	body := []byte(`{"type":"TYPE_HELLO","payload":"hello"}`)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {

@@ -1,8 +1,10 @@
-package main
+package httpapi
 
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +13,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/eventproc/eventproc/event/processor"
 	"github.com/eventproc/eventproc/event/sink"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
@@ -43,14 +46,14 @@ func FuzzSendJSON(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 
-	p := startEchoProcessor(f)
+	addr := startEchoProcessor(f)
 	sk, err := sink.New(sink.Config{
 		Routes: []sink.Route{
-			{Type: eventv1.Type_TYPE_HELLO, Targets: []string{p.addr}},
-			{Type: eventv1.Type_TYPE_GOODBYE, Targets: []string{p.addr}},
+			{Type: eventv1.Type_TYPE_HELLO, Targets: []string{addr}},
+			{Type: eventv1.Type_TYPE_GOODBYE, Targets: []string{addr}},
 		},
 		StreamsPerTarget: 2,
-		Logger:           discardLogger(),
+		Logger:           slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		f.Fatal(err)
@@ -66,10 +69,7 @@ func FuzzSendJSON(f *testing.F) {
 		f.Fatalf("sink never ready: %v", err)
 	}
 	const maxBody = 64 << 10
-	api, err := newHTTPAPI(sk, sk.Ready, maxBody, discardLogger())
-	if err != nil {
-		f.Fatal(err)
-	}
+	api := newAPI(f, sk, Options{MaxBodyBytes: maxBody})
 
 	f.Fuzz(func(t *testing.T, body []byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -102,4 +102,28 @@ func FuzzSendJSON(f *testing.F) {
 			t.Fatalf("unexpected status %d for %q", code, body)
 		}
 	})
+}
+
+// startEchoProcessor serves, until the test ends, a processor on
+// 127.0.0.1:0 that replies with every event it gets, and returns its
+// address.
+func startEchoProcessor(t testing.TB) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo := processor.HandlerFunc(func(_ context.Context, ev *eventv1.Event) (*eventv1.Event, error) { return ev, nil })
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		served <- processor.NewServer(echo, processor.Options{Logger: slog.New(slog.DiscardHandler)}).Serve(ctx, lis)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("echo processor: %v", err)
+		}
+	})
+	return lis.Addr().String()
 }

@@ -1,9 +1,8 @@
-package main
+package httpapi
 
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
@@ -14,39 +13,14 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/eventproc/eventproc/event/pubsub"
 	"github.com/eventproc/eventproc/event/sink"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
 
 // This file serves SinkService.Subscribe over HTTP. The in-process gateway
 // cannot serve server-streaming calls, so GET /v1/events:subscribe has a
-// handler of its own on the gateway mux: it subscribes to the sink's hub
-// directly and writes each published event as it comes, as newline-delimited
-// JSON (ndjson.go) or, for clients that accept text/event-stream, as
-// Server-Sent Events (sse.go).
-
-const (
-	// subscribePath is where HTTP clients subscribe.
-	subscribePath = "/v1/events:subscribe"
-	// streamWriteTimeout bounds each write to a subscriber: a client that
-	// takes no bytes for this long is cut off rather than holding its
-	// handler (and a graceful shutdown) forever.
-	streamWriteTimeout = 10 * time.Second
-	// defaultSSEHeartbeat is the heartbeat interval when none is configured.
-	defaultSSEHeartbeat = 15 * time.Second
-)
-
-// errShuttingDown is the cause that ends HTTP subscriptions when shutdown
-// starts.
-var errShuttingDown = status.Error(codes.Unavailable, "sink is shutting down")
-
-// subscriber is what the subscribe handler needs of the sink.
-type subscriber interface {
-	// SubscribeEvents subscribes to published events; errors are status
-	// errors (see [sink.Sink.SubscribeEvents]).
-	SubscribeEvents(ctx context.Context, types []eventv1.Type, lastEventID string) (*pubsub.Subscription, error)
-}
+// handler of its own on the gateway mux: it subscribes to the backend and
+// writes each published event as it comes (in a format of stream.go).
 
 // subscribeRequest is a parsed GET /v1/events:subscribe.
 type subscribeRequest struct {
@@ -121,102 +95,64 @@ func acceptsEventStream(accept []string) bool {
 	return false
 }
 
-// eventStream writes one subscription to an HTTP response in one format.
-// Only the subscribe handler's goroutine uses it.
-type eventStream interface {
-	// header sets the response headers.
-	header(h http.Header)
-	// open writes what comes before the first event.
-	open() error
-	// event writes one published event.
-	event(resp *eventv1.SubscribeResponse) error
-	// heartbeat writes something that keeps an idle stream open. Formats
-	// without one return nil having written nothing.
-	heartbeat() error
-	// fail writes the error that ends the stream.
-	fail(st *status.Status) error
-}
-
-// subscribe serves GET /v1/events:subscribe: it subscribes to the sink's
-// hub and streams the events until the client goes away, the subscription
-// ends (slow subscriber, sink closing) or shutdown starts. Errors found
+// subscribe serves GET /v1/events:subscribe: it subscribes to the backend
+// and streams the events until the client goes away, the subscription
+// ends (slow subscriber, sink closing) or Shutdown is called. Errors found
 // before the stream starts (bad types or last id, too many subscribers) are
 // ordinary JSON error responses; later ones end the stream in its format.
-func (a *httpAPI) subscribe(w http.ResponseWriter, r *http.Request, _ map[string]string) {
+func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
 	req, err := parseSubscribeRequest(r)
 	if err != nil {
-		a.writeError(w, r, err)
+		h.writeError(w, r, err)
 		return
 	}
-	// The subscription ends with the request, or with errShuttingDown when
-	// shutdown starts: http.Server.Shutdown waits for handlers, and a
-	// subscription would otherwise hold it up for the whole grace period.
+	// The subscription ends with the request, or with errShuttingDown at
+	// Shutdown.
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
-	stopOnShutdown := context.AfterFunc(a.streams, func() { cancel(errShuttingDown) })
-	defer stopOnShutdown()
-
-	sub, err := a.backend.SubscribeEvents(ctx, req.types, req.lastEventID)
+	defer context.AfterFunc(h.stopping, func() { cancel(context.Cause(h.stopping)) })()
+	sub, err := h.backend.SubscribeEvents(ctx, req.types, req.lastEventID)
 	if err != nil {
 		if ctx.Err() != nil {
 			err = causeStatus(ctx)
 		}
-		a.writeError(w, r, err)
+		h.writeError(w, r, err)
 		return
 	}
 	defer sub.Close()
 
-	var out eventStream
-	heartbeat := time.Duration(0)
+	out, heartbeat := newEventWriter(w, req.sse), time.Duration(0)
 	if req.sse {
-		out = newSSEStream(w)
-		heartbeat = a.heartbeat
-	} else {
-		out = newNDJSONStream(w)
+		heartbeat = h.opts.Heartbeat
 	}
-	rc := http.NewResponseController(w)
-	// write runs one write of the stream and flushes it, under a deadline
-	// that holds only meanwhile: a deadline left to expire while the stream
-	// is idle would fail the end of the response. (Test recorders support
-	// no deadlines; there is nothing to bound then.)
-	write := func(f func() error) error {
-		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
-		err := f()
-		if err == nil {
-			err = rc.Flush()
-		}
-		_ = rc.SetWriteDeadline(time.Time{})
-		return err
-	}
-	h := w.Header()
-	out.header(h)
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no") // tell nginx not to buffer the stream
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(http.StatusOK)
-	if err := write(out.open); err != nil {
+	if err := out.open(); err != nil {
 		return
 	}
-	if a.log.Enabled(ctx, slog.LevelDebug) {
-		a.log.Debug("http subscription started", "types", req.types, "last_event_id", req.lastEventID, "sse", req.sse)
-	}
-
+	log := h.opts.Logger
+	log.Debug("http subscription started", "types", req.types, "last_event_id", req.lastEventID, "sse", req.sse)
 	beat := newBeat(ctx, heartbeat)
 	defer beat.stop()
 	for {
 		resp, err := sub.Next(beat.ctx)
 		switch {
 		case err == nil:
-			err = write(func() error { return out.event(resp) })
+			err = out.event(resp)
 		case ctx.Err() == nil && beat.ctx.Err() != nil: // heartbeat due
 			beat.reset()
-			err = write(out.heartbeat)
-		default:
-			a.endStream(ctx, out, write, err)
+			err = out.heartbeat()
+		default: // the end: say why, unless the client went away
+			if ctx.Err() != nil {
+				err = causeStatus(ctx)
+			}
+			st := status.Convert(sink.SubscriptionError(err))
+			log.Debug("http subscription ended", "code", st.Code().String(), "err", st.Message())
+			if st.Code() != codes.Canceled {
+				_ = out.fail(st)
+			}
 			return
 		}
 		if err != nil {
-			a.log.Debug("http subscription: write failed; client gone", "err", err)
+			log.Debug("http subscription: write failed; client gone", "err", err)
 			return
 		}
 	}
@@ -242,32 +178,13 @@ func newBeat(parent context.Context, every time.Duration) *beat {
 
 // reset starts the next interval.
 func (b *beat) reset() {
-	if b.every <= 0 {
-		return
+	if b.every > 0 {
+		b.cancel()
+		b.ctx, b.cancel = context.WithTimeout(b.parent, b.every)
 	}
-	b.cancel()
-	b.ctx, b.cancel = context.WithTimeout(b.parent, b.every)
 }
 
 func (b *beat) stop() { b.cancel() }
-
-// endStream writes why a subscription ended, unless the client went away.
-func (a *httpAPI) endStream(ctx context.Context, out eventStream, write func(func() error) error, err error) {
-	if ctx.Err() != nil {
-		err = causeStatus(ctx)
-	} else {
-		err = sink.SubscriptionError(err)
-	}
-	st := status.Convert(err)
-	if st.Code() == codes.Canceled {
-		a.log.Debug("http subscription ended: client gone")
-		return
-	}
-	a.log.Debug("http subscription ended", "code", st.Code().String(), "err", st.Message())
-	if err := write(func() error { return out.fail(st) }); err != nil {
-		a.log.Debug("http subscription: writing the final error failed", "err", err)
-	}
-}
 
 // causeStatus returns why ctx ended as a status error: the status it was
 // cancelled with (errShuttingDown), or that of its context error.

@@ -1,0 +1,88 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/eventproc/eventproc/event/sink"
+)
+
+// This file is the one place where errors become HTTP responses: every error
+// is a gRPC status, whose code the gateway maps to the HTTP status
+// (runtime.HTTPStatusFromCode) but for 405 and 413, which carry their own,
+// and whose JSON is the body: {"code":3,"message":"...","details":[]}.
+
+// gatewayError is the mux's error handler (runtime.WithErrorHandler), also
+// used for errors found before a request reaches the mux.
+func (h *Handler) gatewayError(ctx context.Context, mux *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	// The gateway reports a body cut off by the size limit as malformed
+	// input; say what really happened.
+	if b, ok := r.Body.(*limitedBody); ok && b.exceeded {
+		err = h.errBodyTooLarge()
+	} else if st, ok := status.FromError(err); ok && !utf8.ValidString(st.Message()) {
+		// A message quoting the client's bytes, which protojson cannot write
+		// (the gateway would answer 500).
+		p := st.Proto()
+		p.Message = strings.ToValidUTF8(p.Message, "\uFFFD")
+		err = status.FromProto(p).Err()
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, errorMarshaler, w, r, err)
+}
+
+// writeError writes err as the response to r.
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	h.gatewayError(r.Context(), h.mux, nil, w, r, err)
+}
+
+// routingError is the mux's routing error handler
+// (runtime.WithRoutingErrorHandler). The gateway's default answers a wrong
+// method with 501; HTTP wants 405 and an Allow header.
+func (h *Handler) routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	var err error
+	switch allow := h.allow[r.URL.Path]; httpStatus {
+	case http.StatusMethodNotAllowed:
+		if allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		err = &runtime.HTTPStatusError{
+			HTTPStatus: http.StatusMethodNotAllowed,
+			Err:        status.Errorf(codes.Unimplemented, "method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow),
+		}
+	case http.StatusNotFound:
+		err = status.Errorf(codes.NotFound, "no such path: %s", r.URL.Path)
+	case http.StatusBadRequest:
+		err = status.Errorf(codes.InvalidArgument, "malformed request path %q", r.URL.Path)
+	default:
+		err = &runtime.HTTPStatusError{HTTPStatus: httpStatus, Err: status.Error(codes.Unknown, http.StatusText(httpStatus))}
+	}
+	h.gatewayError(ctx, mux, m, w, r, err)
+}
+
+// errBodyTooLarge is the error for a request body over the limit: HTTP 413,
+// with the code gRPC uses for an oversized message.
+func (h *Handler) errBodyTooLarge() error {
+	return &runtime.HTTPStatusError{
+		HTTPStatus: http.StatusRequestEntityTooLarge,
+		Err:        status.Errorf(codes.ResourceExhausted, "request body is larger than the limit of %d bytes", h.opts.MaxBodyBytes),
+	}
+}
+
+// errBadJSON is the error for a body that is not a valid event, without
+// protobuf's "proto: " prefix (whose space is at times a no-break space).
+func errBadJSON(err error) error {
+	msg := strings.TrimLeft(strings.TrimPrefix(err.Error(), "proto:"), " \u00a0")
+	return fmt.Errorf("invalid JSON event: %s", msg)
+}
+
+// withoutSentinel drops the sink's "invalid sink config: " prefix from an
+// error of [sink.ParseType].
+func withoutSentinel(err error) string {
+	return strings.Replace(err.Error(), sink.ErrInvalidConfig.Error()+": ", "", 1)
+}

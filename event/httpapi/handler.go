@@ -1,0 +1,265 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/eventproc/eventproc/event/pubsub"
+	"github.com/eventproc/eventproc/event/sink"
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+)
+
+// Backend is the sink as the HTTP API uses it; [*sink.Sink] is one. Its
+// methods are called from many goroutines at once.
+type Backend interface {
+	// Send routes an event and waits for its answer: a reply (Event set
+	// when the outcome is REPLIED) or a gRPC status error.
+	Send(ctx context.Context, req *eventv1.SendRequest) (*eventv1.SendResponse, error)
+	// SubscribeEvents subscribes to the events processors publish; errors
+	// are gRPC status errors. The subscription ends with ctx.
+	SubscribeEvents(ctx context.Context, types []eventv1.Type, lastEventID string) (*pubsub.Subscription, error)
+	// Status reports the health of every route, in a stable order.
+	Status() []sink.RouteStatus
+}
+
+const (
+	// DefaultMaxBodyBytes is the body limit when Options.MaxBodyBytes is 0.
+	DefaultMaxBodyBytes = 1 << 20
+	// DefaultHeartbeat is the SSE heartbeat when Options.Heartbeat is 0.
+	DefaultHeartbeat = 15 * time.Second
+)
+
+// Options configure a [Handler]. The zero value is ready to use.
+type Options struct {
+	// MaxBodyBytes bounds request bodies: larger ones are answered 413,
+	// with or without a Content-Length. Zero means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// Heartbeat is the interval of comments on idle Server-Sent Events
+	// streams, which keep proxies from closing them. Zero means
+	// DefaultHeartbeat.
+	Heartbeat time.Duration
+	// Metrics, when set, is served at GET /metrics.
+	Metrics http.Handler
+	// Logger gets debug logs of requests and subscriptions; nil discards
+	// them.
+	Logger *slog.Logger
+}
+
+// Handler serves the sink's HTTP API (see the package comment). It is safe
+// for concurrent use.
+type Handler struct {
+	mux     *runtime.ServeMux
+	backend Backend
+	opts    Options
+	allow   map[string]string // path → the method it serves, for 405s
+	// stopping ends when Shutdown is called, with errShuttingDown.
+	stopping context.Context
+	stop     context.CancelCauseFunc
+}
+
+// New returns the HTTP API of backend. It starts no goroutines.
+func New(backend Backend, opts Options) (*Handler, error) {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = DefaultHeartbeat
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{backend: backend, opts: opts, allow: map[string]string{"/v1/events": http.MethodPost}}
+	h.stopping, h.stop = context.WithCancelCause(context.Background())
+	h.mux = runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, eventMarshaler{&runtime.JSONPb{}}),
+		runtime.WithErrorHandler(h.gatewayError),
+		runtime.WithRoutingErrorHandler(h.routingError),
+		runtime.WithForwardResponseOption(forwardOutcome),
+		runtime.WithIncomingHeaderMatcher(incomingHeader),
+		// No method or path games: POST /v1/events is the only way to send.
+		runtime.WithDisableHTTPMethodOverride(),
+		runtime.WithDisablePathLengthFallback(),
+	)
+	// In-process: a request calls the backend directly, without a gRPC hop.
+	if err := eventv1.RegisterSinkServiceHandlerServer(context.Background(), h.mux, gatewayServer{backend: backend}); err != nil {
+		return nil, err
+	}
+	// Registered after the gateway's handlers, so these win: the gateway
+	// answers server-streaming calls registered in-process with 501.
+	paths := map[string]http.HandlerFunc{
+		"/v1/events:subscribe": h.subscribe,
+		"/v1/types":            h.types,
+		"/healthz":             healthz,
+		"/readyz":              h.readyz,
+	}
+	if opts.Metrics != nil {
+		paths["/metrics"] = opts.Metrics.ServeHTTP
+	}
+	if err := consolePaths(paths); err != nil {
+		return nil, err
+	}
+	for path, fn := range paths {
+		h.allow[path] = http.MethodGet
+		if err := h.mux.HandlePath(http.MethodGet, path, func(w http.ResponseWriter, r *http.Request, _ map[string]string) {
+			fn(w, r)
+		}); err != nil {
+			return nil, fmt.Errorf("GET %s: %w", path, err)
+		}
+	}
+	return h, nil
+}
+
+// gatewayServer is the backend as the gateway's in-process registration
+// wants it; only Send is called (subscribe serves Subscribe).
+type gatewayServer struct {
+	eventv1.UnimplementedSinkServiceServer
+	backend Backend
+}
+
+func (s gatewayServer) Send(ctx context.Context, req *eventv1.SendRequest) (*eventv1.SendResponse, error) {
+	return s.backend.Send(ctx, req)
+}
+
+// Shutdown starts the handler's shutdown: /readyz answers 503 from now on,
+// and live subscriptions end with an UNAVAILABLE error event or line, so
+// that they do not hold up [http.Server.Shutdown], which waits for every
+// handler. Other requests are served as before. Call it when shutdown
+// starts (or register it with [http.Server.RegisterOnShutdown]). It is
+// idempotent.
+func (h *Handler) Shutdown() { h.stop(errShuttingDown) }
+
+// errShuttingDown ends HTTP subscriptions at shutdown.
+var errShuttingDown = status.Error(codes.Unavailable, "sink is shutting down")
+
+// ServeHTTP implements [http.Handler]. It bounds the body, applies a
+// Request-Timeout header (a Go duration or a number of seconds) as the
+// request's deadline, and hands the request to the gateway's mux.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Body != nil && r.Body != http.NoBody {
+		// Bodies without a Content-Length (chunked) are cut off at the limit;
+		// gatewayError turns the read error into a 413.
+		r.Body = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes)}
+	}
+	if h.opts.Logger.Enabled(r.Context(), slog.LevelDebug) {
+		sw := &statusWriter{ResponseWriter: w}
+		defer func(start time.Time) {
+			h.opts.Logger.Debug("http request", "method", r.Method, "path", r.URL.Path,
+				"status", sw.status, "duration", time.Since(start))
+		}(time.Now())
+		w = sw
+	}
+	if r.ContentLength > h.opts.MaxBodyBytes {
+		h.writeError(w, r, h.errBodyTooLarge())
+		return
+	}
+	if v := r.Header.Get("Request-Timeout"); v != "" {
+		d, err := parseTimeout(v)
+		if err != nil || d <= 0 {
+			h.writeError(w, r, status.Errorf(codes.InvalidArgument,
+				"invalid Request-Timeout %q: want a positive duration such as 500ms or 2s, or a number of seconds", v))
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// statusWriter records the status of a response, for the debug log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Unwrap lets [http.ResponseController] reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// incomingHeader picks the HTTP headers passed to the backend as gRPC
+// metadata: the W3C trace context, which the sink forwards to the
+// processor with each event, also in the gateway's Grpc-Metadata- form.
+// Nothing reads other metadata, so the gateway's defaults are not built
+// for every request.
+func incomingHeader(key string) (string, bool) {
+	switch textproto.CanonicalMIMEHeaderKey(key) {
+	case "Traceparent", "Grpc-Metadata-Traceparent":
+		return "traceparent", true
+	case "Tracestate", "Grpc-Metadata-Tracestate":
+		return "tracestate", true
+	}
+	return "", false
+}
+
+// healthz answers the liveness probe: the process is up.
+func healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = io.WriteString(w, "ok")
+}
+
+// readyz answers the readiness probe: 200 when every route has a live
+// processor stream and Shutdown has not been called, else 503; the body is
+// {"ready":bool,"routes":[...]}.
+func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
+	routes := h.backend.Status()
+	ready := h.stopping.Err() == nil
+	for _, r := range routes {
+		ready = ready && r.Ready
+	}
+	code := http.StatusOK
+	if !ready {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, struct {
+		Ready  bool               `json:"ready"`
+		Routes []sink.RouteStatus `json:"routes"`
+	}{ready, routes})
+}
+
+// writeJSON answers with code and v as JSON, not to be cached.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// parseTimeout parses a Request-Timeout header: a Go duration or a number
+// of seconds.
+func parseTimeout(v string) (time.Duration, error) {
+	v = strings.TrimSpace(v)
+	if secs, err := strconv.ParseFloat(v, 64); err == nil {
+		if math.IsNaN(secs) || math.IsInf(secs, 0) || math.Abs(secs) > math.MaxInt64/float64(time.Second) {
+			return 0, fmt.Errorf("duration %q out of range", v)
+		}
+		return time.Duration(secs * float64(time.Second)), nil
+	}
+	return time.ParseDuration(v)
+}

@@ -1,0 +1,118 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/eventjson"
+)
+
+// This file is how POST /v1/events turns JSON into an event and an answer
+// into HTTP, through the gateway's extension points: a marshaler
+// (runtime.WithMarshalerOption) and a forward-response option.
+
+// eventMarshaler is the gateway's marshaler: protojson's JSON for events,
+// written and read by package eventjson (the same bytes, without protobuf
+// reflection), with a stricter decoder.
+type eventMarshaler struct {
+	*runtime.JSONPb
+}
+
+// Marshal implements [runtime.Marshaler]. The gateway hands it the body of
+// a Send answer, SendResponse.event: the reply event, or nil when there is
+// none (consumed, accepted), which has no body.
+func (m eventMarshaler) Marshal(v any) ([]byte, error) {
+	ev, ok := v.(*eventv1.Event)
+	if !ok {
+		return m.JSONPb.Marshal(v)
+	}
+	if ev == nil {
+		return nil, nil
+	}
+	b, err := eventjson.Marshal(ev)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "processor's reply event cannot be written as JSON: %v", err)
+	}
+	return b, nil
+}
+
+// NewDecoder implements [runtime.Marshaler]. Its decoder reads the whole
+// body (bounded by the body limit) and decodes it once as an event: an
+// empty body is an error, and so is anything after the event. (The
+// gateway's own decoder parses a body twice, and lets both through.)
+func (m eventMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
+	return runtime.DecoderFunc(func(v any) error {
+		ev, ok := v.(**eventv1.Event) // the request body is SendRequest.event
+		if !ok {
+			return fmt.Errorf("cannot decode JSON into %T", v)
+		}
+		b, err := io.ReadAll(r)
+		if err != nil {
+			return err // a read error, or the body limit (gatewayError answers 413)
+		}
+		if len(bytes.TrimSpace(b)) == 0 {
+			return errors.New(`empty request body: want a JSON event such as {"type":"TYPE_HELLO"}`)
+		}
+		*ev = new(eventv1.Event)
+		if err := eventjson.Unmarshal(b, *ev, m.UnmarshalOptions); err != nil {
+			return errBadJSON(err)
+		}
+		return nil
+	})
+}
+
+// outcomeField is SendResponse.outcome.
+var outcomeField = (&eventv1.SendResponse{}).ProtoReflect().Descriptor().Fields().ByName("outcome")
+
+// forwardOutcome is a gateway forward-response option that picks the HTTP
+// status of a Send answer from its outcome: REPLIED is 200 with the reply
+// event as body; CONSUMED is 204 and ACCEPTED 202, both without a body. It
+// reads the outcome through protobuf reflection, which the message the
+// gateway hands it supports whatever its Go type.
+func forwardOutcome(_ context.Context, w http.ResponseWriter, m proto.Message) error {
+	msg := m.ProtoReflect()
+	if msg.Descriptor().FullName() != outcomeField.ContainingMessage().FullName() {
+		return nil
+	}
+	empty := func(code int) {
+		w.Header().Del("Content-Type")
+		w.WriteHeader(code)
+	}
+	switch eventv1.Outcome(msg.Get(outcomeField).Enum()) {
+	case eventv1.Outcome_OUTCOME_CONSUMED:
+		empty(http.StatusNoContent)
+	case eventv1.Outcome_OUTCOME_ACCEPTED:
+		empty(http.StatusAccepted)
+	}
+	return nil
+}
+
+// limitedBody is a request body cut off at the size limit, remembering
+// whether it was.
+type limitedBody struct {
+	io.ReadCloser
+	exceeded bool
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		b.exceeded = true
+	}
+	return n, err
+}
+
+// errorMarshaler renders error bodies. Unlike the API's marshaler it emits
+// unpopulated fields, so "details" is always there.
+var errorMarshaler = &runtime.JSONPb{MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true}}
