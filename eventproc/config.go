@@ -113,7 +113,7 @@ func options(c *Config) []option {
 			usage: "the Go runtime's soft memory limit, set once at start (e.g. 64MiB or 1GiB): the garbage collector " +
 				"runs more often as the sink's memory nears it, and lets it grow beyond when what the sink holds live " +
 				"needs more; 0 or off: no limit; when neither this flag nor its variable is set, GOMEMLIMIT applies " +
-				"if set; GOGC applies as usual"},
+				"if set; GOGC applies if set, else 400"},
 		{name: "log-format", arg: "text|json", env: "EVENTPROC_LOG_FORMAT", def: "text", set: c.setLogFormat,
 			usage: "log format (logs go to standard error)"},
 		{name: "log-level", arg: "LEVEL", env: "EVENTPROC_LOG_LEVEL", def: "info", set: c.setLogLevel,
