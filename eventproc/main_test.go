@@ -257,8 +257,6 @@ func (s *sinkProc) waitRoute(ctx context.Context, typ string, live bool) {
 type testProcessor struct {
 	t    testing.TB
 	addr string
-	// echoOnly ignores "act": every event is echoed.
-	echoOnly bool
 	started  chan string
 
 	mu      sync.Mutex
@@ -276,20 +274,6 @@ func startProcessor(t testing.TB) *testProcessor {
 		t.Fatal(err)
 	}
 	p := newTestProcessor(t, lis.Addr().String())
-	p.serve(lis)
-	return p
-}
-
-// startEchoProcessor is startProcessor for a processor that echoes every
-// event, whatever its metadata.
-func startEchoProcessor(t testing.TB) *testProcessor {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := newTestProcessor(t, lis.Addr().String())
-	p.echoOnly = true
 	p.serve(lis)
 	return p
 }
@@ -353,9 +337,6 @@ func (p *testProcessor) unblock() {
 }
 
 func (p *testProcessor) handle(ctx context.Context, ev *eventv1.Event) (*eventv1.Event, error) {
-	if p.echoOnly {
-		return ev, nil
-	}
 	md := ev.GetMetadata()
 	p.mu.Lock()
 	release := p.release
