@@ -3,7 +3,6 @@ package sink
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -17,21 +16,9 @@ import (
 	"github.com/eventproc/eventproc/internal/wire"
 )
 
-// One path for every event.
-//
-// Every entry — REST (through the in-process gateway), unary Send, each
-// event of a Stream, in-process callers — builds a submission and hands it
-// to [Sink.submit]: check the event, ask Config.Authorize, route it, fill in
-// its id and time, then send it to the least loaded live processor stream,
-// trying once more elsewhere when no processor can have seen it. Its answer
-// reaches the entry's receiver exactly once ([submission.finish]):
-// synchronous callers wait for it on a channel ([waiter]); a Stream queues
-// it for the client ([ingress]).
-//
-// The event travels encoded: an entry that has it decoded encodes it once;
-// a Stream's event is never decoded (internal/relay/v1's envelopes carry it
-// as bytes), only checked as proto.Unmarshal would check it and read for its
-// id, type and time.
+// One path for every event (docs/design.md, "One path for every event"):
+// every entry builds a submission and hands it to [Sink.submit]; its answer
+// reaches the entry's receiver exactly once, from [submission.finish].
 
 // receiver gets the answer of a submission.
 type receiver interface {
@@ -139,9 +126,8 @@ func (s *Sink) submitEvent(sub *submission, ev *eventv1.Event) {
 	n := ev.SizeVT()
 	b := make([]byte, n, n+64)
 	_, _ = ev.MarshalToSizedBufferVT(b) // cannot fail
-	// Only Go callers can build an event that does not decode (decoders
-	// check strings); and JSON counts nesting differently from protobuf, so
-	// a payload the gateway decoded may be too deep for a processor.
+	// Go callers can build an event that does not decode, and JSON nests
+	// differently from protobuf: check it as a Stream's.
 	h, tooDeep, err := checkEvent(b)
 	if errors.Is(err, wire.ErrDepth) {
 		tooDeep, err = true, nil
@@ -309,18 +295,14 @@ func (sub *submission) complete(c *call, r result) {
 	}
 	if reply := r.resp.GetReply(); reply != nil {
 		if _, tooDeep, err := checkEvent(reply); tooDeep || err != nil {
-			sub.finish(answer{err: status.Errorf(codes.Internal, "processor's reply event cannot be relayed: %v", cmpErr(err, errTooDeep))})
+			if err == nil {
+				err = errTooDeep
+			}
+			sub.finish(answer{err: status.Errorf(codes.Internal, "processor's reply event cannot be relayed: %v", err)})
 			return
 		}
 	}
 	sub.finish(answer{resp: r.resp})
-}
-
-func cmpErr(err, otherwise error) error {
-	if err != nil {
-		return err
-	}
-	return otherwise
 }
 
 // code is the status code of an answer, as the client gets it.
@@ -534,6 +516,3 @@ func (s *Sink) Send(ctx context.Context, req *eventv1.SendRequest) (*eventv1.Sen
 	}
 	return out, nil
 }
-
-// String describes a submission for logs and tests.
-func (sub *submission) String() string { return fmt.Sprintf("event %q (%s)", sub.id, sub.typ) }
