@@ -82,12 +82,11 @@ func NewServer(h Handler, opts Options) *Server {
 }
 
 // Register adds the Server's ProcessorService to r, for callers that run
-// their own grpc.Server instead of Serve; build that server with
-// [KeepaliveOptions], and keep gRPC's default receive limit (4 MiB) or a
-// larger one: the Server tells sinks it reads messages of that size, and
-// sinks batch requests up to it. Such callers own its shutdown:
-// Process streams end when the sink closes them or when the grpc.Server is
-// stopped (GracefulStop alone waits for the sinks).
+// their own grpc.Server instead of Serve. Build that server with
+// [KeepaliveOptions] and a receive limit of at least gRPC's default 4 MiB,
+// which the Server announces to sinks as its batch limit. Such callers own
+// its shutdown: Process streams end when the sink closes them or the
+// grpc.Server is stopped (GracefulStop alone waits for the sinks).
 func (s *Server) Register(r grpc.ServiceRegistrar) {
 	eventv1.RegisterProcessorServiceServer(r, s)
 }

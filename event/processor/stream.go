@@ -18,19 +18,15 @@ import (
 )
 
 // outQueueLen bounds the answers waiting for a stream's writer. A handler
-// whose answer does not fit waits (holding its concurrency slot), which
-// slows down the reading of new requests in turn.
+// whose answer does not fit waits, holding its concurrency slot.
 const outQueueLen = 256
 
-// stream is the state of one Process call.
-//
-// Its goroutines: the gRPC handler goroutine runs write; one goroutine runs
-// receive, the only caller of Recv; every event runs in a goroutine of the
-// stream's workers (run), or in receive itself when the Inliner says so.
-// An answer is sent by the goroutine that has it when nothing is queued
-// and no other Send is under way (see answer), else handed to write over
-// out; Publish always hands its messages to write. Sends are serialised by
-// sendMu, and none happens once write has returned.
+// stream is the state of one Process call. The gRPC handler goroutine runs
+// write; one goroutine runs receive, the only caller of Recv; each event
+// runs on a worker (run), or in receive when the Inliner says so. An answer
+// is sent by whoever has it when nothing is queued and no Send is under way
+// (see answer), else handed to write over out, as Publish always does.
+// Sends are serialised by sendMu, and none happens once write has returned.
 type stream struct {
 	srv    *Server
 	grpc   grpc.BidiStreamingServer[eventv1.ProcessRequest, eventv1.ProcessResponse]
@@ -47,22 +43,19 @@ type stream struct {
 	pending map[uint64]*request // running handlers by request id
 
 	// sendMu is held around every Send. sendErr is the error of a Send
-	// made outside write, which ends the stream; sendDone is set once write
-	// returned: no Send may follow.
+	// outside write, which ends the stream; sendDone: write returned.
 	sendMu   sync.Mutex
 	sendErr  error
 	sendDone bool
-	// queued counts what was handed to write and is not sent yet (in out,
-	// or taken and waiting for sendMu): answer sends directly only when it
-	// is zero, so nothing overtakes a message queued before it.
+	// queued counts what was handed to write and is not sent yet: answer
+	// sends directly only when it is zero, so nothing overtakes the queue.
 	queued atomic.Int64
 
-	// batchLimit, when not zero, is the largest message the sink reads: it
-	// reads ProcessResponse.batch (it said so in its request headers).
+	// batchLimit, when not zero, is the largest message the sink reads,
+	// batches included (from its request headers).
 	batchLimit int
-	// collected holds, while receive handles a batch of requests, the
-	// requests it ran inline and their answers, sent together when the
-	// batch is done (see flushCollected). Only receive uses it.
+	// collected holds the requests receive ran inline while handling a
+	// batch, and their answers, sent together (flushCollected).
 	collected     []*request
 	collectedResp []*eventv1.ProcessResponse
 	collecting    bool
@@ -94,7 +87,7 @@ func (st *stream) serve() error {
 	defer st.cancel() // cancels every handler still running
 	st.srv.addStream(st)
 	defer st.srv.removeStream(st)
-	// The sink counts a stream as live once it has the header, which also
+	// The sink counts the stream live once it has the header, which also
 	// says that this end reads batches.
 	if err := st.grpc.SendHeader(metadata.Pairs(protocol.BatchHeader, strconv.Itoa(protocol.MaxRecvBytes))); err != nil {
 		return err
@@ -117,9 +110,8 @@ func (st *stream) write(recvDone <-chan error) error {
 	drainCh := st.srv.drainCh
 	draining := false
 	for {
-		// While answers are waiting, send them without the full select
-		// (its cost grows with its cases), but no more than protocol.MaxBatch in a
-		// row, so that the stream still ends in time under a steady flow.
+		// Send waiting answers without the costlier full select, at most
+		// MaxBatch in a row so the stream can still end under steady load.
 		for range protocol.MaxBatch {
 			select {
 			case resp := <-st.out:
@@ -305,8 +297,6 @@ func (st *stream) receive() error {
 		if r == nil {
 			r = new(request)
 		}
-		// Each request is received into a request of its own, which the
-		// handler's context, the pending entry and the answer share.
 		if err := st.grpc.RecvMsg(&r.msg); err != nil {
 			return err
 		}
@@ -470,11 +460,8 @@ func inline(in Inliner, ev *eventv1.Event) (ok bool) {
 	return in.Inline(ev)
 }
 
-// startWork runs r on an idle worker goroutine of the stream, or on a new
-// one when none is idle. Workers stay until the stream's receiving ends
-// (closeWork), so that handlers run on goroutines whose stacks have
-// already grown (a typed channel rather than a func per event saves an
-// allocation).
+// startWork runs r on an idle worker of the stream, or on a new one.
+// Workers stay until closeWork, so handlers run on already grown stacks.
 func (st *stream) startWork(r *request) {
 	select {
 	case st.work <- r:
@@ -519,14 +506,9 @@ func (st *stream) finish(r *request) {
 	}
 }
 
-// answer sends resp, or hands it to the writer; it fails when the stream
-// is over.
-//
-// When nothing waits for the writer and no other goroutine is sending, it sends
-// resp itself: a hand-off to the writer costs a goroutine wake-up per
-// answer. Blocking in Send on
-// the sink's flow control is then the same back-pressure on this stream as
-// a full out. A failed Send ends the stream (write returns its error).
+// answer sends resp itself when nothing waits for the writer and no Send
+// is under way (sparing a wake-up per answer), else hands it to the writer;
+// it fails when the stream is over. A failed Send ends the stream.
 func (st *stream) answer(resp *eventv1.ProcessResponse) error {
 	if sent, err := st.sendDirect(func() error { return st.grpc.Send(resp) }); sent {
 		return err

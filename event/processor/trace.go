@@ -13,15 +13,11 @@ import (
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
 
-// The sink sends each event's W3C trace context in the request, because the
-// long-lived Process stream is one RPC shared by many events. The SDK puts
-// it back into the handler's context, as the remote parent span, so a
-// handler using OpenTelemetry continues the client's trace; and it wraps each
-// handler call in a span from the global TracerProvider once the program
-// installs one with otel.SetTracerProvider. Until then OpenTelemetry's
-// global provider makes only non-recording spans that carry their parent's
-// span context, so the SDK starts none: the handler's context is the same
-// but for the cost.
+// Each request carries its event's W3C trace context (docs/design.md, Trace
+// context). The SDK makes it the handler context's remote parent and, once
+// the program installs a TracerProvider (otel.SetTracerProvider), wraps each
+// handler call in a span; the default provider's spans would record
+// nothing, so none are started until then.
 
 const tracerName = "github.com/eventproc/eventproc/event/processor"
 
@@ -120,9 +116,7 @@ func currentTracer() trace.Tracer {
 }
 
 // isDefaultProvider reports whether tp is OpenTelemetry's global default,
-// the provider that otel.GetTracerProvider returns until a program calls
-// otel.SetTracerProvider (its spans record nothing and only carry their
-// parent's span context).
+// which otel.GetTracerProvider returns until otel.SetTracerProvider is called.
 func isDefaultProvider(tp trace.TracerProvider) bool {
 	typ := reflect.TypeOf(tp)
 	return typ != nil && typ.Kind() == reflect.Pointer &&
