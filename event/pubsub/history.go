@@ -61,10 +61,9 @@ func (h *history) appendAfter(dst []entry, after uint64) []entry {
 }
 
 // lostAfter returns how many evicted events have a sequence number greater
-// than after, and the newest such sequence number (0 if none). The count is
-// exact while their sequence numbers are remembered; beyond that it adds an
-// upper bound of the forgotten ones, which assumes that every event
-// published between after and the newest forgotten one was of this type.
+// than after, and the newest such number (0 if none). Forgotten ones add an
+// upper bound: all of them, but no more than the events published between
+// after and the newest forgotten one.
 func (h *history) lostAfter(after uint64) (lost, newest uint64) {
 	n := h.evicted.len()
 	i := sort.Search(n, func(i int) bool { return h.evicted.at(i) > after })

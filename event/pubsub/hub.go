@@ -65,12 +65,9 @@ func New(cfg Config) *Hub {
 // the hub is closed.
 //
 // Publish never waits for a subscriber: a full buffer loses its oldest event
-// or ends its subscription, as Config.Policy says. The hub shares ev with
-// every subscriber, so nobody may modify it once published.
-//
-// An event of a type Subscribe does not accept (TYPE_UNSPECIFIED or a value
-// the enum does not define) gets a sequence number but is neither retained
-// nor delivered, so that such events cannot grow the hub.
+// or ends its subscription, as Config.Policy says. Nobody may modify ev once
+// published. An event of a type nobody can subscribe to gets a sequence
+// number but is neither retained nor delivered.
 func (h *Hub) Publish(ev *eventv1.Event) uint64 {
 	if ev == nil {
 		return 0
@@ -120,13 +117,11 @@ func (h *Hub) Publish(ev *eventv1.Event) uint64 {
 // With an empty lastEventID the subscription receives events published from
 // now on. Otherwise lastEventID is the decimal sequence number of the last
 // event the client received: the subscription first replays the retained
-// events of its types published after it, in sequence order, then continues
-// with new events, with no duplicate and no gap between the two. Replayed
-// events do not count against the buffer. If matching events after
-// lastEventID were already evicted from the history, the first event
-// delivered reports how many in its Missed field (see the package comment
-// for when that count is exact). A lastEventID beyond the latest sequence
-// number, as after a restart of the hub, replays nothing.
+// events of its types after it, then continues live, with no duplicate and
+// no gap. Replayed events do not count against the buffer. The first event
+// delivered reports in Missed the matching events already evicted (see the
+// package comment). A lastEventID beyond the latest sequence number, as
+// after a restart of the hub, replays nothing.
 //
 // Subscribe returns an error wrapping ErrInvalidTypes, ErrInvalidLastEventID,
 // ErrTooManySubscribers or ErrClosed, or ctx.Err() when ctx is already done.
@@ -161,8 +156,7 @@ func (h *Hub) Subscribe(ctx context.Context, types []eventv1.Type, lastEventID s
 		return nil, fmt.Errorf("%w: limit of %d reached", ErrTooManySubscribers, h.cfg.MaxSubscribers)
 	}
 	if resume {
-		// Under h.mu no event is published, so the snapshot and the
-		// registration below meet exactly: no duplicate, no gap.
+		// Under h.mu the snapshot and the registration meet exactly.
 		h.replayLocked(s, after)
 	}
 	for i, typ := range types {
@@ -174,8 +168,6 @@ func (h *Hub) Subscribe(ctx context.Context, types []eventv1.Type, lastEventID s
 	h.subscribers.Add(1)
 	h.mu.Unlock()
 
-	// End the subscription when ctx is done. AfterFunc starts a goroutine
-	// only then, and that goroutine returns at once.
 	stop := context.AfterFunc(ctx, func() { s.end(ctx.Err()) })
 	s.mu.Lock()
 	if s.err == nil {

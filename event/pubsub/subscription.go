@@ -92,9 +92,8 @@ func (s *Subscription) Err() error {
 }
 
 // Missed returns the total number of matching events this subscription has
-// missed so far: dropped because its buffer was full, plus those already
-// evicted from the history when it resumed. Missed includes losses not yet
-// reported by the Missed field of a response.
+// missed so far (dropped from its full buffer, or evicted from the history
+// before it resumed), including losses no response has reported yet.
 func (s *Subscription) Missed() uint64 { return s.missed.Load() }
 
 // popLocked removes and returns the oldest pending item: replayed history
@@ -136,15 +135,13 @@ func (s *Subscription) push(e entry, policy Policy) pushResult {
 	}
 	result := pushed
 	if old, full := s.buf.push(item{seq: e.seq, ev: e.ev, missed: s.carry}); full {
-		// DropOldest: the item now oldest reports the one dropped, and
-		// those that one reported.
+		// The item now oldest reports the dropped one and what it reported.
 		s.buf.front().missed += old.missed + 1
 		s.missed.Add(1)
 		result = pushedDrop
 	}
 	s.carry = 0
-	// Signal only a waiting Next: that spares the channel while the
-	// subscriber is busy.
+	// Signal only a waiting Next, sparing the channel while it is busy.
 	wake := s.waiting
 	s.waiting = false
 	s.mu.Unlock()
