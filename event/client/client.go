@@ -40,11 +40,10 @@ type Options struct {
 	// message of its own. Zero or less means DefaultMaxBatch.
 	MaxBatch int
 	// MaxMessageBytes bounds a message sent to the sink, a batch or a lone
-	// event. Set it to the sink's --max-body-bytes if that is lower than
-	// the default: the sink ends the stream, and fails every event in
-	// flight on it, when a message exceeds its limit. Send refuses an event
-	// larger than this with RESOURCE_EXHAUSTED, as the sink would. Zero or
-	// less means DefaultMaxMessageBytes.
+	// event. Set it to the sink's --max-body-bytes if that is lower: a
+	// larger message ends the stream and fails every event on it. Send
+	// refuses a larger event with RESOURCE_EXHAUSTED. Zero or less means
+	// DefaultMaxMessageBytes.
 	MaxMessageBytes int
 	// CallOptions are added to those the client opens the stream with (for
 	// example grpc.WaitForReady(true), or per-call credentials).
@@ -156,9 +155,8 @@ func (c *Client) register(cl *call) (*stream, error) {
 		if err == nil {
 			return s, nil
 		}
-		// The stream broke between c.stream and s.register: cl was not
-		// sent, so it may go on the next one. Once: if that breaks too,
-		// the sink is not there.
+		// The stream broke before cl was registered, so cl may go on the
+		// next one; once only.
 		if !gone || attempt > 0 {
 			return nil, err
 		}
@@ -221,10 +219,9 @@ type result struct {
 	err  error
 }
 
-// newCall encodes ev, with its id and ctx's deadline, as a StreamRequest:
-// on the caller's goroutine, so that the writer only joins encoded events,
-// and the caller's event is never touched after Send returns. An event
-// without an id gets one here.
+// newCall encodes ev, with its id (given here when it has none) and ctx's
+// deadline, as a StreamRequest, on the caller's goroutine: the writer only
+// joins encoded events.
 func (c *Client) newCall(ctx context.Context, ev *eventv1.Event) (*call, error) {
 	b := make([]byte, ev.SizeVT())
 	if err := vtcodec.MarshalTo(b, ev); err != nil {
@@ -246,9 +243,8 @@ func (c *Client) newCall(ctx context.Context, ev *eventv1.Event) (*call, error) 
 		if left <= 0 {
 			return nil, contextError(context.DeadlineExceeded)
 		}
-		// The sink counts the timeout from when it reads the event, a
-		// little later than now: it may answer after the caller gave up,
-		// never before.
+		// The sink counts it from when it reads the event: it may answer
+		// after the caller gave up, never before.
 		entry.Timeout = durationpb.New(left)
 	}
 	n := entry.SizeVT()

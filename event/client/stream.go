@@ -36,8 +36,7 @@ type stream struct {
 	pending map[string]*call // by event id; nil once the stream failed
 	err     error            // why it failed
 
-	// The writer's, reused: the calls of the message being built, and
-	// the message.
+	// The writer's, reused: the message being built and its calls.
 	batch []*call
 	msg   relayv1.StreamRequest
 }
@@ -144,9 +143,8 @@ func (s *stream) write(ss grpc.ClientStream) {
 			}
 		}
 		if s.c.opts.MaxBatch > 1 && len(s.queue) == 0 {
-			// Let the callers that are ready run and queue their events
-			// first, so that they go in this message: one message costs
-			// gRPC and the sink more than the events in it.
+			// Let ready callers queue their events first, to share this
+			// message: a message costs more than the events in it.
 			runtime.Gosched()
 		}
 		var msg *relayv1.StreamRequest
