@@ -14,10 +14,8 @@ import (
 	"github.com/eventproc/eventproc/event/sink"
 )
 
-// This file is the one place where errors become HTTP responses: every error
-// is a gRPC status, whose code the gateway maps to the HTTP status
-// (runtime.HTTPStatusFromCode) but for 405 and 413, which carry their own,
-// and whose JSON is the body: {"code":3,"message":"...","details":[]}.
+// This file is the one place where errors become HTTP responses (see the
+// package comment).
 
 // gatewayError is the mux's error handler (runtime.WithErrorHandler), also
 // used for errors found before a request reaches the mux.
@@ -27,8 +25,7 @@ func (h *Handler) gatewayError(ctx context.Context, mux *runtime.ServeMux, _ run
 	if b, ok := r.Body.(*limitedBody); ok && b.exceeded {
 		err = h.errBodyTooLarge()
 	} else if st, ok := status.FromError(err); ok && !utf8.ValidString(st.Message()) {
-		// A message quoting the client's bytes, which protojson cannot write
-		// (the gateway would answer 500).
+		// It quotes the client's bytes, which protojson cannot write (500).
 		p := st.Proto()
 		p.Message = strings.ToValidUTF8(p.Message, "\uFFFD")
 		err = status.FromProto(p).Err()

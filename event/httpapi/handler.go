@@ -133,12 +133,11 @@ func (s gatewayServer) Send(ctx context.Context, req *eventv1.SendRequest) (*eve
 	return s.backend.Send(ctx, req)
 }
 
-// Shutdown starts the handler's shutdown: /readyz answers 503 from now on,
-// and live subscriptions end with an UNAVAILABLE error event or line, so
-// that they do not hold up [http.Server.Shutdown], which waits for every
-// handler. Other requests are served as before. Call it when shutdown
-// starts (or register it with [http.Server.RegisterOnShutdown]). It is
-// idempotent.
+// Shutdown starts the handler's shutdown: /readyz answers 503, and live
+// subscriptions end with an UNAVAILABLE error event or line so that they do
+// not hold up [http.Server.Shutdown]; other requests are served as before.
+// Call it when shutdown starts (or register it with
+// [http.Server.RegisterOnShutdown]). It is idempotent.
 func (h *Handler) Shutdown() { h.stop(errShuttingDown) }
 
 // errShuttingDown ends HTTP subscriptions at shutdown.
@@ -202,11 +201,9 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 // Unwrap lets [http.ResponseController] reach the underlying writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// incomingHeader picks the HTTP headers passed to the backend as gRPC
-// metadata: the W3C trace context, which the sink forwards to the
-// processor with each event, also in the gateway's Grpc-Metadata- form.
-// Nothing reads other metadata, so the gateway's defaults are not built
-// for every request.
+// incomingHeader passes only the W3C trace context to the backend as gRPC
+// metadata (also in the gateway's Grpc-Metadata- form): nothing reads
+// other metadata.
 func incomingHeader(key string) (string, bool) {
 	switch textproto.CanonicalMIMEHeaderKey(key) {
 	case "Traceparent", "Grpc-Metadata-Traceparent":
