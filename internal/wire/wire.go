@@ -74,9 +74,8 @@ func Next(b []byte) (Field, []byte, error) {
 // Check reports whether proto.Unmarshal would reject b as an encoded md:
 // malformed wire data, invalid UTF-8 in a string field, nesting deeper
 // than protobuf's limit, or a packed repeated field whose values are cut
-// short. It allocates nothing. Fields of an unexpected wire type are
-// unknown fields to protobuf and pass, as they do there. It is tested
-// against proto.Unmarshal on every message of event/v1.
+// short. It allocates nothing. Fields of an unexpected wire type pass, as
+// unknown fields do in protobuf.
 func Check(b []byte, md protoreflect.MessageDescriptor) error {
 	return check(b, md, 0, false)
 }
@@ -112,9 +111,8 @@ func check(b []byte, md protoreflect.MessageDescriptor, depth int, strict bool) 
 	return planFor(md).check(b, depth, strict, nil)
 }
 
-// A plan is what check needs of a message descriptor, looked up by field
-// number without the descriptor's map and interface calls (which took
-// half of check's time).
+// A plan is what check needs of a message descriptor, by field number,
+// without the descriptor's map and interface calls.
 type plan struct {
 	small []fieldPlan // by field number, for numbers below len(small)
 	large map[protowire.Number]*fieldPlan
@@ -126,8 +124,7 @@ type fieldPlan struct {
 	wire  protowire.Type // of one value, unpacked
 	list  bool
 	msg   *plan // for messages (and map entries)
-	// name is the field's full name in errors; a map's key and value go
-	// by the map's name.
+	// name is the field's full name in errors (a map entry's, the map's).
 	name protoreflect.FullName
 }
 
