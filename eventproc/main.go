@@ -19,14 +19,10 @@ import (
 )
 
 func main() {
-	// gRPC's proto codec, through the code vtprotobuf generates for the
-	// sink's messages (internal/vtcodec, docs/design.md): registered here,
-	// before any gRPC use, as encoding requires.
+	// Before any gRPC use, as package encoding requires.
 	encoding.RegisterCodecV2(vtcodec.Codec{})
 	if os.Getenv("GOGC") == "" {
-		// The live heap is small and every request allocates: at the
-		// default GOGC=100 the collector runs many times a second. The
-		// memory budget still bounds the heap (README, "Memory").
+		// Fewer collections (docs/design.md, Memory); the budget bounds the heap.
 		debug.SetGCPercent(gcPercent)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -41,8 +37,7 @@ func main() {
 	}
 }
 
-// gcPercent is the GOGC the sink runs with unless the environment sets
-// GOGC.
+// gcPercent is the GOGC the sink runs with unless GOGC is set.
 const gcPercent = 400
 
 // run is the whole program: it parses args and the environment read through

@@ -93,18 +93,14 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		// An event over the limit is answered RESOURCE_EXHAUSTED, as HTTP
 		// answers 413.
 		grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)),
-		// Ping idle clients so half-dead connections under long-lived
-		// streams are found; let clients ping as often as every 5s, even
-		// with no stream open.
+		// Find half-dead client connections; let clients ping every 5s.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainStreamInterceptor(s.endOnShutdown),
-		// Run calls on long-lived goroutines rather than a new one per call,
-		// whose stack grows anew on every call (docs/performance.md). When
-		// all are busy, grpc-go starts a goroutine as usual.
+		// Long-lived goroutines, whose stacks need not grow anew per call;
+		// when all are busy, grpc-go starts one as usual.
 		grpc.NumStreamWorkers(streamWorkers),
-		// gRPC's default is no limit: one connection could open calls, and
-		// the goroutines and buffers each holds, without end.
+		// gRPC's default is no limit on one connection's calls.
 		grpc.MaxConcurrentStreams(uint32(cfg.MaxStreamsPerConn)),
 	)
 	sk.Register(s.grpc)

@@ -79,9 +79,7 @@ func (e *echo) Handle(ctx context.Context, ev *eventv1.Event) (*eventv1.Event, e
 }
 
 // Inline implements processor.Inliner: Handle returns at once unless the
-// event asks for a delay or every event is published (Publish waits for
-// room on the sinks' streams), so the SDK may run it on the stream's
-// receiving goroutine and save a goroutine hand-off per event.
+// event asks for a delay or events are published (Publish may wait).
 func (e *echo) Inline(ev *eventv1.Event) bool {
 	if e.publish != nil {
 		return false
