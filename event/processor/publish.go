@@ -12,9 +12,8 @@ import (
 )
 
 // SinkIDMetadataKey is the gRPC metadata key by which a sink names itself
-// when it opens a Process stream. A sink opens several streams to each
-// processor; Publish uses the key to send each event once per sink. Streams
-// without it count as separate sinks.
+// on its Process streams, so that Publish sends each event once per sink.
+// Streams without it count as separate sinks.
 const SinkIDMetadataKey = protocol.SinkIDHeader
 
 // Publish sends ev to every connected sink, once per sink, as a
@@ -64,8 +63,7 @@ func publishOnce(ctx context.Context, group []*stream, ev *eventv1.Event) (bool,
 	return false, nil
 }
 
-// sinkGroups returns the live streams grouped by sink, newest first in
-// each group.
+// sinkGroups returns the live streams by sink, newest first in each group.
 func (s *Server) sinkGroups() [][]*stream {
 	type entry struct {
 		st  *stream

@@ -77,8 +77,7 @@ func (s *keySpy) Value(key any) any {
 // found returns the error the request is done with, or nil; ending says
 // that it is being cancelled now. r.mu must be held.
 func (r *request) found(ending bool) error {
-	// time.Until reads only the monotonic clock (deadline has a monotonic
-	// reading), where time.Now reads the wall clock as well.
+	// time.Until reads only the monotonic clock; time.Now the wall clock too.
 	if !r.deadline.IsZero() && time.Until(r.deadline) <= 0 {
 		return context.DeadlineExceeded
 	}
@@ -162,8 +161,7 @@ func (r *request) Value(key any) any {
 // String describes the context, as the standard ones do.
 func (r *request) String() string { return "processor.request" }
 
-// end cancels the request's context, if it is not done yet: the sink
-// cancelled the request, or its handler returned.
+// end cancels the request's context: the sink cancelled it, or it returned.
 func (r *request) end() {
 	r.mu.Lock()
 	in := r.inner.Load()

@@ -13,9 +13,8 @@ import (
 )
 
 // errShuttingDown answers streams and requests that arrive while the Server
-// drains. Its ErrorInfo detail (reason PROCESSOR_DRAINING) tells the sink
-// that the event was not handled, so it sends it to another processor and
-// stops using this stream.
+// drains. Its ErrorInfo (PROCESSOR_DRAINING) tells the sink the event was
+// not handled: it retries it elsewhere and stops using this stream.
 var errShuttingDown = func() *status.Status {
 	st, err := status.New(codes.Unavailable, "processor: shutting down").WithDetails(&errdetails.ErrorInfo{
 		Reason: eventv1.ErrorReason_ERROR_REASON_PROCESSOR_DRAINING.String(),

@@ -87,8 +87,7 @@ func (st *stream) serve() error {
 	defer st.cancel() // cancels every handler still running
 	st.srv.addStream(st)
 	defer st.srv.removeStream(st)
-	// The sink counts the stream live once it has the header, which also
-	// says that this end reads batches.
+	// The sink counts the stream live once it has the header.
 	if err := st.grpc.SendHeader(metadata.Pairs(protocol.BatchHeader, strconv.Itoa(protocol.MaxRecvBytes))); err != nil {
 		return err
 	}
@@ -164,8 +163,7 @@ func (st *stream) send(resp *eventv1.ProcessResponse) error {
 	return st.grpc.Send(resp)
 }
 
-// sendQueued sends resp, taken from out, with whatever else waits there
-// when the sink reads batches: one message for up to protocol.MaxBatch answers.
+// sendQueued sends resp, taken from out, batched with what else waits there.
 func (st *stream) sendQueued(resp *eventv1.ProcessResponse) error {
 	if st.batchLimit == 0 || len(st.out) == 0 {
 		return st.send(resp)
@@ -186,8 +184,7 @@ more:
 	return st.sendBatch(batch)
 }
 
-// sendBatch sends the answers in as few messages as the sink's limit
-// allows, with sendMu held.
+// sendBatch sends answers in as few messages as the sink allows; sendMu held.
 func (st *stream) sendBatch(answers []*eventv1.ProcessResponse) error {
 	for len(answers) > 0 {
 		n, size := 0, 0
@@ -210,8 +207,7 @@ func (st *stream) sendBatch(answers []*eventv1.ProcessResponse) error {
 	return nil
 }
 
-// enqueue hands resp to write, waiting for room in out; it fails when ctx
-// ends first.
+// enqueue hands resp to write, waiting for room in out until ctx ends.
 func (st *stream) enqueue(ctx context.Context, resp *eventv1.ProcessResponse) error {
 	st.queued.Add(1)
 	select {
@@ -228,8 +224,7 @@ func (st *stream) enqueue(ctx context.Context, resp *eventv1.ProcessResponse) er
 	}
 }
 
-// answerBatch sends several answers as batches (see sendBatch), or hands
-// them to the writer; it fails when the stream is over.
+// answerBatch is answer for several answers, sent as batches (sendBatch).
 func (st *stream) answerBatch(answers []*eventv1.ProcessResponse) error {
 	if sent, err := st.sendDirect(func() error { return st.sendBatch(answers) }); sent {
 		return err
@@ -242,9 +237,8 @@ func (st *stream) answerBatch(answers []*eventv1.ProcessResponse) error {
 	return nil
 }
 
-// sendDirect runs send, which sends on the stream, when nothing waits for
-// the writer and no other Send is under way, and reports whether it did.
-// A failed Send ends the stream (write returns its error).
+// sendDirect runs send when nothing waits for the writer and no other Send
+// is under way, and reports whether it did. A failed Send ends the stream.
 func (st *stream) sendDirect(send func() error) (bool, error) {
 	if st.queued.Load() != 0 || !st.sendMu.TryLock() {
 		return false, nil
@@ -322,9 +316,8 @@ func (st *stream) receive() error {
 	}
 }
 
-// receiveBatch handles the requests of a ProcessRequest.batch. Answers of
-// handlers run inline are sent together once all are handled, as one
-// batch when the sink reads batches.
+// receiveBatch handles the requests of a ProcessRequest.batch; answers of
+// handlers run inline go back together (flushCollected).
 func (st *stream) receiveBatch(batch []*eventv1.ProcessRequest) error {
 	now := time.Now()
 	st.collecting = st.batchLimit > 0
@@ -343,9 +336,8 @@ func (st *stream) receiveBatch(batch []*eventv1.ProcessRequest) error {
 	return nil
 }
 
-// flushCollected sends the answers collected while handling a batch, then
-// lets their requests go. Until then they count as running, so a draining
-// writer waits for their answers.
+// flushCollected sends the answers collected from a batch, then lets their
+// requests go: until then a draining writer waits for them.
 func (st *stream) flushCollected() {
 	switch len(st.collectedResp) {
 	case 0:
@@ -375,10 +367,9 @@ func (st *stream) cancelRequest(id uint64) {
 	}
 }
 
-// dispatch starts the handler for the request received into r at now, or
-// answers it at once when it cannot run, and reports whether it started
-// it (else r may be reused). It blocks while MaxConcurrency handlers run.
-// It returns an error only when the stream is over.
+// dispatch starts req's handler, with r as its state, or answers req at
+// once; it reports whether r is taken (else r may be reused). It blocks
+// while MaxConcurrency handlers run, and fails only when the stream is over.
 func (st *stream) dispatch(r *request, req *eventv1.ProcessRequest, now time.Time) (bool, error) {
 	id := req.GetId()
 	if id == 0 {
@@ -449,8 +440,7 @@ func (st *stream) dispatch(r *request, req *eventv1.ProcessRequest, now time.Tim
 	return true, nil
 }
 
-// inline asks in whether to run the handler for ev inline; a panic means
-// no (the handler then runs on a worker, where a panic is contained).
+// inline asks in whether to run ev's handler inline; a panic means no.
 func inline(in Inliner, ev *eventv1.Event) (ok bool) {
 	defer func() {
 		if recover() != nil {
@@ -480,8 +470,7 @@ func (st *stream) worker(r *request) {
 // closeWork lets the workers exit once their current request is done.
 func (st *stream) closeWork() { close(st.work) }
 
-// run handles r, hands the answer to the writer, then frees the request's
-// slot.
+// run handles r, sends or hands over the answer, then frees r's slot.
 func (st *stream) run(r *request) {
 	resp := st.srv.handle(r)
 	_ = st.answer(resp) // fails only when the stream is over: nobody to tell

@@ -44,12 +44,11 @@ func withTraceContext(ctx context.Context, tc map[string]string) context.Context
 	return context.WithValue(ctx, traceContextKey{}, tc)
 }
 
-// serverSpan are the options of every handler span (a variable: a variadic
-// argument passed to an interface method escapes, one allocation per call).
+// serverSpan are the options of every handler span, a variable so that the
+// variadic call does not allocate.
 var serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
 
-// startSpan starts the span around one handler call. It returns a nil span,
-// and ctx, while no TracerProvider is installed.
+// startSpan starts a handler call's span: nil, with ctx, without a provider.
 func startSpan(ctx context.Context, ev *eventv1.Event) (context.Context, trace.Span) {
 	tracer := currentTracer()
 	if tracer == nil {
@@ -97,8 +96,7 @@ type tracerFor struct {
 // otel.Tracer takes a global lock on every call while none is installed.
 var lastTracer atomic.Pointer[tracerFor]
 
-// currentTracer returns the tracer of the global TracerProvider, or nil
-// while that is OpenTelemetry's default (no SDK installed).
+// currentTracer returns the global provider's tracer; nil for the default one.
 func currentTracer() trace.Tracer {
 	tp := otel.GetTracerProvider()
 	// Only providers of comparable types are cached, so == cannot panic.
