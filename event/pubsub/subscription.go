@@ -80,8 +80,7 @@ func (s *Subscription) Next(ctx context.Context) (*eventv1.SubscribeResponse, er
 // buffer; Next then returns ErrClosed. Close is idempotent.
 func (s *Subscription) Close() { s.end(ErrClosed) }
 
-// Done returns a channel closed once the subscription has ended and left the
-// hub.
+// Done returns a channel closed once the subscription ended and left the hub.
 func (s *Subscription) Done() <-chan struct{} { return s.done }
 
 // Err returns why the subscription ended, or nil while it is live.
@@ -96,8 +95,7 @@ func (s *Subscription) Err() error {
 // before it resumed), including losses no response has reported yet.
 func (s *Subscription) Missed() uint64 { return s.missed.Load() }
 
-// popLocked removes and returns the oldest pending item: replayed history
-// first, then live events.
+// popLocked removes and returns the oldest item, replayed history first.
 func (s *Subscription) popLocked() (item, bool) {
 	if len(s.replay) > 0 {
 		it := s.replay[0]
@@ -120,9 +118,8 @@ const (
 	pushFull                     // buffer full under Disconnect: end s
 )
 
-// push buffers an event for the subscriber, making room as the policy says.
-// On pushFull the hub must end the subscription. The hub calls push with its
-// mutex held.
+// push buffers an event, making room as the policy says; on pushFull the hub
+// must end the subscription. The hub's mutex is held.
 func (s *Subscription) push(e entry, policy Policy) pushResult {
 	s.mu.Lock()
 	if s.err != nil {
