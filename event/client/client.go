@@ -19,22 +19,18 @@ import (
 
 // Defaults for the zero fields of [Options].
 const (
-	// DefaultMaxInFlight is the default for Options.MaxInFlight: what the
-	// sink itself admits on one stream before it stops reading it.
+	// DefaultMaxInFlight is what the sink itself admits on one stream.
 	DefaultMaxInFlight = 1024
-	// DefaultMaxBatch is the default for Options.MaxBatch: as many as the
-	// sink puts in one batch of answers.
+	// DefaultMaxBatch is as many as the sink puts in one batch of answers.
 	DefaultMaxBatch = protocol.MaxBatch
-	// DefaultMaxMessageBytes is the default for Options.MaxMessageBytes:
-	// the default of the sink's --max-body-bytes.
+	// DefaultMaxMessageBytes is the default of the sink's --max-body-bytes.
 	DefaultMaxMessageBytes = 1 << 20
 )
 
 // Options configure a [Client]. The zero value is usable.
 type Options struct {
-	// MaxInFlight bounds the events sent and not yet answered, or waiting
-	// to be sent; Send waits for room. Zero or less means
-	// DefaultMaxInFlight.
+	// MaxInFlight bounds the events in flight; Send waits for room. Zero
+	// or less means DefaultMaxInFlight.
 	MaxInFlight int
 	// MaxBatch is the most events sent in one message; 1 sends each in a
 	// message of its own. Zero or less means DefaultMaxBatch.
@@ -64,19 +60,16 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// errClosed answers the calls in flight when the Client is closed, and
-// Send after that.
+// errClosed fails the calls in flight at Close, and every Send after it.
 var errClosed = status.Error(codes.Canceled, "eventproc client: closed")
 
-// Client sends events over SinkService.Stream (see the package
-// documentation). Build it with [New]; its methods are safe for concurrent
-// use.
+// Client sends events over SinkService.Stream (see the package comment).
+// Build it with [New]; its methods are safe for concurrent use.
 type Client struct {
 	conn grpc.ClientConnInterface
 	opts Options
 	ids  *eventid.Generator
-	// slots holds a token for every event in flight: taken by Send before
-	// the event is encoded, given back by whoever answers it.
+	// slots holds a token per event in flight, given back by its answerer.
 	slots chan struct{}
 	// ctx ends with Close, and with it every stream.
 	ctx    context.Context
@@ -103,10 +96,9 @@ func New(conn grpc.ClientConnInterface, opts Options) *Client {
 	}
 }
 
-// Send sends ev to the sink and waits for its answer, or for ctx to end.
-// It returns what the unary SinkService.Send would (see the package
-// documentation); errors are gRPC status errors. ev is only read, and not
-// after Send returns.
+// Send sends ev to the sink and waits for its answer, or for ctx to end. It
+// returns what the unary SinkService.Send would; errors are gRPC status
+// errors. ev is only read, and not after Send returns.
 func (c *Client) Send(ctx context.Context, ev *eventv1.Event) (*eventv1.SendResponse, error) {
 	if ev == nil {
 		return nil, status.Error(codes.InvalidArgument, "eventproc client: nil event")
@@ -143,8 +135,7 @@ func (c *Client) Send(ctx context.Context, ev *eventv1.Event) (*eventv1.SendResp
 	}
 }
 
-// register adds cl to the open stream's pending calls, opening a stream
-// when none is, and returns the stream.
+// register adds cl to the pending calls of the open (or a new) stream.
 func (c *Client) register(cl *call) (*stream, error) {
 	for attempt := 0; ; attempt++ {
 		s, err := c.stream()
@@ -206,8 +197,7 @@ func (c *Client) Close() error {
 type call struct {
 	ctx context.Context // the caller's
 	id  string
-	// entry is the event's StreamRequest, the event encoded, and size its
-	// encoded size.
+	// entry is the event's StreamRequest (encoded event), size its size.
 	entry  *relayv1.StreamRequest
 	size   int
 	answer chan result // capacity 1: whoever answers never waits
@@ -229,8 +219,7 @@ func (c *Client) newCall(ctx context.Context, ev *eventv1.Event) (*call, error) 
 	}
 	id := ev.GetId()
 	if id == "" {
-		// An encoded header appended to the event sets its id (a later
-		// occurrence of a field wins).
+		// Append an encoded header with the id: the last occurrence wins.
 		id = c.ids.Next()
 		fill := relayv1.EventHeader{Id: id}
 		extra := fill.SizeVT()
@@ -255,6 +244,5 @@ func (c *Client) newCall(ctx context.Context, ev *eventv1.Event) (*call, error) 
 	return &call{ctx: ctx, id: id, entry: entry, size: n, answer: make(chan result, 1)}, nil
 }
 
-// contextError is the status error for a context's error, as gRPC reports
-// a call's: DEADLINE_EXCEEDED or CANCELLED.
+// contextError is a context's error as gRPC reports it: a status error.
 func contextError(err error) error { return status.FromContextError(err).Err() }

@@ -29,11 +29,11 @@
 // never modified. Ids must be unique among the events in flight on the
 // Client: Send refuses a second one with ALREADY_EXISTS.
 //
-// The caller's context deadline travels with the event (StreamRequest.timeout),
-// so the sink gives up at the same moment; without one the sink's default
-// timeout applies. A caller whose context ends gets its error at once, but
-// its event keeps its place among the [Options.MaxInFlight] until the sink
-// answers it: the sink has no way to call back one event of a stream.
+// The caller's deadline travels with the event (StreamRequest.timeout);
+// without one the sink's default timeout applies. A caller whose context
+// ends returns at once, but its event keeps its place among the
+// [Options.MaxInFlight] until the sink answers it: a stream cannot call
+// back one event.
 //
 // The stream is opened without the caller's context, so its metadata and
 // trace context are not sent (StreamRequest has no field for them); use the
