@@ -244,5 +244,5 @@ func (c *Client) newCall(ctx context.Context, ev *eventv1.Event) (*call, error) 
 	return &call{ctx: ctx, id: id, entry: entry, size: n, answer: make(chan result, 1)}, nil
 }
 
-// contextError is a context's error as gRPC reports it: a status error.
+// contextError turns a context error into DEADLINE_EXCEEDED or CANCELLED.
 func contextError(err error) error { return status.FromContextError(err).Err() }

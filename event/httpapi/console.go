@@ -15,11 +15,9 @@ import (
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
 
-// The browser console: a page, script and style sheet embedded in the
-// binary and served at GET / (also /index.html), /console.js and
-// /console.css, using the public API like any client. Its
-// Content-Security-Policy allows only same-origin scripts, styles and
-// requests.
+// The browser console: a page, script and style sheet served at GET /
+// (also /index.html), /console.js and /console.css, using the public API
+// like any client, with only same-origin scripts, styles and requests.
 
 //go:embed console
 var consoleFiles embed.FS

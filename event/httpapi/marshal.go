@@ -19,15 +19,13 @@ import (
 )
 
 // eventMarshaler is the gateway's marshaler: protojson's JSON for events,
-// written and read by package eventjson (the same bytes, without protobuf
-// reflection), with a stricter decoder.
+// written and read by package eventjson, with a stricter decoder.
 type eventMarshaler struct {
 	*runtime.JSONPb
 }
 
-// Marshal implements [runtime.Marshaler]. The gateway hands it the body of
-// a Send answer, SendResponse.event: the reply event, or nil when there is
-// none (consumed, accepted), which has no body.
+// Marshal implements [runtime.Marshaler]. The gateway hands it a Send
+// answer's event: the reply, or nil (consumed, accepted) for no body.
 func (m eventMarshaler) Marshal(v any) ([]byte, error) {
 	ev, ok := v.(*eventv1.Event)
 	if !ok {
@@ -92,8 +90,7 @@ func forwardOutcome(_ context.Context, w http.ResponseWriter, m proto.Message) e
 	return nil
 }
 
-// limitedBody is a request body cut off at the size limit, remembering
-// whether it was.
+// limitedBody is a request body cut off at the limit, remembering if it was.
 type limitedBody struct {
 	io.ReadCloser
 	exceeded bool

@@ -13,9 +13,8 @@ import (
 	"github.com/eventproc/eventproc/internal/eventjson"
 )
 
-// streamWriteTimeout bounds each write to a subscriber: a client that takes
-// no bytes for this long is cut off rather than holding its handler (and a
-// graceful shutdown) forever.
+// streamWriteTimeout bounds each write to a subscriber, so that a client
+// that takes no bytes cannot hold its handler (and shutdown) forever.
 const streamWriteTimeout = 10 * time.Second
 
 // eventWriter writes a subscription to an HTTP response, flushing each
@@ -148,8 +147,7 @@ func appendData(b, data []byte) []byte {
 	return append(b, '\n')
 }
 
-// errorJSON renders st as the API's error bodies are rendered:
-// {"code":N,"message":"...","details":[]}.
+// errorJSON renders st as the API's error bodies: {"code":N,...,"details":[]}.
 func errorJSON(st *status.Status) ([]byte, error) {
 	return protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(st.Proto())
 }

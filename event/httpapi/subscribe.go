@@ -71,9 +71,8 @@ func parseSubscribeRequest(r *http.Request) (subscribeRequest, error) {
 	return req, nil
 }
 
-// acceptsEventStream reports whether an Accept header lists
-// text/event-stream (with a q other than 0). Wildcards do not count: a
-// client that accepts anything gets the default, NDJSON.
+// acceptsEventStream reports whether Accept lists text/event-stream with a
+// q above 0. Wildcards do not count: their clients get NDJSON.
 func acceptsEventStream(accept []string) bool {
 	for _, header := range accept {
 		for part := range strings.SplitSeq(header, ",") {
@@ -91,10 +90,9 @@ func acceptsEventStream(accept []string) bool {
 }
 
 // subscribe serves GET /v1/events:subscribe (the in-process gateway cannot
-// serve server streams): it streams the events until the client goes away,
-// the subscription ends or Shutdown is called. Errors before the stream
-// starts are ordinary JSON error responses; later ones end the stream in
-// its format.
+// serve server streams) until the client goes away, the subscription ends
+// or Shutdown is called. Errors before the stream starts are ordinary JSON
+// error responses; later ones end the stream in its format.
 func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
 	req, err := parseSubscribeRequest(r)
 	if err != nil {
@@ -152,10 +150,9 @@ func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// beat is the context a subscription waits for events with: with a
-// heartbeat interval, a child of the stream's context that ends when the
-// next heartbeat is due (one per interval, not per event); without one,
-// the stream's context itself.
+// beat is the context a subscription waits for events with: the stream's,
+// or with a heartbeat interval a child of it that ends when the next
+// heartbeat is due (one per interval, not per event).
 type beat struct {
 	parent context.Context
 	every  time.Duration
