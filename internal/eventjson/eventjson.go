@@ -40,8 +40,7 @@ func MarshalAppend(b []byte, ev *eventv1.Event) ([]byte, error) {
 	return protojson.MarshalOptions{}.MarshalAppend(b[:len(b):len(b)], ev)
 }
 
-// maxDepth bounds the nesting of payload values written here; deeper ones
-// go to protojson.
+// maxDepth bounds the payload nesting written here; deeper goes to protojson.
 const maxDepth = 64
 
 // appendEvent appends ev to b; false means it met something it leaves to
@@ -87,8 +86,7 @@ func appendEvent(b []byte, ev *eventv1.Event) ([]byte, bool) {
 	return append(b, '}'), true
 }
 
-// appendName appends the name of an object's member, after a comma unless
-// it is the first.
+// appendName appends a member's name, after a comma unless it is the first.
 func appendName(b []byte, name string) []byte {
 	if b[len(b)-1] != '{' {
 		b = append(b, ',')
@@ -96,8 +94,7 @@ func appendName(b []byte, name string) []byte {
 	return append(b, name...)
 }
 
-// appendType appends an event type: its name, or its number when it has
-// none.
+// appendType appends an event type's name, or its number if it has none.
 func appendType(b []byte, t eventv1.Type) []byte {
 	if name, known := eventv1.Type_name[int32(t)]; known {
 		b = append(b, '"')
@@ -173,8 +170,7 @@ func appendNumber(b []byte, n float64) ([]byte, bool) {
 	return b, true
 }
 
-// appendMap appends a map field (or a Struct's fields) with its keys
-// sorted, as protojson orders them, writing each value with value.
+// appendMap appends a map (or a Struct's fields), keys sorted, with value.
 func appendMap[V any](b []byte, m map[string]V, depth int, value func([]byte, V, int) ([]byte, bool)) ([]byte, bool) {
 	var buf [8]string
 	keys := buf[:0]
