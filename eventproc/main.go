@@ -26,8 +26,7 @@ func main() {
 		debug.SetGCPercent(gcPercent)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// After the first signal starts a graceful shutdown, a second one kills
-	// the process at once.
+	// A second signal kills the process at once.
 	context.AfterFunc(ctx, stop)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
@@ -80,8 +79,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return srv.serve(ctx, grpcLis, httpLis, debugLis)
 }
 
-// newLogger returns the process logger, writing cfg's format at cfg's level
-// to w.
+// newLogger returns the process logger, writing to w as cfg says.
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.LogFormat == "json" {

@@ -32,9 +32,8 @@ type echo struct {
 	log     *slog.Logger
 }
 
-// Handle answers ev: after metadata delay, with metadata error's status,
-// or consumed, or with ev itself, its metadata stamped with
-// processed_by=<name>.
+// Handle answers ev, after metadata delay: with metadata error's status,
+// consumed, or ev itself stamped with metadata processed_by=<name>.
 func (e *echo) Handle(ctx context.Context, ev *eventv1.Event) (*eventv1.Event, error) {
 	if e.publish != nil {
 		if err := e.publish(ctx, proto.CloneOf(ev)); err != nil {

@@ -97,13 +97,11 @@ func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
 	}, nil
 }
 
-// gcPercent is the GOGC proc runs with when the environment sets none:
-// its live heap is small and every event allocates, so fewer collections
-// cost only a few MiB more heap.
+// gcPercent is the GOGC proc runs with when none is set: its live heap is
+// small, so fewer collections cost only a few MiB.
 const gcPercent = 400
 
-// defaultName is the name proc goes by without --name: this host's name and
-// the port of addr, as HOST:PORT.
+// defaultName is proc's name without --name: HOST:PORT, with addr's port.
 func defaultName(addr net.Addr) (string, error) {
 	host, err := os.Hostname()
 	if err != nil {
