@@ -28,8 +28,8 @@ type config struct {
 	debugAddr      string // "" means no debug server
 }
 
-// parseConfig reads the environment through getenv, then args (a flag wins
-// over its variable). For -h it writes the usage to help: flag.ErrHelp.
+// parseConfig reads getenv's variables, then args, which win over them. For
+// -h it writes the usage to help and returns flag.ErrHelp.
 func parseConfig(args []string, getenv func(string) string, help io.Writer) (config, error) {
 	var cfg config
 	fs := flag.NewFlagSet("proc", flag.ContinueOnError)

@@ -18,9 +18,8 @@ import (
 const streamWriteTimeout = 10 * time.Second
 
 // eventWriter writes a subscription to an HTTP response, flushing each
-// write. Only the subscribe handler's goroutine uses it. For clients that
-// accept text/event-stream it writes Server-Sent Events
-// (https://html.spec.whatwg.org/multipage/server-sent-events.html):
+// write; only the subscribe handler's goroutine uses it. Clients that
+// accept text/event-stream get Server-Sent Events:
 //
 //	retry: 2000                          once, first
 //
@@ -119,8 +118,9 @@ func (e *eventWriter) fail(st *status.Status) error {
 	return e.write(append(append([]byte(`{"error":`), data...), "}\n"...))
 }
 
-// write writes b and flushes it under a deadline, cleared afterwards: one
-// left to expire while the stream is idle would fail the response's end.
+// write writes b and flushes it under a deadline (if the writer supports
+// one), cleared afterwards: one left to expire while idle would fail the
+// response's end.
 func (e *eventWriter) write(b []byte) error {
 	_ = e.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 	_, err := e.w.Write(b)

@@ -13,12 +13,11 @@ import (
 // the message it was received into, the handler's context, its pending
 // entry, a worker's task, and its answer.
 //
-// It is the handler's context.Context itself. Most handlers never wait on
-// their context, so instead of a context.WithDeadline per event (a timer and
-// a registration under the stream context's lock) a request works out Err
-// from the clock and its parent, and makes a standard context to delegate
-// to only when something needs a channel: Done, or the context package
-// deriving from it or asking its cause (Value(&cancelCtxKey)).
+// It is the handler's context.Context itself (docs/design.md, The processor
+// SDK): it works out Err from the clock and its parent, and makes a
+// standard context to delegate to only when something needs a channel:
+// Done, or the context package deriving from it or asking its cause
+// (Value(&cancelCtxKey)).
 //
 // Err is sticky, as a standard context's. If both the deadline and the end
 // of the stream passed before anything asked, it reports DEADLINE_EXCEEDED.

@@ -30,11 +30,10 @@ var errShuttingDown = func() *status.Status {
 // processor protocol; see eventv1.ErrorReason.
 const ErrorDomain = "eventproc"
 
-// Server serves a [Handler] as an eventv1.ProcessorServiceServer.
-//
-// Create it with [NewServer]. Serve runs a complete gRPC server; Register
-// adds the service to a gRPC server of your own instead. All methods are
-// safe for concurrent use. A Server is served at most once.
+// Server serves a [Handler] as an eventv1.ProcessorServiceServer. Create it
+// with [NewServer]. Serve runs a complete gRPC server; Register adds the
+// service to a gRPC server of your own instead. All methods are safe for
+// concurrent use. A Server is served at most once.
 type Server struct {
 	eventv1.UnimplementedProcessorServiceServer
 

@@ -496,8 +496,9 @@ func (st *stream) finish(r *request) {
 }
 
 // answer sends resp itself when nothing waits for the writer and no Send
-// is under way (sparing a wake-up per answer), else hands it to the writer;
-// it fails when the stream is over. A failed Send ends the stream.
+// is under way (see docs/design.md, The processor SDK), else hands it to
+// the writer; it fails when the stream is over. A failed Send ends the
+// stream.
 func (st *stream) answer(resp *eventv1.ProcessResponse) error {
 	if sent, err := st.sendDirect(func() error { return st.grpc.Send(resp) }); sent {
 		return err

@@ -16,9 +16,8 @@ type item struct {
 }
 
 // Subscription is one subscriber's stream of events, created by
-// Hub.Subscribe. Events wait in a bounded buffer until Next takes them.
-//
-// One goroutine at a time may call Next. Close, Done, Err and Missed may be
+// Hub.Subscribe. Events wait in a bounded buffer until Next takes them. One
+// goroutine at a time may call Next; Close, Done, Err and Missed may be
 // called from any goroutine, also while Next is blocked.
 type Subscription struct {
 	hub   *Hub
