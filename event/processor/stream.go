@@ -496,9 +496,8 @@ func (st *stream) finish(r *request) {
 }
 
 // answer sends resp itself when nothing waits for the writer and no Send
-// is under way (see docs/design.md, The processor SDK), else hands it to
-// the writer; it fails when the stream is over. A failed Send ends the
-// stream.
+// is under way (docs/design.md, The processor SDK), else hands it to the
+// writer. It fails when the stream is over; a failed Send ends the stream.
 func (st *stream) answer(resp *eventv1.ProcessResponse) error {
 	if sent, err := st.sendDirect(func() error { return st.grpc.Send(resp) }); sent {
 		return err
