@@ -48,7 +48,7 @@ func withTraceContext(ctx context.Context, tc map[string]string) context.Context
 // variadic call does not allocate.
 var serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
 
-// startSpan starts a handler call's span: nil, with ctx, without a provider.
+// startSpan starts a handler call's span; without a provider: ctx and nil.
 func startSpan(ctx context.Context, ev *eventv1.Event) (context.Context, trace.Span) {
 	tracer := currentTracer()
 	if tracer == nil {

@@ -35,7 +35,7 @@
 //
 // Hub methods are safe for concurrent use. Publish holds the hub's mutex
 // while it numbers the event, records it in the history and appends it to
-// the buffer of each subscription of its type, which never waits for a
+// the buffer of each subscription of its type, never waiting for a
 // subscriber. Holding it across the fan-out keeps each subscription in
 // sequence order and lets Subscribe snapshot the history and register
 // atomically with respect to Publish.
