@@ -59,7 +59,7 @@ func (h *Handler) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 	h.gatewayError(ctx, mux, m, w, r, err)
 }
 
-// errBodyTooLarge is 413 with RESOURCE_EXHAUSTED, as gRPC for a large message.
+// errBodyTooLarge is HTTP 413 with RESOURCE_EXHAUSTED, gRPC's code for it.
 func (h *Handler) errBodyTooLarge() error {
 	return &runtime.HTTPStatusError{
 		HTTPStatus: http.StatusRequestEntityTooLarge,

@@ -133,7 +133,7 @@ func (s gatewayServer) Send(ctx context.Context, req *eventv1.SendRequest) (*eve
 // Shutdown starts the handler's shutdown: /readyz answers 503, and live
 // subscriptions end with an UNAVAILABLE error event or line so that they do
 // not hold up [http.Server.Shutdown]; other requests are served as before.
-// Register it with [http.Server.RegisterOnShutdown]. It is idempotent.
+// Call it at shutdown (or via [http.Server.RegisterOnShutdown]); idempotent.
 func (h *Handler) Shutdown() { h.stop(errShuttingDown) }
 
 // errShuttingDown ends HTTP subscriptions at shutdown.
