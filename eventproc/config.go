@@ -22,9 +22,8 @@ type Config struct {
 	// HTTPAddr and GRPCAddr are the listen addresses of the two APIs;
 	// DebugAddr, when set, serves Go's profiler and runtime variables.
 	HTTPAddr, GRPCAddr, DebugAddr string
-	// Sink is the sink library's configuration: routes, default timeout,
-	// stream pools, keepalive, pub/sub. newServer adds the logger and the
-	// metrics registry.
+	// Sink is the sink library's configuration (routes, timeout, pools,
+	// keepalive, pub/sub); newServer adds the logger and metrics registry.
 	Sink sink.Config
 	// MaxBodyBytes bounds an HTTP request body and a gRPC request message.
 	MaxBodyBytes int64
@@ -34,21 +33,18 @@ type Config struct {
 	// LogFormat is "text" or "json"; LogLevel the least severe level logged.
 	LogFormat string
 	LogLevel  slog.Level
-	// ShutdownGrace is how long in-flight requests may take to finish once
-	// shutdown starts, before connections are closed.
+	// ShutdownGrace is how long in-flight requests get once shutdown starts.
 	ShutdownGrace time.Duration
-	// SSEHeartbeat is the interval of heartbeats on idle Server-Sent Events
-	// streams.
+	// SSEHeartbeat is the heartbeat interval of idle Server-Sent Events.
 	SSEHeartbeat time.Duration
 	// MemoryBudget is the Go runtime's soft memory limit, in bytes, set
 	// once at start; zero leaves the runtime's (GOMEMLIMIT, or none).
 	MemoryBudget int64
 }
 
-// option is one setting: its flag, its environment variable, its default,
-// what it means, and how a value of it goes into the Config. The list in
-// [options] is the only description of the settings: --help and the
-// README's flags table (checked by TestREADMEFlags) are made from it.
+// option is one setting: flag, variable, default, meaning, and how a value
+// goes into the Config. [options] is the only list of settings: --help and
+// the README's flags table (TestREADMEFlags) are made from it.
 type option struct {
 	name  string // flag name, without dashes
 	arg   string // what the value looks like
@@ -178,8 +174,7 @@ func wrap(s string, width int) []string {
 	return append(lines, line)
 }
 
-// setting is one value as the user gave it, with where it came from, so that
-// an error names the flag or variable to fix.
+// setting is one value as given, with its source for error messages.
 type setting struct {
 	source string // "--timeout" or "EVENTPROC_TIMEOUT"
 	value  string
@@ -189,9 +184,8 @@ func (s setting) errorf(format string, args ...any) error {
 	return fmt.Errorf("%s %q: %s", s.source, s.value, fmt.Sprintf(format, args...))
 }
 
-// parseConfig builds and validates the configuration from command-line
-// arguments and environment variables. It returns [flag.ErrHelp] when the
-// user asked for help.
+// parseConfig builds and validates the configuration from arguments and
+// environment variables; it returns [flag.ErrHelp] when asked for help.
 func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	var c Config
 	opts := options(&c)
@@ -258,8 +252,7 @@ func splitList(s string, commas bool) []string {
 	})
 }
 
-// withoutSentinel drops the library's "invalid sink config: " prefix from an
-// error message; the context already says the configuration is at fault.
+// withoutSentinel drops the sink's "invalid sink config: " error prefix.
 func withoutSentinel(err error) string {
 	return strings.Replace(err.Error(), sink.ErrInvalidConfig.Error()+": ", "", 1)
 }
@@ -347,8 +340,7 @@ func addrVar(p *string) func(setting) error {
 	}
 }
 
-// durationVar accepts a Go duration ("1.5s", "500ms") or a number of
-// seconds.
+// durationVar accepts a Go duration ("1.5s", "500ms") or seconds.
 func durationVar(p *time.Duration, zeroOK bool) func(setting) error {
 	return func(s setting) error {
 		v := strings.TrimSpace(s.value)

@@ -19,19 +19,14 @@ import (
 )
 
 func main() {
-	// gRPC's proto codec, through the code vtprotobuf generates for the
-	// sink's messages (internal/vtcodec, docs/design.md): registered here,
-	// before any gRPC use, as encoding requires.
+	// Before any gRPC use, as package encoding requires.
 	encoding.RegisterCodecV2(vtcodec.Codec{})
 	if os.Getenv("GOGC") == "" {
-		// The live heap is small and every request allocates: at the
-		// default GOGC=100 the collector runs many times a second. The
-		// memory budget still bounds the heap (README, "Memory").
+		// Fewer collections (docs/design.md, Memory); the budget bounds the heap.
 		debug.SetGCPercent(gcPercent)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// After the first signal starts a graceful shutdown, a second one kills
-	// the process at once.
+	// A second signal kills the process at once.
 	context.AfterFunc(ctx, stop)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
@@ -41,8 +36,7 @@ func main() {
 	}
 }
 
-// gcPercent is the GOGC the sink runs with unless the environment sets
-// GOGC.
+// gcPercent is the GOGC the sink runs with unless GOGC is set.
 const gcPercent = 400
 
 // run is the whole program: it parses args and the environment read through
@@ -85,8 +79,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return srv.serve(ctx, grpcLis, httpLis, debugLis)
 }
 
-// newLogger returns the process logger, writing cfg's format at cfg's level
-// to w.
+// newLogger returns the process logger, writing to w as cfg says.
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.LogFormat == "json" {

@@ -27,16 +27,13 @@ import (
 	"github.com/eventproc/eventproc/internal/debugserver"
 )
 
-// streamWorkers is the number of goroutines the gRPC server keeps to run
-// calls on.
+// streamWorkers is the number of goroutines the gRPC server runs calls on.
 const streamWorkers = 64
 
-// readinessInterval is how often the gRPC health status follows the sink's
-// readiness.
+// readinessInterval is how often gRPC health follows the sink's readiness.
 const readinessInterval = 250 * time.Millisecond
 
-// server is the running program: the sink and the gRPC and HTTP servers in
-// front of it.
+// server is the running program: the sink and its gRPC and HTTP servers.
 type server struct {
 	cfg    Config
 	log    *slog.Logger
@@ -46,15 +43,13 @@ type server struct {
 	http   *http.Server
 	api    *httpapi.Handler
 	// streamsCtx ends long-lived streaming calls (health Watch, reflection,
-	// Subscribe) when shutdown starts, so that they do not hold up
-	// GracefulStop for the whole grace period.
+	// Subscribe) at shutdown, so that they do not hold up GracefulStop.
 	streamsCtx context.Context
 	endStreams context.CancelFunc
 }
 
-// newServer builds the sink and both servers from cfg. It starts nothing and
-// listens on nothing; [server.serve] does. Call close if serve is never
-// called.
+// newServer builds the sink and both servers from cfg, starting nothing
+// ([server.serve] does). Call close if serve is never called.
 func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -90,21 +85,16 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	s.grpc = grpc.NewServer(
-		// An event over the limit is answered RESOURCE_EXHAUSTED, as HTTP
-		// answers 413.
+		// RESOURCE_EXHAUSTED beyond, as HTTP answers 413.
 		grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)),
-		// Ping idle clients so half-dead connections under long-lived
-		// streams are found; let clients ping as often as every 5s, even
-		// with no stream open.
+		// Find half-dead client connections; let clients ping every 5s.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainStreamInterceptor(s.endOnShutdown),
-		// Run calls on long-lived goroutines rather than a new one per call,
-		// whose stack grows anew on every call (docs/performance.md). When
-		// all are busy, grpc-go starts a goroutine as usual.
+		// Long-lived goroutines, whose stacks need not grow anew per call;
+		// when all are busy, grpc-go starts one as usual.
 		grpc.NumStreamWorkers(streamWorkers),
-		// gRPC's default is no limit: one connection could open calls, and
-		// the goroutines and buffers each holds, without end.
+		// gRPC's default is no limit on one connection's calls.
 		grpc.MaxConcurrentStreams(uint32(cfg.MaxStreamsPerConn)),
 	)
 	sk.Register(s.grpc)
@@ -114,8 +104,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	return s, nil
 }
 
-// defaultMaxStreamsPerConn is --max-streams-per-conn's default: ten times
-// HTTP/2's customary 100.
+// defaultMaxStreamsPerConn is ten times HTTP/2's customary 100.
 const defaultMaxStreamsPerConn = 1000
 
 // close releases what newServer built, for when serve is never called.
@@ -189,9 +178,8 @@ func (s *server) serve(ctx context.Context, grpcLis, httpLis, debugLis net.Liste
 	return err
 }
 
-// shutdown stops both servers gracefully: readiness turns false first, the
-// listeners close, and requests in flight get ShutdownGrace to finish before
-// their connections are closed.
+// shutdown stops both servers: readiness turns false, the listeners close,
+// and requests in flight get ShutdownGrace before connections are closed.
 func (s *server) shutdown() {
 	s.health.Shutdown() // every service NOT_SERVING from now on, whatever followReadiness sets
 	s.endStreams()
@@ -223,9 +211,8 @@ func (s *server) shutdown() {
 	wg.Wait()
 }
 
-// followReadiness keeps the gRPC health status in step with the sink's
-// readiness (every route has a live processor stream) until ctx ends, and
-// logs each change.
+// followReadiness keeps gRPC health in step with the sink's readiness
+// until ctx ends, and logs each change.
 func (s *server) followReadiness(ctx context.Context) {
 	t := time.NewTicker(readinessInterval)
 	defer t.Stop()
@@ -254,9 +241,8 @@ func (s *server) setHealth(st healthpb.HealthCheckResponse_ServingStatus) {
 	s.health.SetServingStatus(eventv1.SinkService_ServiceDesc.ServiceName, st)
 }
 
-// endOnShutdown is a stream interceptor that ends streaming calls when
-// shutdown starts, except SinkService.Stream, whose events in flight get the
-// grace period like unary calls.
+// endOnShutdown ends streaming calls when shutdown starts, except
+// SinkService.Stream, whose events get the grace period as unary calls do.
 func (s *server) endOnShutdown(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if info.FullMethod == eventv1.SinkService_Stream_FullMethodName {
 		return handler(srv, ss)

@@ -12,8 +12,7 @@ import (
 	"github.com/eventproc/eventproc/event/processor"
 )
 
-// envPrefix starts the environment variable of every flag: PROC_ and the
-// flag name in upper case with "-" as "_".
+// envPrefix starts every flag's variable, as in PROC_MAX_CONCURRENCY.
 const envPrefix = "PROC_"
 
 // config is proc's configuration, from flags and environment.
@@ -29,9 +28,8 @@ type config struct {
 	debugAddr      string // "" means no debug server
 }
 
-// parseConfig reads the environment through getenv, then args; a flag on
-// the command line wins over its variable. For -h it writes the usage to
-// help and returns flag.ErrHelp.
+// parseConfig reads getenv's variables, then args, which win over them. For
+// -h it writes the usage to help and returns flag.ErrHelp.
 func parseConfig(args []string, getenv func(string) string, help io.Writer) (config, error) {
 	var cfg config
 	fs := flag.NewFlagSet("proc", flag.ContinueOnError)

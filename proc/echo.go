@@ -32,9 +32,8 @@ type echo struct {
 	log     *slog.Logger
 }
 
-// Handle answers ev: after metadata delay, with metadata error's status,
-// or consumed, or with ev itself, its metadata stamped with
-// processed_by=<name>.
+// Handle answers ev, after metadata delay: with metadata error's status,
+// consumed, or ev itself stamped with metadata processed_by=<name>.
 func (e *echo) Handle(ctx context.Context, ev *eventv1.Event) (*eventv1.Event, error) {
 	if e.publish != nil {
 		if err := e.publish(ctx, proto.CloneOf(ev)); err != nil {
@@ -79,9 +78,7 @@ func (e *echo) Handle(ctx context.Context, ev *eventv1.Event) (*eventv1.Event, e
 }
 
 // Inline implements processor.Inliner: Handle returns at once unless the
-// event asks for a delay or every event is published (Publish waits for
-// room on the sinks' streams), so the SDK may run it on the stream's
-// receiving goroutine and save a goroutine hand-off per event.
+// event asks for a delay or events are published (Publish may wait).
 func (e *echo) Inline(ev *eventv1.Event) bool {
 	if e.publish != nil {
 		return false

@@ -19,10 +19,8 @@ import (
 )
 
 func main() {
-	// gRPC's proto codec, through the code vtprotobuf generates for
-	// event/v1 (internal/vtcodec): proc's answers encode in a fraction of
-	// the time. Registered here, before any gRPC use, as encoding
-	// requires; a processor of your own works the same without it.
+	// Before any gRPC use, as package encoding requires; optional for a
+	// processor (see internal/vtcodec).
 	encoding.RegisterCodecV2(vtcodec.Codec{})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)

@@ -18,16 +18,10 @@ import (
 
 // run is proc: it parses args and the environment (read through getenv),
 // listens, and serves the echo processor until ctx is done, then stops
-// gracefully and returns nil.
-//
-// Once it accepts connections it writes exactly one line to stdout:
-//
-//	listening on 127.0.0.1:40123
-//
-// with the real address, so that `--addr 127.0.0.1:0` is usable by tests
-// and scripts that read it. Logs go to stderr; -h writes the usage to
-// stdout. Unless the environment sets GOGC, run sets it to 400 for the
-// whole process.
+// gracefully and returns nil. Once it accepts connections it writes
+// exactly one line to stdout, "listening on ADDR" with the real address,
+// so that `--addr 127.0.0.1:0` is usable. Logs go to stderr; -h writes the
+// usage to stdout. Unless the environment sets GOGC, run sets it to 400.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := parseConfig(args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
@@ -38,8 +32,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := newLogger(cfg, stderr)
 	if getenv("GOGC") == "" {
-		// proc's live heap is small and every event allocates, so the
-		// default GOGC=100 collects many times a second; see gcPercent.
 		debug.SetGCPercent(gcPercent)
 	}
 
@@ -105,12 +97,11 @@ func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
 	}, nil
 }
 
-// gcPercent is the GOGC proc runs with when the environment sets none:
-// fewer collections for a few MiB more heap.
+// gcPercent is the GOGC proc runs with when none is set: its live heap is
+// small, so fewer collections cost only a few MiB.
 const gcPercent = 400
 
-// defaultName is the name proc goes by without --name: this host's name and
-// the port of addr, as HOST:PORT.
+// defaultName is proc's name without --name: HOST:PORT, with addr's port.
 func defaultName(addr net.Addr) (string, error) {
 	host, err := os.Hostname()
 	if err != nil {

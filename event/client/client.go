@@ -19,32 +19,27 @@ import (
 
 // Defaults for the zero fields of [Options].
 const (
-	// DefaultMaxInFlight is the default for Options.MaxInFlight: what the
-	// sink itself admits on one stream before it stops reading it.
+	// DefaultMaxInFlight is what the sink itself admits on one stream.
 	DefaultMaxInFlight = 1024
-	// DefaultMaxBatch is the default for Options.MaxBatch: as many as the
-	// sink puts in one batch of answers.
+	// DefaultMaxBatch is as many as the sink puts in one batch of answers.
 	DefaultMaxBatch = protocol.MaxBatch
-	// DefaultMaxMessageBytes is the default for Options.MaxMessageBytes:
-	// the default of the sink's --max-body-bytes.
+	// DefaultMaxMessageBytes is the default of the sink's --max-body-bytes.
 	DefaultMaxMessageBytes = 1 << 20
 )
 
 // Options configure a [Client]. The zero value is usable.
 type Options struct {
-	// MaxInFlight bounds the events sent and not yet answered, or waiting
-	// to be sent; Send waits for room. Zero or less means
-	// DefaultMaxInFlight.
+	// MaxInFlight bounds the events in flight; Send waits for room. Zero
+	// or less means DefaultMaxInFlight.
 	MaxInFlight int
 	// MaxBatch is the most events sent in one message; 1 sends each in a
 	// message of its own. Zero or less means DefaultMaxBatch.
 	MaxBatch int
 	// MaxMessageBytes bounds a message sent to the sink, a batch or a lone
-	// event. Set it to the sink's --max-body-bytes if that is lower than
-	// the default: the sink ends the stream, and fails every event in
-	// flight on it, when a message exceeds its limit. Send refuses an event
-	// larger than this with RESOURCE_EXHAUSTED, as the sink would. Zero or
-	// less means DefaultMaxMessageBytes.
+	// event. Set it to the sink's --max-body-bytes if that is lower: a
+	// larger message ends the stream and fails every event on it. Send
+	// refuses a larger event with RESOURCE_EXHAUSTED. Zero or less means
+	// DefaultMaxMessageBytes.
 	MaxMessageBytes int
 	// CallOptions are added to those the client opens the stream with (for
 	// example grpc.WaitForReady(true), or per-call credentials).
@@ -65,19 +60,16 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// errClosed answers the calls in flight when the Client is closed, and
-// Send after that.
+// errClosed fails the calls in flight at Close, and every Send after it.
 var errClosed = status.Error(codes.Canceled, "eventproc client: closed")
 
-// Client sends events over SinkService.Stream (see the package
-// documentation). Build it with [New]; its methods are safe for concurrent
-// use.
+// Client sends events over SinkService.Stream (see the package comment).
+// Build it with [New]; its methods are safe for concurrent use.
 type Client struct {
 	conn grpc.ClientConnInterface
 	opts Options
 	ids  *eventid.Generator
-	// slots holds a token for every event in flight: taken by Send before
-	// the event is encoded, given back by whoever answers it.
+	// slots holds a token per event in flight, given back by its answerer.
 	slots chan struct{}
 	// ctx ends with Close, and with it every stream.
 	ctx    context.Context
@@ -104,10 +96,9 @@ func New(conn grpc.ClientConnInterface, opts Options) *Client {
 	}
 }
 
-// Send sends ev to the sink and waits for its answer, or for ctx to end.
-// It returns what the unary SinkService.Send would (see the package
-// documentation); errors are gRPC status errors. ev is only read, and not
-// after Send returns.
+// Send sends ev to the sink and waits for its answer, or for ctx to end. It
+// returns what the unary SinkService.Send would; errors are gRPC status
+// errors. ev is only read, and not after Send returns.
 func (c *Client) Send(ctx context.Context, ev *eventv1.Event) (*eventv1.SendResponse, error) {
 	if ev == nil {
 		return nil, status.Error(codes.InvalidArgument, "eventproc client: nil event")
@@ -144,8 +135,7 @@ func (c *Client) Send(ctx context.Context, ev *eventv1.Event) (*eventv1.SendResp
 	}
 }
 
-// register adds cl to the open stream's pending calls, opening a stream
-// when none is, and returns the stream.
+// register adds cl to the pending calls of the open (or a new) stream.
 func (c *Client) register(cl *call) (*stream, error) {
 	for attempt := 0; ; attempt++ {
 		s, err := c.stream()
@@ -156,9 +146,8 @@ func (c *Client) register(cl *call) (*stream, error) {
 		if err == nil {
 			return s, nil
 		}
-		// The stream broke between c.stream and s.register: cl was not
-		// sent, so it may go on the next one. Once: if that breaks too,
-		// the sink is not there.
+		// The stream broke before cl was registered, so cl may go on the
+		// next one; once only.
 		if !gone || attempt > 0 {
 			return nil, err
 		}
@@ -208,8 +197,7 @@ func (c *Client) Close() error {
 type call struct {
 	ctx context.Context // the caller's
 	id  string
-	// entry is the event's StreamRequest, the event encoded, and size its
-	// encoded size.
+	// entry is the event's StreamRequest (encoded event), size its size.
 	entry  *relayv1.StreamRequest
 	size   int
 	answer chan result // capacity 1: whoever answers never waits
@@ -221,10 +209,9 @@ type result struct {
 	err  error
 }
 
-// newCall encodes ev, with its id and ctx's deadline, as a StreamRequest:
-// on the caller's goroutine, so that the writer only joins encoded events,
-// and the caller's event is never touched after Send returns. An event
-// without an id gets one here.
+// newCall encodes ev, with its id (given here when it has none) and ctx's
+// deadline, as a StreamRequest, on the caller's goroutine: the writer only
+// joins encoded events.
 func (c *Client) newCall(ctx context.Context, ev *eventv1.Event) (*call, error) {
 	b := make([]byte, ev.SizeVT())
 	if err := vtcodec.MarshalTo(b, ev); err != nil {
@@ -232,8 +219,7 @@ func (c *Client) newCall(ctx context.Context, ev *eventv1.Event) (*call, error) 
 	}
 	id := ev.GetId()
 	if id == "" {
-		// An encoded header appended to the event sets its id (a later
-		// occurrence of a field wins).
+		// Append an encoded header with the id: the last occurrence wins.
 		id = c.ids.Next()
 		fill := relayv1.EventHeader{Id: id}
 		extra := fill.SizeVT()
@@ -246,9 +232,8 @@ func (c *Client) newCall(ctx context.Context, ev *eventv1.Event) (*call, error) 
 		if left <= 0 {
 			return nil, contextError(context.DeadlineExceeded)
 		}
-		// The sink counts the timeout from when it reads the event, a
-		// little later than now: it may answer after the caller gave up,
-		// never before.
+		// The sink counts it from when it reads the event: it may answer
+		// after the caller gave up, never before.
 		entry.Timeout = durationpb.New(left)
 	}
 	n := entry.SizeVT()
@@ -259,6 +244,5 @@ func (c *Client) newCall(ctx context.Context, ev *eventv1.Event) (*call, error) 
 	return &call{ctx: ctx, id: id, entry: entry, size: n, answer: make(chan result, 1)}, nil
 }
 
-// contextError is the status error for a context's error, as gRPC reports
-// a call's: DEADLINE_EXCEEDED or CANCELLED.
+// contextError turns a context error into DEADLINE_EXCEEDED or CANCELLED.
 func contextError(err error) error { return status.FromContextError(err).Err() }

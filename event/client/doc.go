@@ -2,14 +2,10 @@
 // SinkService.Stream: many Send calls, from any number of goroutines, share
 // one long-lived bidirectional stream, and each gets its own answer.
 //
-// It is what a high-rate Go client would otherwise write by hand on top of
-// the generated SinkServiceClient: correlating answers with callers by event
-// id, putting the events that wait together in one message
-// (StreamRequest.batch) and reading answers in batches
-// (StreamResponse.batch), bounding what is in flight, and carrying each
-// caller's deadline to the sink. Events sent in batches on one stream cost
-// the sink less CPU than events sent one per message, and much less than
-// unary Send calls (docs/benchmarks.md).
+// It correlates answers with callers by event id, sends the events that
+// wait together in one message (StreamRequest.batch) and reads answers in
+// batches, bounds what is in flight, and carries each caller's deadline to
+// the sink; see docs/design.md, The Go client.
 //
 //	conn, err := grpc.NewClient("localhost:8081",
 //		grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -29,35 +25,31 @@
 // for one larger than [Options.MaxMessageBytes], DEADLINE_EXCEEDED and
 // CANCELLED for the caller's context.
 //
-// An event the caller leaves without an id gets one from the client (a
-// random prefix and a counter, as the sink makes them); the caller's event
-// is never modified. Ids the caller sets must be unique among the events in
-// flight on the Client: Send refuses a second one with ALREADY_EXISTS.
+// An event without an id gets one from the client; the caller's event is
+// never modified. Ids must be unique among the events in flight on the
+// Client: Send refuses a second one with ALREADY_EXISTS.
 //
-// The caller's context deadline travels with the event (StreamRequest.timeout),
-// so the sink gives up at the same moment; without one the sink's default
-// timeout applies. A caller whose context ends gets its error at once, but
-// its event keeps its place among the [Options.MaxInFlight] until the sink
-// answers it: the sink has no way to call back one event of a stream.
+// The caller's deadline travels with the event (StreamRequest.timeout);
+// without one the sink's default timeout applies. A caller whose context
+// ends returns at once, but its event keeps its place among the
+// [Options.MaxInFlight] until the sink answers it: a stream cannot call
+// back one event.
 //
 // The stream is opened without the caller's context, so its metadata and
-// trace context (traceparent) are not sent: StreamRequest has no field for
-// them per event. Use the unary SinkService.Send for events that must carry
-// their own trace context to the processor.
+// trace context are not sent (StreamRequest has no field for them); use the
+// unary SinkService.Send for events that must carry their own.
 //
 // # Failures
 //
-// The stream is opened with the first Send and again with the first Send
-// after it broke. When it breaks, every event in flight on it fails with the
-// stream's status (UNAVAILABLE when the sink went away). The client does not
-// resend them: the sink may already have handed them to a processor. Callers
-// that know their events are safe to repeat retry them.
+// The stream is opened by the first Send, and again by the first Send after
+// it broke. When it breaks, every event in flight on it fails with the
+// stream's status (UNAVAILABLE when the sink went away). The client never
+// resends: a processor may already have them.
 //
 // # Concurrency and bounds
 //
 // A Client is safe for concurrent use. It runs two goroutines while its
-// stream is open, one writing and one reading; callers wait on their own
-// answer. At most [Options.MaxInFlight] events are in flight (sent and not
-// yet answered, or waiting to be sent); Send waits for room, within its
-// context. Nothing else queues.
+// stream is open, one writing and one reading. At most
+// [Options.MaxInFlight] events are in flight (waiting to be sent, or sent
+// and not yet answered); Send waits for room, within its context.
 package client

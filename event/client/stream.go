@@ -19,11 +19,10 @@ import (
 	relayv1 "github.com/eventproc/eventproc/internal/relay/v1"
 )
 
-// stream is one SinkService.Stream and the calls in flight on it. Exactly
-// one goroutine writes to it (write) and one reads from it (read). Whoever
-// removes a call from pending — the reader with its answer, the writer
-// dropping it unsent, or a failure — answers it and gives its slot back, so
-// every call gets exactly one answer.
+// stream is one SinkService.Stream and the calls in flight on it, with one
+// writer goroutine (write) and one reader (read). Whoever removes a call
+// from pending (reader, writer dropping it unsent, or failure) answers it
+// and gives its slot back, so every call gets exactly one answer.
 type stream struct {
 	c      *Client
 	ctx    context.Context // ends when the stream fails or the Client closes
@@ -36,8 +35,7 @@ type stream struct {
 	pending map[string]*call // by event id; nil once the stream failed
 	err     error            // why it failed
 
-	// The writer's, reused: the calls of the message being built, and
-	// the message.
+	// The writer's, reused: the message being built and its calls.
 	batch []*call
 	msg   relayv1.StreamRequest
 }
@@ -115,8 +113,7 @@ func (s *stream) failure(err error) error {
 	return status.Convert(err).Err()
 }
 
-// run opens the gRPC stream, starts its reader and writes until the stream
-// fails.
+// run opens the gRPC stream, starts its reader and writes until it fails.
 func (s *stream) run() {
 	// Announce that the client reads answers in batches, and how large.
 	ctx := metadata.AppendToOutgoingContext(s.ctx, protocol.BatchHeader, strconv.Itoa(protocol.MaxRecvBytes))
@@ -144,9 +141,8 @@ func (s *stream) write(ss grpc.ClientStream) {
 			}
 		}
 		if s.c.opts.MaxBatch > 1 && len(s.queue) == 0 {
-			// Let the callers that are ready run and queue their events
-			// first, so that they go in this message: one message costs
-			// gRPC and the sink more than the events in it.
+			// Let ready callers queue their events first, to share this
+			// message: a message costs more than the events in it.
 			runtime.Gosched()
 		}
 		var msg *relayv1.StreamRequest
@@ -167,10 +163,9 @@ func (s *stream) write(ss grpc.ClientStream) {
 	}
 }
 
-// message puts first and the calls queued behind it, up to
-// Options.MaxBatch and Options.MaxMessageBytes, in one StreamRequest. It
-// drops the calls whose caller has given up, and returns the call that did
-// not fit, if it took one. msg is nil when every call was dropped.
+// message puts first and the calls queued behind it, within MaxBatch and
+// MaxMessageBytes, in one StreamRequest (nil if all were dropped). It drops
+// calls whose caller gave up, and returns the call taken that did not fit.
 func (s *stream) message(first *call) (msg *relayv1.StreamRequest, next *call) {
 	opts := s.c.opts
 	size := 0
@@ -234,8 +229,7 @@ func (s *stream) read(ss grpc.ClientStream) {
 	}
 }
 
-// answer completes the call r answers. An answer for no pending call (one
-// the writer dropped) is ignored.
+// answer completes the call r answers, if it is still pending.
 func (s *stream) answer(r *eventv1.StreamResponse) {
 	var res result
 	switch x := r.GetResult().(type) {

@@ -15,12 +15,9 @@ import (
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
 
-// The browser console: one page and its script and style sheet, embedded in
-// the binary and served at GET / (also /index.html), /console.js and
-// /console.css. No build step and nothing loaded from elsewhere; the page's
-// Content-Security-Policy allows only same-origin scripts, styles and
-// requests. It uses the public API like any client: POST /v1/events, the
-// SSE form of GET /v1/events:subscribe, GET /readyz and GET /v1/types.
+// The browser console: a page, script and style sheet served at GET /
+// (also /index.html), /console.js and /console.css, using the public API
+// like any client, with only same-origin scripts, styles and requests.
 
 //go:embed console
 var consoleFiles embed.FS

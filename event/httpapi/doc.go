@@ -22,22 +22,15 @@
 //	GET  /, /console.js, ...  the browser console, embedded
 //	GET  /metrics             Options.Metrics, when set
 //
-// POST /v1/events goes through grpc-gateway, registered in-process (no gRPC
-// hop), and is shaped only through the gateway's extension points: a
-// marshaler that reads and writes events with the same JSON as protojson,
-// faster, and refuses an empty body or anything after the event; a
-// forward-response option that picks 204 or 202 by outcome; and error
-// handlers that answer every error as its gRPC status in JSON,
+// Every error is its gRPC status as JSON, with the HTTP status grpc-gateway
+// maps its code to (405 with Allow for a wrong method, 413 for a body over
+// Options.MaxBodyBytes; an empty body or data after the event is 400):
 //
 //	{"code":3,"message":"invalid JSON event: ...","details":[]}
 //
-// with the HTTP status grpc-gateway maps its code to, 405 with an Allow
-// header for a wrong method, and 413 for a body over Options.MaxBodyBytes
-// (with or without a Content-Length). A deadline comes from a Grpc-Timeout
-// header (gRPC's syntax: 500m, 2S) or a Request-Timeout header (500ms, 2s,
-// or seconds); the W3C traceparent and tracestate headers go to the backend
-// as gRPC metadata.
-//
-// The README's "What every request gets" and "Pub/sub" sections describe
-// every answer and the subscription formats in full.
+// A deadline comes from a Grpc-Timeout header (gRPC's syntax: 500m, 2S) or
+// a Request-Timeout header (500ms, 2s, or seconds); traceparent and
+// tracestate go to the backend as gRPC metadata. The README ("What every
+// request gets", "Pub/sub") describes every answer and format in full, and
+// docs/design.md (The HTTP front) how it is built on grpc-gateway.
 package httpapi

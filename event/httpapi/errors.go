@@ -14,21 +14,15 @@ import (
 	"github.com/eventproc/eventproc/event/sink"
 )
 
-// This file is the one place where errors become HTTP responses: every error
-// is a gRPC status, whose code the gateway maps to the HTTP status
-// (runtime.HTTPStatusFromCode) but for 405 and 413, which carry their own,
-// and whose JSON is the body: {"code":3,"message":"...","details":[]}.
-
-// gatewayError is the mux's error handler (runtime.WithErrorHandler), also
-// used for errors found before a request reaches the mux.
+// gatewayError is the mux's error handler (runtime.WithErrorHandler), and
+// the one place where errors become HTTP responses.
 func (h *Handler) gatewayError(ctx context.Context, mux *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	// The gateway reports a body cut off by the size limit as malformed
 	// input; say what really happened.
 	if b, ok := r.Body.(*limitedBody); ok && b.exceeded {
 		err = h.errBodyTooLarge()
 	} else if st, ok := status.FromError(err); ok && !utf8.ValidString(st.Message()) {
-		// A message quoting the client's bytes, which protojson cannot write
-		// (the gateway would answer 500).
+		// It quotes the client's bytes, which protojson cannot write (500).
 		p := st.Proto()
 		p.Message = strings.ToValidUTF8(p.Message, "\uFFFD")
 		err = status.FromProto(p).Err()
@@ -65,8 +59,7 @@ func (h *Handler) routingError(ctx context.Context, mux *runtime.ServeMux, m run
 	h.gatewayError(ctx, mux, m, w, r, err)
 }
 
-// errBodyTooLarge is the error for a request body over the limit: HTTP 413,
-// with the code gRPC uses for an oversized message.
+// errBodyTooLarge is HTTP 413 with RESOURCE_EXHAUSTED, gRPC's code for it.
 func (h *Handler) errBodyTooLarge() error {
 	return &runtime.HTTPStatusError{
 		HTTPStatus: http.StatusRequestEntityTooLarge,
@@ -81,8 +74,7 @@ func errBadJSON(err error) error {
 	return fmt.Errorf("invalid JSON event: %s", msg)
 }
 
-// withoutSentinel drops the sink's "invalid sink config: " prefix from an
-// error of [sink.ParseType].
+// withoutSentinel drops the sink's "invalid sink config: " error prefix.
 func withoutSentinel(err error) string {
 	return strings.Replace(err.Error(), sink.ErrInvalidConfig.Error()+": ", "", 1)
 }

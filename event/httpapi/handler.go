@@ -47,14 +47,12 @@ type Options struct {
 	// MaxBodyBytes bounds request bodies: larger ones are answered 413,
 	// with or without a Content-Length. Zero means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
-	// Heartbeat is the interval of comments on idle Server-Sent Events
-	// streams, which keep proxies from closing them. Zero means
-	// DefaultHeartbeat.
+	// Heartbeat is the interval of comments that keep idle Server-Sent
+	// Events streams open through proxies. Zero means DefaultHeartbeat.
 	Heartbeat time.Duration
 	// Metrics, when set, is served at GET /metrics.
 	Metrics http.Handler
-	// Logger gets debug logs of requests and subscriptions; nil discards
-	// them.
+	// Logger gets debug logs of requests and subscriptions; nil discards.
 	Logger *slog.Logger
 }
 
@@ -122,8 +120,7 @@ func New(backend Backend, opts Options) (*Handler, error) {
 	return h, nil
 }
 
-// gatewayServer is the backend as the gateway's in-process registration
-// wants it; only Send is called (subscribe serves Subscribe).
+// gatewayServer is the backend for the gateway; only Send is called.
 type gatewayServer struct {
 	eventv1.UnimplementedSinkServiceServer
 	backend Backend
@@ -133,20 +130,17 @@ func (s gatewayServer) Send(ctx context.Context, req *eventv1.SendRequest) (*eve
 	return s.backend.Send(ctx, req)
 }
 
-// Shutdown starts the handler's shutdown: /readyz answers 503 from now on,
-// and live subscriptions end with an UNAVAILABLE error event or line, so
-// that they do not hold up [http.Server.Shutdown], which waits for every
-// handler. Other requests are served as before. Call it when shutdown
-// starts (or register it with [http.Server.RegisterOnShutdown]). It is
-// idempotent.
+// Shutdown starts the handler's shutdown: /readyz answers 503, and live
+// subscriptions end with an UNAVAILABLE error event or line so that they do
+// not hold up [http.Server.Shutdown]; other requests are served as before.
+// Call it at shutdown (or via [http.Server.RegisterOnShutdown]); idempotent.
 func (h *Handler) Shutdown() { h.stop(errShuttingDown) }
 
 // errShuttingDown ends HTTP subscriptions at shutdown.
 var errShuttingDown = status.Error(codes.Unavailable, "sink is shutting down")
 
-// ServeHTTP implements [http.Handler]. It bounds the body, applies a
-// Request-Timeout header (a Go duration or a number of seconds) as the
-// request's deadline, and hands the request to the gateway's mux.
+// ServeHTTP implements [http.Handler]: it bounds the body, applies a
+// Request-Timeout header as the deadline, and calls the gateway's mux.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil && r.Body != http.NoBody {
 		// Bodies without a Content-Length (chunked) are cut off at the limit;
@@ -202,11 +196,8 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 // Unwrap lets [http.ResponseController] reach the underlying writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// incomingHeader picks the HTTP headers passed to the backend as gRPC
-// metadata: the W3C trace context, which the sink forwards to the
-// processor with each event, also in the gateway's Grpc-Metadata- form.
-// Nothing reads other metadata, so the gateway's defaults are not built
-// for every request.
+// incomingHeader passes only the W3C trace context (also in Grpc-Metadata-
+// form) to the backend as gRPC metadata: nothing reads other metadata.
 func incomingHeader(key string) (string, bool) {
 	switch textproto.CanonicalMIMEHeaderKey(key) {
 	case "Traceparent", "Grpc-Metadata-Traceparent":
@@ -224,9 +215,8 @@ func healthz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = io.WriteString(w, "ok")
 }
 
-// readyz answers the readiness probe: 200 when every route has a live
-// processor stream and Shutdown has not been called, else 503; the body is
-// {"ready":bool,"routes":[...]}.
+// readyz answers the readiness probe, {"ready":bool,"routes":[...]}: 200
+// when every route has a live stream and Shutdown was not called, else 503.
 func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
 	routes := h.backend.Status()
 	ready := h.stopping.Err() == nil
@@ -251,8 +241,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// parseTimeout parses a Request-Timeout header: a Go duration or a number
-// of seconds.
+// parseTimeout parses a Request-Timeout: a Go duration or seconds.
 func parseTimeout(v string) (time.Duration, error) {
 	v = strings.TrimSpace(v)
 	if secs, err := strconv.ParseFloat(v, 64); err == nil {

@@ -18,20 +18,14 @@ import (
 	"github.com/eventproc/eventproc/internal/eventjson"
 )
 
-// This file is how POST /v1/events turns JSON into an event and an answer
-// into HTTP, through the gateway's extension points: a marshaler
-// (runtime.WithMarshalerOption) and a forward-response option.
-
 // eventMarshaler is the gateway's marshaler: protojson's JSON for events,
-// written and read by package eventjson (the same bytes, without protobuf
-// reflection), with a stricter decoder.
+// written and read by package eventjson, with a stricter decoder.
 type eventMarshaler struct {
 	*runtime.JSONPb
 }
 
-// Marshal implements [runtime.Marshaler]. The gateway hands it the body of
-// a Send answer, SendResponse.event: the reply event, or nil when there is
-// none (consumed, accepted), which has no body.
+// Marshal implements [runtime.Marshaler]. The gateway hands it a Send
+// answer's event: the reply, or nil (consumed, accepted) for no body.
 func (m eventMarshaler) Marshal(v any) ([]byte, error) {
 	ev, ok := v.(*eventv1.Event)
 	if !ok {
@@ -48,9 +42,8 @@ func (m eventMarshaler) Marshal(v any) ([]byte, error) {
 }
 
 // NewDecoder implements [runtime.Marshaler]. Its decoder reads the whole
-// body (bounded by the body limit) and decodes it once as an event: an
-// empty body is an error, and so is anything after the event. (The
-// gateway's own decoder parses a body twice, and lets both through.)
+// (bounded) body and decodes it once as an event: an empty body is an
+// error, and so is anything after the event.
 func (m eventMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
 	return runtime.DecoderFunc(func(v any) error {
 		ev, ok := v.(**eventv1.Event) // the request body is SendRequest.event
@@ -77,9 +70,8 @@ var outcomeField = (&eventv1.SendResponse{}).ProtoReflect().Descriptor().Fields(
 
 // forwardOutcome is a gateway forward-response option that picks the HTTP
 // status of a Send answer from its outcome: REPLIED is 200 with the reply
-// event as body; CONSUMED is 204 and ACCEPTED 202, both without a body. It
-// reads the outcome through protobuf reflection, which the message the
-// gateway hands it supports whatever its Go type.
+// event as body; CONSUMED is 204 and ACCEPTED 202, without a body. It reads
+// the outcome through reflection, whatever Go type the gateway hands it.
 func forwardOutcome(_ context.Context, w http.ResponseWriter, m proto.Message) error {
 	msg := m.ProtoReflect()
 	if msg.Descriptor().FullName() != outcomeField.ContainingMessage().FullName() {
@@ -98,8 +90,7 @@ func forwardOutcome(_ context.Context, w http.ResponseWriter, m proto.Message) e
 	return nil
 }
 
-// limitedBody is a request body cut off at the size limit, remembering
-// whether it was.
+// limitedBody is a request body cut off at the limit, remembering if it was.
 type limitedBody struct {
 	io.ReadCloser
 	exceeded bool

@@ -13,15 +13,13 @@ import (
 	"github.com/eventproc/eventproc/internal/eventjson"
 )
 
-// streamWriteTimeout bounds each write to a subscriber: a client that takes
-// no bytes for this long is cut off rather than holding its handler (and a
-// graceful shutdown) forever.
+// streamWriteTimeout bounds each write to a subscriber, so that a client
+// that takes no bytes cannot hold its handler (and shutdown) forever.
 const streamWriteTimeout = 10 * time.Second
 
 // eventWriter writes a subscription to an HTTP response, flushing each
-// write. Only the subscribe handler's goroutine uses it. For clients that
-// accept text/event-stream it writes Server-Sent Events
-// (https://html.spec.whatwg.org/multipage/server-sent-events.html):
+// write; only the subscribe handler's goroutine uses it. Clients that
+// accept text/event-stream get Server-Sent Events:
 //
 //	retry: 2000                          once, first
 //
@@ -37,12 +35,11 @@ const streamWriteTimeout = 10 * time.Second
 //	event: error                         last, when the sink ends the stream
 //	data: {"code":14,"message":"sink is shutting down","details":[]}
 //
-// An EventSource reconnecting after a dropped connection sends the last id
-// it saw as Last-Event-ID and so resumes where it left off; the missed
-// event has no id, so it does not move that resume point. For other
-// clients it writes newline-delimited JSON in grpc-gateway's format for
-// server-streaming calls, a SubscribeResponse in protobuf's JSON mapping
-// (64-bit numbers are strings) per line, and no heartbeats:
+// The missed event has no id, so it does not move the resume point an
+// EventSource sends as Last-Event-ID. Other clients get newline-delimited
+// JSON in grpc-gateway's format for server streams, a SubscribeResponse in
+// protobuf's JSON mapping (64-bit numbers are strings) per line, and no
+// heartbeats:
 //
 //	{"result":{"event":{...},"sequence":"42"}}
 //	{"result":{"event":{...},"sequence":"45","missed":"2"}}
@@ -121,10 +118,9 @@ func (e *eventWriter) fail(st *status.Status) error {
 	return e.write(append(append([]byte(`{"error":`), data...), "}\n"...))
 }
 
-// write writes b and flushes it, under a deadline that holds only
-// meanwhile: a deadline left to expire while the stream is idle would fail
-// the end of the response. (Test recorders support no deadlines; there is
-// nothing to bound then.)
+// write writes b and flushes it under a deadline (if the writer supports
+// one), cleared afterwards: one left to expire while idle would fail the
+// response's end.
 func (e *eventWriter) write(b []byte) error {
 	_ = e.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 	_, err := e.w.Write(b)
@@ -135,10 +131,8 @@ func (e *eventWriter) write(b []byte) error {
 	return err
 }
 
-// appendData appends data as the data field of an event and the blank line
-// that ends the event. Compact JSON has no line breaks; should data have
-// any, each line gets a data field of its own, which the client joins back
-// with "\n".
+// appendData appends data as an event's data field and the blank line that
+// ends the event; each line of data gets a data field of its own.
 func appendData(b, data []byte) []byte {
 	for {
 		line, rest, more := bytes.Cut(data, []byte("\n"))
@@ -153,8 +147,7 @@ func appendData(b, data []byte) []byte {
 	return append(b, '\n')
 }
 
-// errorJSON renders st as the API's error bodies are rendered:
-// {"code":N,"message":"...","details":[]}.
+// errorJSON renders st as the API's error bodies: {"code":N,...,"details":[]}.
 func errorJSON(st *status.Status) ([]byte, error) {
 	return protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(st.Proto())
 }

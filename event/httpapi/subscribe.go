@@ -17,11 +17,6 @@ import (
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
 
-// This file serves SinkService.Subscribe over HTTP. The in-process gateway
-// cannot serve server-streaming calls, so GET /v1/events:subscribe has a
-// handler of its own on the gateway mux: it subscribes to the backend and
-// writes each published event as it comes (in a format of stream.go).
-
 // subscribeRequest is a parsed GET /v1/events:subscribe.
 type subscribeRequest struct {
 	types       []eventv1.Type
@@ -76,9 +71,8 @@ func parseSubscribeRequest(r *http.Request) (subscribeRequest, error) {
 	return req, nil
 }
 
-// acceptsEventStream reports whether an Accept header lists
-// text/event-stream (with a q other than 0). Wildcards do not count: a
-// client that accepts anything gets the default, NDJSON.
+// acceptsEventStream reports whether Accept lists text/event-stream with a
+// q above 0. Wildcards do not count: their clients get NDJSON.
 func acceptsEventStream(accept []string) bool {
 	for _, header := range accept {
 		for part := range strings.SplitSeq(header, ",") {
@@ -95,19 +89,17 @@ func acceptsEventStream(accept []string) bool {
 	return false
 }
 
-// subscribe serves GET /v1/events:subscribe: it subscribes to the backend
-// and streams the events until the client goes away, the subscription
-// ends (slow subscriber, sink closing) or Shutdown is called. Errors found
-// before the stream starts (bad types or last id, too many subscribers) are
-// ordinary JSON error responses; later ones end the stream in its format.
+// subscribe serves GET /v1/events:subscribe (the in-process gateway cannot
+// serve server streams) until the client goes away, the subscription ends
+// or Shutdown is called. Errors before the stream starts are ordinary JSON
+// error responses; later ones end the stream in its format.
 func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
 	req, err := parseSubscribeRequest(r)
 	if err != nil {
 		h.writeError(w, r, err)
 		return
 	}
-	// The subscription ends with the request, or with errShuttingDown at
-	// Shutdown.
+	// Ends with the request, or with errShuttingDown at Shutdown.
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
 	defer context.AfterFunc(h.stopping, func() { cancel(context.Cause(h.stopping)) })()
@@ -158,11 +150,9 @@ func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// beat is the context a subscription waits for events with: with a
-// heartbeat interval, a child of the stream's context that ends when the
-// next heartbeat is due (Next then returns, and the subscription stays
-// live); without one, the stream's context itself. One context per
-// interval, not per event.
+// beat is the context a subscription waits for events with: the stream's,
+// or with a heartbeat interval a child of it that ends when the next
+// heartbeat is due (one per interval, not per event).
 type beat struct {
 	parent context.Context
 	every  time.Duration

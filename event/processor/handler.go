@@ -27,20 +27,15 @@ func (f HandlerFunc) Handle(ctx context.Context, ev *eventv1.Event) (*eventv1.Ev
 	return f(ctx, ev)
 }
 
-// Inliner is an optional interface of a [Handler] whose Handle, for some
-// events, returns at once: no I/O, no sleeping, no waiting on other
-// goroutines (Publish included), no long computation. The Server asks
-// Inline about each event before its handler runs; for an event it
-// reports true, Handle runs on the stream's receiving goroutine instead of
-// a worker goroutine. That saves handing the event to another goroutine,
-// a large share of a trivial handler's cost per event, but
-// the stream reads no further requests, cancels included, until Handle
-// returns, so a Handle that blocks on an inlined event stalls the stream.
-//
-// Everything else stays as it is for other events: the answer, the
-// concurrency limit, the context (deadline, trace context), panic
-// isolation and draining. Inline must be fast and must not keep or modify
-// ev; a panic in Inline counts as false.
+// Inliner is an optional interface of a [Handler] whose Handle returns at
+// once for some events: no I/O, no sleeping, no waiting on other goroutines
+// (Publish included), no long computation. For an event Inline reports
+// true, Handle runs on the stream's receiving goroutine instead of a worker,
+// which saves a hand-off; but the stream reads no further requests, cancels
+// included, until Handle returns, so a blocking Handle stalls the stream.
+// Everything else (answer, concurrency limit, context, panic isolation,
+// draining) is as for other events. Inline must be fast and must not keep
+// or modify ev; a panic in Inline counts as false.
 type Inliner interface {
 	Inline(ev *eventv1.Event) bool
 }

@@ -20,16 +20,13 @@ type Options struct {
 	// MaxConcurrency bounds the handlers running at once across all streams
 	// of the Server. Zero or less means DefaultMaxConcurrency.
 	MaxConcurrency int
-	// ShutdownGrace is how long Serve lets in-flight handlers finish and
-	// their answers be sent after its context is done, before it cuts the
-	// streams and stops hard. Zero or less means DefaultShutdownGrace.
+	// ShutdownGrace is how long Serve waits for in-flight handlers before it
+	// stops hard. Zero or less means DefaultShutdownGrace.
 	ShutdownGrace time.Duration
-	// Logger receives handler panics and lifecycle messages. Nil means
-	// slog.Default().
+	// Logger gets handler panics and lifecycle messages; nil: slog.Default().
 	Logger *slog.Logger
-	// ServerOptions are added to the options of the grpc.Server built by
-	// Serve (for example credentials or interceptors). They do not apply to
-	// Register.
+	// ServerOptions are added to those of the grpc.Server Serve builds
+	// (credentials, interceptors); they do not apply to Register.
 	ServerOptions []grpc.ServerOption
 }
 

@@ -12,19 +12,16 @@ import (
 )
 
 // SinkIDMetadataKey is the gRPC metadata key by which a sink names itself
-// when it opens a Process stream. A sink opens several streams to each
-// processor; Publish uses the key to send each event once per sink. Streams
-// without it count as separate sinks.
+// on its Process streams, so that Publish sends each event once per sink.
+// Streams without it count as separate sinks.
 const SinkIDMetadataKey = protocol.SinkIDHeader
 
-// Publish sends ev to every connected sink, once per sink, as a
-// ProcessResponse with id 0 and ev in publish. It may be called from any
-// goroutine, handlers included, and must not modify ev afterwards.
-//
-// For each sink it uses the most recently opened stream that is still
-// live. It returns once ev is queued on each (or ctx is done: then some
-// sinks may have it and others not). It fails with UNAVAILABLE when no sink
-// is connected, and with the status of ctx's error when ctx ends first.
+// Publish sends ev to every connected sink, once per sink, on its newest
+// live stream (a ProcessResponse with id 0). It may be called from any
+// goroutine, handlers included; ev must not be modified afterwards. It
+// returns once ev is queued for each sink. It fails with UNAVAILABLE when no
+// sink is connected, and with ctx's status when ctx ends first (some sinks
+// may then have ev and others not).
 func (s *Server) Publish(ctx context.Context, ev *eventv1.Event) error {
 	if ev == nil {
 		return status.Error(codes.InvalidArgument, "processor: Publish of a nil event")
@@ -64,8 +61,7 @@ func publishOnce(ctx context.Context, group []*stream, ev *eventv1.Event) (bool,
 	return false, nil
 }
 
-// sinkGroups returns the live streams grouped by sink, newest first in
-// each group.
+// sinkGroups returns the live streams by sink, newest first in each group.
 func (s *Server) sinkGroups() [][]*stream {
 	type entry struct {
 		st  *stream

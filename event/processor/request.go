@@ -10,23 +10,17 @@ import (
 )
 
 // request is one event from its receipt to its answer, in one allocation:
-// the message it was received into, the handler's context, its entry in
-// the stream's pending requests, the task for a worker, and its answer.
+// the message it was received into, the handler's context, its pending
+// entry, a worker's task, and its answer.
 //
-// It is the handler's context.Context itself. A context.WithDeadline per
-// event costs a timer, four allocations and a registration with the
-// stream's context, under the lock every event of the stream contends for,
-// yet most handlers never wait on their context. So a request works out
-// Err from the clock and its parent while nothing waits, and makes a
-// standard context (WithCancel or WithDeadline of the same parent) only
-// when something needs a channel: Done, or the context package deriving a
-// context from it or asking for its cause (through Value(&cancelCtxKey)).
-// From then on it delegates to that context.
+// It is the handler's context.Context itself (docs/design.md, The processor
+// SDK): it works out Err from the clock and its parent, and makes a
+// standard context to delegate to only when something needs a channel:
+// Done, or the context package deriving from it or asking its cause
+// (Value(&cancelCtxKey)).
 //
-// Err is sticky, as a standard context's: once it reports an error it keeps
-// reporting it, and a Done made later is closed. Where both the deadline
-// and the end of the stream passed before anything asked, a request cannot
-// tell which came first and reports DEADLINE_EXCEEDED.
+// Err is sticky, as a standard context's. If both the deadline and the end
+// of the stream passed before anything asked, it reports DEADLINE_EXCEEDED.
 type request struct {
 	msg eventv1.ProcessRequest // as received
 
@@ -35,12 +29,9 @@ type request struct {
 	parent   context.Context // the stream's, with the trace context
 	deadline time.Time       // zero for none
 
-	// inner is the context the request delegates to once made; it does not
-	// change after that.
-	inner atomic.Pointer[innerContext]
-	mu    sync.Mutex // guards making inner, err and ended
-	// err is the error found before inner was made (nil after, unless
-	// inner was made for it).
+	inner atomic.Pointer[innerContext] // set once, when made
+	mu    sync.Mutex                   // guards making inner, and err
+	// err is the error found before inner was made.
 	err error
 
 	// The answer, without allocations of its own for replies and consumes.
@@ -57,11 +48,10 @@ type innerContext struct {
 
 var _ context.Context = (*request)(nil)
 
-// cancelCtxKey is the context package's private key by which it finds the
-// nearest standard cancelable context: to register derived contexts with
-// it rather than watch them from a goroutine, and in context.Cause. Nil if
-// it could not be learnt: then contexts derived from a request still work,
-// each with a goroutine of its own.
+// cancelCtxKey is the context package's private key for the nearest
+// standard cancelable context (used to register derived contexts, and by
+// context.Cause). If it cannot be learnt (nil), contexts derived from a
+// request still work, each watched by a goroutine.
 var cancelCtxKey = func() any {
 	spy := &keySpy{}
 	_ = context.Cause(spy) // asks for Value(&cancelCtxKey) once Err is not nil
@@ -86,8 +76,7 @@ func (s *keySpy) Value(key any) any {
 // found returns the error the request is done with, or nil; ending says
 // that it is being cancelled now. r.mu must be held.
 func (r *request) found(ending bool) error {
-	// time.Until reads only the monotonic clock (deadline has a monotonic
-	// reading), where time.Now reads the wall clock as well.
+	// time.Until reads only the monotonic clock; time.Now the wall clock too.
 	if !r.deadline.IsZero() && time.Until(r.deadline) <= 0 {
 		return context.DeadlineExceeded
 	}
@@ -171,8 +160,7 @@ func (r *request) Value(key any) any {
 // String describes the context, as the standard ones do.
 func (r *request) String() string { return "processor.request" }
 
-// end cancels the request's context, if it is not done yet: the sink
-// cancelled the request, or its handler returned.
+// end cancels the request's context: the sink cancelled it, or it returned.
 func (r *request) end() {
 	r.mu.Lock()
 	in := r.inner.Load()

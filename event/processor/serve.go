@@ -13,14 +13,12 @@ import (
 	"google.golang.org/grpc/keepalive"
 )
 
-// KeepaliveOptions returns the keepalive settings of the server built by
-// Serve: it pings idle connections every 5s and drops those that do not
-// answer within 2s, and it lets sinks, which ping their processors every
-// few seconds to notice dead connections, ping down to every second, also
-// without active streams. Pass them to grpc.NewServer when serving a
-// Server with [Server.Register] on a gRPC server of your own: gRPC's
-// default policy allows one ping per 5 minutes and closes the connection
-// of a sink that pings more often ("too_many_pings").
+// KeepaliveOptions returns the keepalive settings of the server Serve
+// builds: ping idle connections every 5s, drop those silent for 2s, and let
+// sinks ping as often as every second, also without streams. Pass them to
+// grpc.NewServer when using [Server.Register] on a server of your own:
+// gRPC's default policy closes the connection of a sink that pings more
+// often than every 5 minutes ("too_many_pings").
 func KeepaliveOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 5 * time.Second, Timeout: 2 * time.Second}),

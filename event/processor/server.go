@@ -13,9 +13,8 @@ import (
 )
 
 // errShuttingDown answers streams and requests that arrive while the Server
-// drains. Its ErrorInfo detail (reason PROCESSOR_DRAINING) tells the sink
-// that the event was not handled, so it sends it to another processor and
-// stops using this stream.
+// drains. Its ErrorInfo (PROCESSOR_DRAINING) tells the sink the event was
+// not handled: it retries it elsewhere and stops using this stream.
 var errShuttingDown = func() *status.Status {
 	st, err := status.New(codes.Unavailable, "processor: shutting down").WithDetails(&errdetails.ErrorInfo{
 		Reason: eventv1.ErrorReason_ERROR_REASON_PROCESSOR_DRAINING.String(),
@@ -31,11 +30,10 @@ var errShuttingDown = func() *status.Status {
 // processor protocol; see eventv1.ErrorReason.
 const ErrorDomain = "eventproc"
 
-// Server serves a [Handler] as an eventv1.ProcessorServiceServer.
-//
-// Create it with [NewServer]. Serve runs a complete gRPC server; Register
-// adds the service to a gRPC server of your own instead. All methods are
-// safe for concurrent use. A Server is served at most once.
+// Server serves a [Handler] as an eventv1.ProcessorServiceServer. Create it
+// with [NewServer]. Serve runs a complete gRPC server; Register adds the
+// service to a gRPC server of your own instead. All methods are safe for
+// concurrent use. A Server is served at most once.
 type Server struct {
 	eventv1.UnimplementedProcessorServiceServer
 
@@ -82,12 +80,11 @@ func NewServer(h Handler, opts Options) *Server {
 }
 
 // Register adds the Server's ProcessorService to r, for callers that run
-// their own grpc.Server instead of Serve; build that server with
-// [KeepaliveOptions], and keep gRPC's default receive limit (4 MiB) or a
-// larger one: the Server tells sinks it reads messages of that size, and
-// sinks batch requests up to it. Such callers own its shutdown:
-// Process streams end when the sink closes them or when the grpc.Server is
-// stopped (GracefulStop alone waits for the sinks).
+// their own grpc.Server instead of Serve. Build that server with
+// [KeepaliveOptions] and a receive limit of at least gRPC's default 4 MiB,
+// which the Server announces to sinks as its batch limit. Such callers own
+// its shutdown: Process streams end when the sink closes them or the
+// grpc.Server is stopped (GracefulStop alone waits for the sinks).
 func (s *Server) Register(r grpc.ServiceRegistrar) {
 	eventv1.RegisterProcessorServiceServer(r, s)
 }

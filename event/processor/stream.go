@@ -18,19 +18,15 @@ import (
 )
 
 // outQueueLen bounds the answers waiting for a stream's writer. A handler
-// whose answer does not fit waits (holding its concurrency slot), which
-// slows down the reading of new requests in turn.
+// whose answer does not fit waits, holding its concurrency slot.
 const outQueueLen = 256
 
-// stream is the state of one Process call.
-//
-// Its goroutines: the gRPC handler goroutine runs write; one goroutine runs
-// receive, the only caller of Recv; every event runs in a goroutine of the
-// stream's workers (run), or in receive itself when the Inliner says so.
-// An answer is sent by the goroutine that has it when nothing is queued
-// and no other Send is under way (see answer), else handed to write over
-// out; Publish always hands its messages to write. Sends are serialised by
-// sendMu, and none happens once write has returned.
+// stream is the state of one Process call. The gRPC handler goroutine runs
+// write; one goroutine runs receive, the only caller of Recv; each event
+// runs on a worker (run), or in receive when the Inliner says so. An answer
+// is sent by whoever has it when nothing is queued and no Send is under way
+// (see answer), else handed to write over out, as Publish always does.
+// Sends are serialised by sendMu, and none happens once write has returned.
 type stream struct {
 	srv    *Server
 	grpc   grpc.BidiStreamingServer[eventv1.ProcessRequest, eventv1.ProcessResponse]
@@ -47,22 +43,19 @@ type stream struct {
 	pending map[uint64]*request // running handlers by request id
 
 	// sendMu is held around every Send. sendErr is the error of a Send
-	// made outside write, which ends the stream; sendDone is set once write
-	// returned: no Send may follow.
+	// outside write, which ends the stream; sendDone: write returned.
 	sendMu   sync.Mutex
 	sendErr  error
 	sendDone bool
-	// queued counts what was handed to write and is not sent yet (in out,
-	// or taken and waiting for sendMu): answer sends directly only when it
-	// is zero, so nothing overtakes a message queued before it.
+	// queued counts what was handed to write and is not sent yet: answer
+	// sends directly only when it is zero, so nothing overtakes the queue.
 	queued atomic.Int64
 
-	// batchLimit, when not zero, is the largest message the sink reads: it
-	// reads ProcessResponse.batch (it said so in its request headers).
+	// batchLimit, when not zero, is the largest message the sink reads,
+	// batches included (from its request headers).
 	batchLimit int
-	// collected holds, while receive handles a batch of requests, the
-	// requests it ran inline and their answers, sent together when the
-	// batch is done (see flushCollected). Only receive uses it.
+	// collected holds the requests receive ran inline while handling a
+	// batch, and their answers, sent together (flushCollected).
 	collected     []*request
 	collectedResp []*eventv1.ProcessResponse
 	collecting    bool
@@ -94,8 +87,7 @@ func (st *stream) serve() error {
 	defer st.cancel() // cancels every handler still running
 	st.srv.addStream(st)
 	defer st.srv.removeStream(st)
-	// The sink counts a stream as live once it has the header, which also
-	// says that this end reads batches.
+	// The sink counts the stream live once it has the header.
 	if err := st.grpc.SendHeader(metadata.Pairs(protocol.BatchHeader, strconv.Itoa(protocol.MaxRecvBytes))); err != nil {
 		return err
 	}
@@ -117,9 +109,8 @@ func (st *stream) write(recvDone <-chan error) error {
 	drainCh := st.srv.drainCh
 	draining := false
 	for {
-		// While answers are waiting, send them without the full select
-		// (its cost grows with its cases), but no more than protocol.MaxBatch in a
-		// row, so that the stream still ends in time under a steady flow.
+		// Send waiting answers without the costlier full select, at most
+		// MaxBatch in a row so the stream can still end under steady load.
 		for range protocol.MaxBatch {
 			select {
 			case resp := <-st.out:
@@ -172,8 +163,7 @@ func (st *stream) send(resp *eventv1.ProcessResponse) error {
 	return st.grpc.Send(resp)
 }
 
-// sendQueued sends resp, taken from out, with whatever else waits there
-// when the sink reads batches: one message for up to protocol.MaxBatch answers.
+// sendQueued sends resp, taken from out, batched with what else waits there.
 func (st *stream) sendQueued(resp *eventv1.ProcessResponse) error {
 	if st.batchLimit == 0 || len(st.out) == 0 {
 		return st.send(resp)
@@ -194,8 +184,7 @@ more:
 	return st.sendBatch(batch)
 }
 
-// sendBatch sends the answers in as few messages as the sink's limit
-// allows, with sendMu held.
+// sendBatch sends answers in as few messages as the sink allows; sendMu held.
 func (st *stream) sendBatch(answers []*eventv1.ProcessResponse) error {
 	for len(answers) > 0 {
 		n, size := 0, 0
@@ -218,8 +207,7 @@ func (st *stream) sendBatch(answers []*eventv1.ProcessResponse) error {
 	return nil
 }
 
-// enqueue hands resp to write, waiting for room in out; it fails when ctx
-// ends first.
+// enqueue hands resp to write, waiting for room in out until ctx ends.
 func (st *stream) enqueue(ctx context.Context, resp *eventv1.ProcessResponse) error {
 	st.queued.Add(1)
 	select {
@@ -236,8 +224,7 @@ func (st *stream) enqueue(ctx context.Context, resp *eventv1.ProcessResponse) er
 	}
 }
 
-// answerBatch sends several answers as batches (see sendBatch), or hands
-// them to the writer; it fails when the stream is over.
+// answerBatch is answer for several answers, sent as batches (sendBatch).
 func (st *stream) answerBatch(answers []*eventv1.ProcessResponse) error {
 	if sent, err := st.sendDirect(func() error { return st.sendBatch(answers) }); sent {
 		return err
@@ -250,9 +237,8 @@ func (st *stream) answerBatch(answers []*eventv1.ProcessResponse) error {
 	return nil
 }
 
-// sendDirect runs send, which sends on the stream, when nothing waits for
-// the writer and no other Send is under way, and reports whether it did.
-// A failed Send ends the stream (write returns its error).
+// sendDirect runs send when nothing waits for the writer and no other Send
+// is under way, and reports whether it did. A failed Send ends the stream.
 func (st *stream) sendDirect(send func() error) (bool, error) {
 	if st.queued.Load() != 0 || !st.sendMu.TryLock() {
 		return false, nil
@@ -305,8 +291,6 @@ func (st *stream) receive() error {
 		if r == nil {
 			r = new(request)
 		}
-		// Each request is received into a request of its own, which the
-		// handler's context, the pending entry and the answer share.
 		if err := st.grpc.RecvMsg(&r.msg); err != nil {
 			return err
 		}
@@ -332,9 +316,8 @@ func (st *stream) receive() error {
 	}
 }
 
-// receiveBatch handles the requests of a ProcessRequest.batch. Answers of
-// handlers run inline are sent together once all are handled, as one
-// batch when the sink reads batches.
+// receiveBatch handles the requests of a ProcessRequest.batch; answers of
+// handlers run inline go back together (flushCollected).
 func (st *stream) receiveBatch(batch []*eventv1.ProcessRequest) error {
 	now := time.Now()
 	st.collecting = st.batchLimit > 0
@@ -353,9 +336,8 @@ func (st *stream) receiveBatch(batch []*eventv1.ProcessRequest) error {
 	return nil
 }
 
-// flushCollected sends the answers collected while handling a batch, then
-// lets their requests go. Until then they count as running, so a draining
-// writer waits for their answers.
+// flushCollected sends the answers collected from a batch, then lets their
+// requests go: until then a draining writer waits for them.
 func (st *stream) flushCollected() {
 	switch len(st.collectedResp) {
 	case 0:
@@ -385,10 +367,9 @@ func (st *stream) cancelRequest(id uint64) {
 	}
 }
 
-// dispatch starts the handler for the request received into r at now, or
-// answers it at once when it cannot run, and reports whether it started
-// it (else r may be reused). It blocks while MaxConcurrency handlers run.
-// It returns an error only when the stream is over.
+// dispatch starts req's handler, with r as its state, or answers req at
+// once; it reports whether r is taken (else r may be reused). It blocks
+// while MaxConcurrency handlers run, and fails only when the stream is over.
 func (st *stream) dispatch(r *request, req *eventv1.ProcessRequest, now time.Time) (bool, error) {
 	id := req.GetId()
 	if id == 0 {
@@ -459,8 +440,7 @@ func (st *stream) dispatch(r *request, req *eventv1.ProcessRequest, now time.Tim
 	return true, nil
 }
 
-// inline asks in whether to run the handler for ev inline; a panic means
-// no (the handler then runs on a worker, where a panic is contained).
+// inline asks in whether to run ev's handler inline; a panic means no.
 func inline(in Inliner, ev *eventv1.Event) (ok bool) {
 	defer func() {
 		if recover() != nil {
@@ -470,11 +450,8 @@ func inline(in Inliner, ev *eventv1.Event) (ok bool) {
 	return in.Inline(ev)
 }
 
-// startWork runs r on an idle worker goroutine of the stream, or on a new
-// one when none is idle. Workers stay until the stream's receiving ends
-// (closeWork), so that handlers run on goroutines whose stacks have
-// already grown (a typed channel rather than a func per event saves an
-// allocation).
+// startWork runs r on an idle worker of the stream, or on a new one.
+// Workers stay until closeWork, so handlers run on already grown stacks.
 func (st *stream) startWork(r *request) {
 	select {
 	case st.work <- r:
@@ -493,8 +470,7 @@ func (st *stream) worker(r *request) {
 // closeWork lets the workers exit once their current request is done.
 func (st *stream) closeWork() { close(st.work) }
 
-// run handles r, hands the answer to the writer, then frees the request's
-// slot.
+// run handles r, sends or hands over the answer, then frees r's slot.
 func (st *stream) run(r *request) {
 	resp := st.srv.handle(r)
 	_ = st.answer(resp) // fails only when the stream is over: nobody to tell
@@ -519,14 +495,9 @@ func (st *stream) finish(r *request) {
 	}
 }
 
-// answer sends resp, or hands it to the writer; it fails when the stream
-// is over.
-//
-// When nothing waits for the writer and no other goroutine is sending, it sends
-// resp itself: a hand-off to the writer costs a goroutine wake-up per
-// answer. Blocking in Send on
-// the sink's flow control is then the same back-pressure on this stream as
-// a full out. A failed Send ends the stream (write returns its error).
+// answer sends resp itself when nothing waits for the writer and no Send
+// is under way (docs/design.md, The processor SDK), else hands it to the
+// writer. It fails when the stream is over; a failed Send ends the stream.
 func (st *stream) answer(resp *eventv1.ProcessResponse) error {
 	if sent, err := st.sendDirect(func() error { return st.grpc.Send(resp) }); sent {
 		return err

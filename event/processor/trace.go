@@ -13,15 +13,11 @@ import (
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
 
-// The sink sends each event's W3C trace context in the request, because the
-// long-lived Process stream is one RPC shared by many events. The SDK puts
-// it back into the handler's context, as the remote parent span, so a
-// handler using OpenTelemetry continues the client's trace; and it wraps each
-// handler call in a span from the global TracerProvider once the program
-// installs one with otel.SetTracerProvider. Until then OpenTelemetry's
-// global provider makes only non-recording spans that carry their parent's
-// span context, so the SDK starts none: the handler's context is the same
-// but for the cost.
+// Each request carries its event's W3C trace context (docs/design.md, Trace
+// context). The SDK makes it the handler context's remote parent and, once
+// the program installs a TracerProvider (otel.SetTracerProvider), wraps each
+// handler call in a span; the default provider's spans would record
+// nothing, so none are started until then.
 
 const tracerName = "github.com/eventproc/eventproc/event/processor"
 
@@ -48,12 +44,11 @@ func withTraceContext(ctx context.Context, tc map[string]string) context.Context
 	return context.WithValue(ctx, traceContextKey{}, tc)
 }
 
-// serverSpan are the options of every handler span (a variable: a variadic
-// argument passed to an interface method escapes, one allocation per call).
+// serverSpan are the options of every handler span, a variable so that the
+// variadic call does not allocate.
 var serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
 
-// startSpan starts the span around one handler call. It returns a nil span,
-// and ctx, while no TracerProvider is installed.
+// startSpan starts a handler call's span; without a provider: ctx and nil.
 func startSpan(ctx context.Context, ev *eventv1.Event) (context.Context, trace.Span) {
 	tracer := currentTracer()
 	if tracer == nil {
@@ -101,8 +96,7 @@ type tracerFor struct {
 // otel.Tracer takes a global lock on every call while none is installed.
 var lastTracer atomic.Pointer[tracerFor]
 
-// currentTracer returns the tracer of the global TracerProvider, or nil
-// while that is OpenTelemetry's default (no SDK installed).
+// currentTracer returns the global provider's tracer; nil for the default one.
 func currentTracer() trace.Tracer {
 	tp := otel.GetTracerProvider()
 	// Only providers of comparable types are cached, so == cannot panic.
@@ -120,9 +114,7 @@ func currentTracer() trace.Tracer {
 }
 
 // isDefaultProvider reports whether tp is OpenTelemetry's global default,
-// the provider that otel.GetTracerProvider returns until a program calls
-// otel.SetTracerProvider (its spans record nothing and only carry their
-// parent's span context).
+// which otel.GetTracerProvider returns until otel.SetTracerProvider is called.
 func isDefaultProvider(tp trace.TracerProvider) bool {
 	typ := reflect.TypeOf(tp)
 	return typ != nil && typ.Kind() == reflect.Pointer &&

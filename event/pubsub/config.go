@@ -7,14 +7,11 @@ import (
 
 // Defaults applied by New to the zero fields of a Config.
 const (
-	// DefaultHistorySize is the number of events of each type retained for
-	// resuming subscribers when Config.HistorySize is zero.
+	// DefaultHistorySize is the default number of events retained per type.
 	DefaultHistorySize = 1024
-	// DefaultBufferSize is the per-subscriber buffer when Config.BufferSize
-	// is zero.
+	// DefaultBufferSize is the default per-subscriber buffer.
 	DefaultBufferSize = 256
-	// DefaultMaxSubscribers is the subscriber limit when
-	// Config.MaxSubscribers is zero.
+	// DefaultMaxSubscribers is the default subscriber limit.
 	DefaultMaxSubscribers = 10000
 )
 
@@ -23,13 +20,11 @@ const (
 type Policy int
 
 const (
-	// DropOldest discards the subscriber's oldest buffered event to make
-	// room for the new one, and reports the number discarded in the Missed
-	// field of the next event the subscriber receives. It is the default.
+	// DropOldest, the default, discards the subscriber's oldest buffered
+	// event; the next event it receives reports the loss in Missed.
 	DropOldest Policy = iota
-	// Disconnect ends the subscription: its Next returns ErrSlowSubscriber.
-	// The client can resubscribe with the sequence number of the last event
-	// it received and catch up from the history.
+	// Disconnect ends the subscription with ErrSlowSubscriber; the client
+	// can resubscribe from its last sequence number and catch up.
 	Disconnect
 )
 
@@ -48,24 +43,20 @@ func (p Policy) String() string {
 // Config configures a Hub. The zero value is valid and means all defaults.
 type Config struct {
 	// HistorySize is how many of the latest events of each type the hub
-	// retains so that a subscriber can resume after a last event id. Zero
-	// means DefaultHistorySize; negative is invalid. To retain nothing, set
-	// DisableHistory instead.
+	// retains for resuming subscribers. Zero means DefaultHistorySize;
+	// negative is invalid (set DisableHistory to retain nothing).
 	HistorySize int
 	// DisableHistory turns the history off: resuming subscribers receive new
-	// events only, the first of them reporting the events missed since the
-	// last event id. HistorySize must then be zero.
+	// events only (the first reports what was missed). HistorySize must be 0.
 	DisableHistory bool
-	// BufferSize is how many events the hub buffers for each subscriber that
-	// has not taken them yet. Zero means DefaultBufferSize; negative is
-	// invalid.
+	// BufferSize is how many events the hub buffers for each subscriber.
+	// Zero means DefaultBufferSize; negative is invalid.
 	BufferSize int
 	// Policy says what to do when a subscriber's buffer is full. The zero
 	// value is DropOldest.
 	Policy Policy
-	// MaxSubscribers caps the number of live subscriptions; Subscribe past
-	// it returns ErrTooManySubscribers. Zero means DefaultMaxSubscribers;
-	// negative is invalid.
+	// MaxSubscribers caps live subscriptions (ErrTooManySubscribers beyond).
+	// Zero means DefaultMaxSubscribers; negative is invalid.
 	MaxSubscribers int
 }
 

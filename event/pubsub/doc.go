@@ -4,14 +4,13 @@
 //
 // # Sequence numbers and ordering
 //
-// Publish gives every event a hub-wide sequence number, starting at 1 and
-// increasing by one per event. Each subscription receives its events in
-// strictly increasing sequence order, so events published by one goroutine
-// arrive in the order they were published, and the sequence number of the
-// last event a client received is a sound resume point (the SSE
-// Last-Event-ID): resubscribing with it replays the retained events after it,
-// then continues live, with no duplicate and no gap. Sequence numbers restart
-// at 1 with a new Hub.
+// Publish gives every event a hub-wide sequence number, from 1 up by one
+// per event (restarting with a new Hub). Each subscription receives its
+// events in increasing sequence order (one goroutine's events in the order
+// it published them), so the sequence number of the last event a client
+// received is a sound resume point (the SSE Last-Event-ID):
+// resubscribing with it replays the retained events after it, then goes on
+// live, with no duplicate and no gap.
 //
 // # Slow subscribers
 //
@@ -20,41 +19,33 @@
 // subscription's oldest buffered event (DropOldest, the default) or ends the
 // subscription with ErrSlowSubscriber (Disconnect). Dropped events are
 // counted exactly: the next event the subscriber receives carries in its
-// Missed field the number of matching events lost since the previous one. A
-// stuck subscriber therefore costs the publisher and other subscribers
-// nothing but the copy of an event pointer into its full buffer.
+// Missed field the number of matching events lost since the previous one.
 //
 // # History
 //
 // The hub retains the latest Config.HistorySize events of each type
 // (DefaultHistorySize unless set; Config.DisableHistory retains none). A
-// subscriber resuming from a sequence number whose successors were partly
-// evicted gets the retained ones, the first carrying in Missed the number
-// of matching events lost. That number is exact as long as the hub still
-// remembers the sequence numbers of the lost events, which it does for the
-// latest max(4*HistorySize, 1024) events evicted from each type's history.
-// For events evicted longer ago it is an upper bound, and it is never zero
-// when an event was lost.
+// subscriber resuming after partly evicted events gets the retained ones,
+// the first carrying in Missed the number of matching events lost: exact
+// while the hub remembers the evicted sequence numbers (the latest
+// max(4*HistorySize, 1024) per type), an upper bound beyond that, and never
+// zero when an event was lost.
 //
 // # Concurrency
 //
 // Hub methods are safe for concurrent use. Publish holds the hub's mutex
-// while it assigns the sequence number, records the event in the history and
-// appends it to each matching buffer: O(1) per subscriber, under that
-// subscription's own short mutex, never waiting for the subscriber to read.
-// Holding the hub's mutex across the fan-out is what makes each
-// subscription's order the sequence order, and what lets Subscribe snapshot
-// the history and register atomically with respect to Publish. Subscribers
-// are indexed by type, so Publish visits only the subscriptions that want
-// the event; concurrent publishers take turns.
+// while it numbers the event, records it in the history and appends it to
+// the buffer of each subscription of its type, never waiting for a
+// subscriber. Holding it across the fan-out keeps each subscription in
+// sequence order and lets Subscribe snapshot the history and register
+// atomically with respect to Publish.
 //
 // A Subscription's Next must be called by one goroutine at a time; its
 // Close, Done, Err and Missed may be called from any goroutine.
 //
-// The package starts no goroutines of its own: Next waits on a channel, and
-// a subscription watches its context with context.AfterFunc, whose goroutine
-// only runs, briefly, once the context is done. Ended subscriptions are
-// removed from the hub and their buffers released.
+// The package starts no goroutines of its own (a subscription watches its
+// context with context.AfterFunc). Ended subscriptions are removed from the
+// hub and their buffers released.
 //
 // Published events are shared by every subscriber and by the history, so
 // nobody may modify an event after publishing it.

@@ -7,9 +7,8 @@ import "errors"
 var (
 	// ErrInvalidConfig means a Config field is out of range.
 	ErrInvalidConfig = errors.New("pubsub: invalid config")
-	// ErrInvalidTypes means Subscribe got no types, TYPE_UNSPECIFIED or a
-	// value the event.v1.Type enum does not define. The sink maps it to
-	// INVALID_ARGUMENT.
+	// ErrInvalidTypes means Subscribe got no types, TYPE_UNSPECIFIED or an
+	// undefined type. The sink maps it to INVALID_ARGUMENT.
 	ErrInvalidTypes = errors.New("pubsub: invalid types")
 	// ErrInvalidLastEventID means Subscribe got a last event id that is not a
 	// decimal sequence number. The sink maps it to INVALID_ARGUMENT.

@@ -13,9 +13,8 @@ type entry struct {
 }
 
 // history is what the hub remembers of one event type: the latest events,
-// for resuming subscribers, and the sequence numbers of the latest events
-// evicted from them, to count exactly what a resuming subscriber lost. It is
-// not safe for concurrent use: the hub's mutex guards it.
+// and the sequence numbers of the latest evicted ones, to count exactly
+// what a resuming subscriber lost. The hub's mutex guards it.
 type history struct {
 	events  ring[entry]  // retained events, oldest first
 	evicted ring[uint64] // sequence numbers of evicted events, oldest first
@@ -26,14 +25,12 @@ type history struct {
 	lastForgotten uint64
 }
 
-// newHistory returns a history retaining limit events and the sequence
-// numbers of evictedLimit evicted ones.
+// newHistory returns a history of limit events and evictedLimit evictions.
 func newHistory(limit, evictedLimit int) *history {
 	return &history{events: ring[entry]{limit: limit}, evicted: ring[uint64]{limit: evictedLimit}}
 }
 
-// evictedLimit is how many sequence numbers of evicted events a history
-// keeps per type, given the number of events it retains.
+// evictedLimit is how many evicted sequence numbers a history keeps.
 func evictedLimit(historySize int) int { return max(4*historySize, 1024) }
 
 // add appends e, evicting the oldest event when the history is full.
@@ -49,8 +46,7 @@ func (h *history) add(e entry) {
 	}
 }
 
-// appendAfter appends the retained events with a sequence number greater
-// than after to dst, oldest first.
+// appendAfter appends to dst the retained events after after, oldest first.
 func (h *history) appendAfter(dst []entry, after uint64) []entry {
 	n := h.events.len()
 	i := sort.Search(n, func(i int) bool { return h.events.at(i).seq > after })
@@ -61,10 +57,9 @@ func (h *history) appendAfter(dst []entry, after uint64) []entry {
 }
 
 // lostAfter returns how many evicted events have a sequence number greater
-// than after, and the newest such sequence number (0 if none). The count is
-// exact while their sequence numbers are remembered; beyond that it adds an
-// upper bound of the forgotten ones, which assumes that every event
-// published between after and the newest forgotten one was of this type.
+// than after, and the newest such number (0 if none). Forgotten ones add an
+// upper bound: all of them, but no more than the events published between
+// after and the newest forgotten one.
 func (h *history) lostAfter(after uint64) (lost, newest uint64) {
 	n := h.evicted.len()
 	i := sort.Search(n, func(i int) bool { return h.evicted.at(i) > after })

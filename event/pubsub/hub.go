@@ -38,20 +38,16 @@ type topic struct {
 type Stats struct {
 	// Subscribers is the number of live subscriptions.
 	Subscribers int
-	// Published is the number of events published so far; it equals the
-	// last sequence number assigned.
+	// Published is the number of events published: the last sequence number.
 	Published uint64
-	// Dropped is the number of events discarded from full subscriber
-	// buffers under the DropOldest policy, summed over subscribers.
+	// Dropped counts events discarded from full buffers (DropOldest).
 	Dropped uint64
-	// Disconnected is the number of subscriptions ended with
-	// ErrSlowSubscriber under the Disconnect policy.
+	// Disconnected counts subscriptions ended with ErrSlowSubscriber.
 	Disconnected uint64
 }
 
-// New returns a hub configured by cfg; zero fields take their defaults. It
-// starts no goroutines. New panics if cfg.Validate reports an error, so
-// validate configuration from outside the program at start-up.
+// New returns a hub configured by cfg, with defaults for zero fields; it
+// starts no goroutines. It panics if cfg.Validate fails: validate first.
 func New(cfg Config) *Hub {
 	if err := cfg.Validate(); err != nil {
 		panic(err)
@@ -59,18 +55,12 @@ func New(cfg Config) *Hub {
 	return &Hub{cfg: cfg.withDefaults(), topics: make(map[eventv1.Type]*topic)}
 }
 
-// Publish assigns ev the next sequence number, retains it in the history of
-// its type and buffers it for every subscription that wants its type. It
-// returns the sequence number, or 0 without doing anything when ev is nil or
-// the hub is closed.
-//
-// Publish never waits for a subscriber: a full buffer loses its oldest event
-// or ends its subscription, as Config.Policy says. The hub shares ev with
-// every subscriber, so nobody may modify it once published.
-//
-// An event of a type Subscribe does not accept (TYPE_UNSPECIFIED or a value
-// the enum does not define) gets a sequence number but is neither retained
-// nor delivered, so that such events cannot grow the hub.
+// Publish gives ev the next sequence number, retains it in its type's
+// history, buffers it for every subscription to its type and returns the
+// number; it returns 0 and does nothing when ev is nil or the hub is closed.
+// It never waits for a subscriber (see Config.Policy). Nobody may modify ev
+// once published. An event of a type nobody can subscribe to is numbered
+// but neither retained nor delivered.
 func (h *Hub) Publish(ev *eventv1.Event) uint64 {
 	if ev == nil {
 		return 0
@@ -120,13 +110,11 @@ func (h *Hub) Publish(ev *eventv1.Event) uint64 {
 // With an empty lastEventID the subscription receives events published from
 // now on. Otherwise lastEventID is the decimal sequence number of the last
 // event the client received: the subscription first replays the retained
-// events of its types published after it, in sequence order, then continues
-// with new events, with no duplicate and no gap between the two. Replayed
-// events do not count against the buffer. If matching events after
-// lastEventID were already evicted from the history, the first event
-// delivered reports how many in its Missed field (see the package comment
-// for when that count is exact). A lastEventID beyond the latest sequence
-// number, as after a restart of the hub, replays nothing.
+// events of its types after it, then continues live, with no duplicate and
+// no gap. Replayed events do not count against the buffer. The first event
+// delivered reports in Missed the matching events already evicted (see the
+// package comment). A lastEventID beyond the latest sequence number, as
+// after a restart of the hub, replays nothing.
 //
 // Subscribe returns an error wrapping ErrInvalidTypes, ErrInvalidLastEventID,
 // ErrTooManySubscribers or ErrClosed, or ctx.Err() when ctx is already done.
@@ -161,8 +149,7 @@ func (h *Hub) Subscribe(ctx context.Context, types []eventv1.Type, lastEventID s
 		return nil, fmt.Errorf("%w: limit of %d reached", ErrTooManySubscribers, h.cfg.MaxSubscribers)
 	}
 	if resume {
-		// Under h.mu no event is published, so the snapshot and the
-		// registration below meet exactly: no duplicate, no gap.
+		// Under h.mu the snapshot and the registration meet exactly.
 		h.replayLocked(s, after)
 	}
 	for i, typ := range types {
@@ -174,8 +161,6 @@ func (h *Hub) Subscribe(ctx context.Context, types []eventv1.Type, lastEventID s
 	h.subscribers.Add(1)
 	h.mu.Unlock()
 
-	// End the subscription when ctx is done. AfterFunc starts a goroutine
-	// only then, and that goroutine returns at once.
 	stop := context.AfterFunc(ctx, func() { s.end(ctx.Err()) })
 	s.mu.Lock()
 	if s.err == nil {
@@ -228,9 +213,8 @@ func (h *Hub) topicLocked(typ eventv1.Type) *topic {
 	return t
 }
 
-// replayLocked queues for s the retained events of its types published after
-// the sequence number after, merged in sequence order, and accounts for the
-// matching events already evicted.
+// replayLocked queues for s, in sequence order, the retained events of its
+// types after the sequence number after, and counts those evicted.
 func (h *Hub) replayLocked(s *Subscription, after uint64) {
 	var (
 		runs         = make([][]entry, 0, len(s.types))
@@ -273,9 +257,8 @@ func (h *Hub) replayLocked(s *Subscription, after uint64) {
 	s.replay[0].missed = lost
 }
 
-// endLocked ends s with err unless it has already ended: it records err,
-// releases the buffers, stops watching the context, removes s from the hub
-// and finally closes s.done, waking Next.
+// endLocked ends s with err unless it has already ended: it releases s's
+// buffers and context watch, removes s from the hub, then closes s.done.
 func (h *Hub) endLocked(s *Subscription, err error) {
 	s.mu.Lock()
 	if s.err != nil {
@@ -312,8 +295,7 @@ func (h *Hub) removeLocked(s *Subscription) {
 	}
 }
 
-// normalizeTypes validates a subscription's types and returns them sorted
-// without duplicates.
+// normalizeTypes validates types and returns them sorted and unique.
 func normalizeTypes(types []eventv1.Type) ([]eventv1.Type, error) {
 	if len(types) == 0 {
 		return nil, fmt.Errorf("%w: no types given", ErrInvalidTypes)
@@ -328,8 +310,7 @@ func normalizeTypes(types []eventv1.Type) ([]eventv1.Type, error) {
 	return slices.Compact(types), nil
 }
 
-// validType reports whether typ can be subscribed to: a value of the enum
-// other than TYPE_UNSPECIFIED.
+// validType reports whether typ is an enum value other than TYPE_UNSPECIFIED.
 func validType(typ eventv1.Type) bool {
 	_, ok := eventv1.Type_name[int32(typ)]
 	return ok && typ != eventv1.Type_TYPE_UNSPECIFIED

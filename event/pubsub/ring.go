@@ -1,8 +1,7 @@
 package pubsub
 
-// ring is a bounded FIFO queue that grows on demand up to its limit, so that
-// idle subscribers and types seldom published cost little. It is not safe
-// for concurrent use.
+// ring is a bounded FIFO queue that grows on demand up to its limit, so
+// that idle subscribers and rare types cost little. Not concurrency-safe.
 type ring[T any] struct {
 	buf   []T // storage, len(buf) <= limit
 	start int // index in buf of the oldest value

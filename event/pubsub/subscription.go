@@ -16,9 +16,8 @@ type item struct {
 }
 
 // Subscription is one subscriber's stream of events, created by
-// Hub.Subscribe. Events wait in a bounded buffer until Next takes them.
-//
-// One goroutine at a time may call Next. Close, Done, Err and Missed may be
+// Hub.Subscribe. Events wait in a bounded buffer until Next takes them. One
+// goroutine at a time may call Next; Close, Done, Err and Missed may be
 // called from any goroutine, also while Next is blocked.
 type Subscription struct {
 	hub   *Hub
@@ -80,8 +79,7 @@ func (s *Subscription) Next(ctx context.Context) (*eventv1.SubscribeResponse, er
 // buffer; Next then returns ErrClosed. Close is idempotent.
 func (s *Subscription) Close() { s.end(ErrClosed) }
 
-// Done returns a channel closed once the subscription has ended and left the
-// hub.
+// Done returns a channel closed once the subscription ended and left the hub.
 func (s *Subscription) Done() <-chan struct{} { return s.done }
 
 // Err returns why the subscription ended, or nil while it is live.
@@ -92,13 +90,11 @@ func (s *Subscription) Err() error {
 }
 
 // Missed returns the total number of matching events this subscription has
-// missed so far: dropped because its buffer was full, plus those already
-// evicted from the history when it resumed. Missed includes losses not yet
-// reported by the Missed field of a response.
+// missed so far (dropped from its full buffer, or evicted from the history
+// before it resumed), including losses no response has reported yet.
 func (s *Subscription) Missed() uint64 { return s.missed.Load() }
 
-// popLocked removes and returns the oldest pending item: replayed history
-// first, then live events.
+// popLocked removes and returns the oldest item, replayed history first.
 func (s *Subscription) popLocked() (item, bool) {
 	if len(s.replay) > 0 {
 		it := s.replay[0]
@@ -121,9 +117,8 @@ const (
 	pushFull                     // buffer full under Disconnect: end s
 )
 
-// push buffers an event for the subscriber, making room as the policy says.
-// On pushFull the hub must end the subscription. The hub calls push with its
-// mutex held.
+// push buffers an event, making room as the policy says; on pushFull the hub
+// must end the subscription. The hub's mutex is held.
 func (s *Subscription) push(e entry, policy Policy) pushResult {
 	s.mu.Lock()
 	if s.err != nil {
@@ -136,15 +131,13 @@ func (s *Subscription) push(e entry, policy Policy) pushResult {
 	}
 	result := pushed
 	if old, full := s.buf.push(item{seq: e.seq, ev: e.ev, missed: s.carry}); full {
-		// DropOldest: the item now oldest reports the one dropped, and
-		// those that one reported.
+		// The item now oldest reports the dropped one and what it reported.
 		s.buf.front().missed += old.missed + 1
 		s.missed.Add(1)
 		result = pushedDrop
 	}
 	s.carry = 0
-	// Signal only a waiting Next: that spares the channel while the
-	// subscriber is busy.
+	// Signal only a waiting Next, sparing the channel while it is busy.
 	wake := s.waiting
 	s.waiting = false
 	s.mu.Unlock()

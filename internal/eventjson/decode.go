@@ -12,18 +12,15 @@ import (
 )
 
 // Unmarshal decodes the JSON event in b into ev, replacing what it held,
-// as opts.Unmarshal does.
-//
-// It reads the events clients send — an object of the fields id, type (by
-// name), payload, data and metadata, strings without \u escapes — itself;
-// anything else, including every input protojson rejects, it leaves to
-// opts.Unmarshal, so that what it accepts and its errors are protojson's.
-// FuzzUnmarshal checks this against protojson.
+// as opts.Unmarshal does. It reads the events clients send (the fields id,
+// type by name, payload, data and metadata; strings without \u escapes)
+// itself, and leaves anything else, every input protojson rejects
+// included, to opts.Unmarshal, so that what it accepts and its errors are
+// protojson's (FuzzUnmarshal checks it).
 func Unmarshal(b []byte, ev *eventv1.Event, opts protojson.UnmarshalOptions) error {
 	ev.Reset()
 	d := decoder{b: b}
-	// A recursion limit lower than protojson's default could reject what
-	// the fast path reads.
+	// A recursion limit below protojson's could reject what this reads.
 	if opts.RecursionLimit == 0 || opts.RecursionLimit > 4*maxDepth {
 		if d.event(ev) {
 			return nil
@@ -70,8 +67,7 @@ func (d *decoder) consume(c byte) bool {
 	return true
 }
 
-// object reads an object, calling member with each key; member reads the
-// value.
+// object reads an object, calling member, which reads the value, per key.
 func (d *decoder) object(member func(key string) bool) bool {
 	if !d.consume('{') {
 		return false
@@ -93,8 +89,7 @@ func (d *decoder) object(member func(key string) bool) bool {
 	}
 }
 
-// string reads a string: valid UTF-8, without control characters, and
-// with no escapes but the two-character ones.
+// string reads a string of valid UTF-8, no control characters, no \u.
 func (d *decoder) string() (string, bool) {
 	if !d.consume('"') {
 		return "", false
@@ -172,8 +167,7 @@ const (
 	eventMembers
 )
 
-// event reads a whole event: one object, each field at most once, nothing
-// after it.
+// event reads a whole event: one object, no field twice, nothing after it.
 func (d *decoder) event(ev *eventv1.Event) bool {
 	var seen [eventMembers]bool
 	ok := d.object(func(key string) bool {

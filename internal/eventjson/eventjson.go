@@ -1,23 +1,13 @@
 // Package eventjson encodes and decodes an [eventv1.Event] as JSON, the
-// same JSON that protojson writes and reads, faster.
-//
-// The sink's HTTP front decodes every POST /v1/events body and answers with
-// the processor's reply event as JSON. protojson reaches every field
-// through protobuf reflection, sorts the fields and map keys through
-// interfaces, and allocates for each: profiles put it among the largest
-// costs of the REST path (docs/performance.md). Event is one fixed message,
-// so this package reads and writes its fields directly.
+// same JSON that protojson writes and reads, without protobuf reflection
+// (see docs/design.md, JSON without reflection).
 //
 // The output is what protojson.MarshalOptions{} produces, byte for byte
-// once protojson's deliberately unstable whitespace is removed: fields in
-// declaration order, zero values left out, enums by name (by number when
-// unknown), bytes in padded standard base64, map and Struct keys sorted,
-// numbers formatted as protojson does, Timestamps in RFC 3339 with 0, 3, 6
-// or 9 fractional digits. FuzzEquivalence checks this against protojson.
-// Anything protojson would reject (invalid UTF-8, a Value with no kind or a
-// NaN number, a Timestamp out of range) or that this package does not
-// write itself is left to protojson: [Marshal] falls back to it, so its
-// errors are protojson's.
+// once protojson's deliberately unstable whitespace is removed
+// (FuzzEquivalence checks it). Anything protojson would reject (invalid
+// UTF-8, a Value with no kind or a NaN number, a Timestamp out of range) or
+// that this package does not write itself is left to protojson: [Marshal]
+// falls back to it, so its errors are protojson's.
 package eventjson
 
 import (
@@ -50,8 +40,7 @@ func MarshalAppend(b []byte, ev *eventv1.Event) ([]byte, error) {
 	return protojson.MarshalOptions{}.MarshalAppend(b[:len(b):len(b)], ev)
 }
 
-// maxDepth bounds the nesting of payload values written here; deeper ones
-// go to protojson.
+// maxDepth bounds the payload nesting written here; deeper goes to protojson.
 const maxDepth = 64
 
 // appendEvent appends ev to b; false means it met something it leaves to
@@ -97,8 +86,7 @@ func appendEvent(b []byte, ev *eventv1.Event) ([]byte, bool) {
 	return append(b, '}'), true
 }
 
-// appendName appends the name of an object's member, after a comma unless
-// it is the first.
+// appendName appends a member's name, after a comma unless it is the first.
 func appendName(b []byte, name string) []byte {
 	if b[len(b)-1] != '{' {
 		b = append(b, ',')
@@ -106,8 +94,7 @@ func appendName(b []byte, name string) []byte {
 	return append(b, name...)
 }
 
-// appendType appends an event type: its name, or its number when it has
-// none.
+// appendType appends an event type's name, or its number if it has none.
 func appendType(b []byte, t eventv1.Type) []byte {
 	if name, known := eventv1.Type_name[int32(t)]; known {
 		b = append(b, '"')
@@ -183,8 +170,7 @@ func appendNumber(b []byte, n float64) ([]byte, bool) {
 	return b, true
 }
 
-// appendMap appends a map field (or a Struct's fields) with its keys
-// sorted, as protojson orders them, writing each value with value.
+// appendMap appends a map (or a Struct's fields), keys sorted, with value.
 func appendMap[V any](b []byte, m map[string]V, depth int, value func([]byte, V, int) ([]byte, bool)) ([]byte, bool) {
 	var buf [8]string
 	keys := buf[:0]
@@ -224,7 +210,7 @@ func appendTimestamp(b []byte, ts *timestamppb.Timestamp) ([]byte, bool) {
 	return appendTime(b, ts.GetSeconds(), int64(ts.GetNanos()))
 }
 
-// appendTime appends a Timestamp given its fields.
+// appendTime is appendTimestamp given the fields.
 func appendTime(b []byte, secs, nanos int64) ([]byte, bool) {
 	if secs < minSeconds || secs > maxSeconds || nanos < 0 || nanos > 999_999_999 {
 		return b, false
@@ -248,9 +234,8 @@ func appendTime(b []byte, secs, nanos int64) ([]byte, bool) {
 	return append(b, `Z"`...), true
 }
 
-// appendString appends s as a JSON string, escaped as protojson escapes
-// it: only '"', '\\' and control characters; everything else, including
-// '<', '>', '&' and U+2028, as it is. Invalid UTF-8 is protojson's error.
+// appendString appends s as a JSON string, escaping only '"', '\\' and
+// control characters, as protojson does. Invalid UTF-8 is protojson's error.
 func appendString(b []byte, s string) ([]byte, bool) {
 	b = append(b, '"')
 	start := 0

@@ -2,26 +2,20 @@
 // with the code protoc-gen-go-vtproto generates for event/v1 and
 // internal/relay/v1 (MarshalVT, UnmarshalVT, SizeVT) instead of
 // protobuf-go's. The eventproc and proc binaries register it as gRPC's
-// proto codec at the start of main (encoding.RegisterCodecV2, gRPC's way to
-// replace a codec), so the sink's server and processor streams and proc's
-// server use it; libraries never register it. What it saves is measured in
-// docs/design.md.
+// proto codec at the start of main (encoding.RegisterCodecV2); libraries
+// never register it. See docs/design.md, Protobuf without reflection.
 //
 // It accepts, rejects and produces exactly what gRPC's own proto codec
-// does. The generated code does not check that strings are UTF-8, nor
-// bound nesting, and misreads a map entry whose key has the wrong wire
-// type, so encoding runs [wire.Check] on its output and decoding runs
-// [wire.CheckStrict] first (they allocate nothing and cost a fraction of a
-// decode); a message that fails either is handed to protobuf-go, which
-// decides, and whose error is returned. Messages
-// without generated methods (health, reflection, well-known types) go to
-// gRPC's proto codec.
+// does: encoding runs [wire.Check] on its output and decoding runs
+// [wire.CheckStrict] first, for the checks the generated code lacks, and a
+// message that fails either is handed to protobuf-go, which decides and
+// gives its error. Messages without generated methods (health, reflection,
+// well-known types) go to gRPC's proto codec.
 //
 // One difference: unknown fields inside the well-known types (Timestamp,
 // Duration, Value and Struct) are dropped, as vtprotobuf's code for those
-// types has nowhere to keep them. These types have not gained a field in
-// a decade, no encoder writes such fields, and their JSON form could not
-// carry them anyway. Unknown fields of event/v1's own messages are kept.
+// types has nowhere to keep them. Unknown fields of event/v1's own
+// messages are kept.
 package vtcodec
 
 import (

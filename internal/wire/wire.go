@@ -1,9 +1,8 @@
 // Package wire reads encoded protobuf messages field by field, and checks
 // them, failing exactly where proto.Unmarshal would, without allocating.
 //
-// The sink uses it to relay events and replies as bytes without decoding
-// them (event/sink, relay.go), and internal/vtcodec to keep protobuf's
-// checks when it decodes with generated code that lacks them.
+// The sink uses it to relay events and replies as bytes (event/sink), and
+// internal/vtcodec to restore the checks its generated code lacks.
 package wire
 
 import (
@@ -38,9 +37,8 @@ type Field struct {
 	Int   uint64 // the value of a varint, fixed32 or fixed64 field
 }
 
-// Next reads the field at the start of b, and returns it and the rest of
-// b. It fails where proto.Unmarshal would: a malformed tag or value, or a
-// field number out of range.
+// Next returns the field at the start of b and the rest of b. It fails where
+// proto.Unmarshal would: a malformed tag or value, a field number too large.
 func Next(b []byte) (Field, []byte, error) {
 	num, typ, n := protowire.ConsumeTag(b)
 	if n < 0 {
@@ -74,47 +72,41 @@ func Next(b []byte) (Field, []byte, error) {
 // Check reports whether proto.Unmarshal would reject b as an encoded md:
 // malformed wire data, invalid UTF-8 in a string field, nesting deeper
 // than protobuf's limit, or a packed repeated field whose values are cut
-// short. It allocates nothing. Fields of an unexpected wire type are
-// unknown fields to protobuf and pass, as they do there. It is tested
-// against proto.Unmarshal on every message of event/v1.
+// short. It allocates nothing. Fields of an unexpected wire type pass, as
+// unknown fields do in protobuf.
 func Check(b []byte, md protoreflect.MessageDescriptor) error {
 	return check(b, md, 0, false)
 }
 
-// CheckAt is Check for a message found depth levels below the top of what
-// a decoder reads, which counts against MaxDepth: whether the message can
-// be decoded there.
+// CheckAt is Check for a message depth levels below the top of what a
+// decoder reads (depth counts against MaxDepth).
 func CheckAt(b []byte, md protoreflect.MessageDescriptor, depth int) error {
 	return check(b, md, depth, false)
 }
 
-// CheckVisit is CheckAt, and also calls visit, in order, with each field of
-// the message's own top level that md declares, encoded with the field's
-// wire type (unpacked), once that field is checked: what a decoder reads
-// into the message's fields, the last occurrence of a scalar winning.
+// CheckVisit is CheckAt, and also calls visit, in order, with each checked
+// top-level field md declares, if encoded with its (unpacked) wire type:
+// what a decoder reads into the fields, a scalar's last occurrence winning.
 func CheckVisit(b []byte, md protoreflect.MessageDescriptor, depth int, visit func(Field)) error {
 	return planFor(md).check(b, depth, false, visit)
 }
 
 // CheckStrict is Check, and also fails on a known field of the wrong wire
-// type, which proto.Unmarshal keeps as an unknown field; code that decodes
-// without looking at wire types everywhere (vtprotobuf's map entries)
-// needs that ruled out first.
+// type (an unknown field to proto.Unmarshal), which decoders that ignore
+// wire types in places (vtprotobuf's map entries) need ruled out.
 func CheckStrict(b []byte, md protoreflect.MessageDescriptor) error {
 	return check(b, md, 0, true)
 }
 
-// ErrWireType is CheckStrict's error for a known field of the wrong wire
-// type.
+// ErrWireType is CheckStrict's error for a known field of the wrong type.
 var ErrWireType = errors.New("field of an unexpected wire type")
 
 func check(b []byte, md protoreflect.MessageDescriptor, depth int, strict bool) error {
 	return planFor(md).check(b, depth, strict, nil)
 }
 
-// A plan is what check needs of a message descriptor, looked up by field
-// number without the descriptor's map and interface calls (which took
-// half of check's time).
+// A plan is what check needs of a message descriptor, by field number,
+// without the descriptor's map and interface calls.
 type plan struct {
 	small []fieldPlan // by field number, for numbers below len(small)
 	large map[protowire.Number]*fieldPlan
@@ -126,8 +118,7 @@ type fieldPlan struct {
 	wire  protowire.Type // of one value, unpacked
 	list  bool
 	msg   *plan // for messages (and map entries)
-	// name is the field's full name in errors; a map's key and value go
-	// by the map's name.
+	// name is the field's full name in errors (a map entry's, the map's).
 	name protoreflect.FullName
 }
 
@@ -146,8 +137,7 @@ var (
 	plans   atomic.Pointer[map[protoreflect.MessageDescriptor]*plan]
 )
 
-// planFor returns md's plan, building it (and those of the messages it
-// holds) on first use.
+// planFor returns md's plan, building it (and its messages') on first use.
 func planFor(md protoreflect.MessageDescriptor) *plan {
 	if m := plans.Load(); m != nil {
 		if p := (*m)[md]; p != nil {
