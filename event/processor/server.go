@@ -6,29 +6,17 @@ import (
 	"sync/atomic"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"github.com/eventproc/eventproc/internal/protocol"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // errShuttingDown answers streams and requests that arrive while the Server
-// drains. Its ErrorInfo (PROCESSOR_DRAINING) tells the sink the event was
-// not handled: it retries it elsewhere and stops using this stream.
-var errShuttingDown = func() *status.Status {
-	st, err := status.New(codes.Unavailable, "processor: shutting down").WithDetails(&errdetails.ErrorInfo{
-		Reason: eventv1.ErrorReason_ERROR_REASON_PROCESSOR_DRAINING.String(),
-		Domain: ErrorDomain,
-	})
-	if err != nil {
-		panic(err) // ErrorInfo always marshals
-	}
-	return st
-}()
+// drains: the sink retries the event elsewhere and stops using the stream.
+var errShuttingDown = protocol.Draining("processor: shutting down")
 
 // ErrorDomain is the domain of the google.rpc.ErrorInfo details of the
 // processor protocol; see eventv1.ErrorReason.
-const ErrorDomain = "eventproc"
+const ErrorDomain = protocol.ErrorDomain
 
 // Server serves a [Handler] as an eventv1.ProcessorServiceServer. Create it
 // with [NewServer]. Serve runs a complete gRPC server; Register adds the

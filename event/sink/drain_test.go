@@ -11,12 +11,13 @@ import (
 	"google.golang.org/grpc/status"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/protocol"
 )
 
 func drainingStatus(t *testing.T) *status.Status {
 	t.Helper()
 	st, err := status.New(codes.Unavailable, "shutting down").WithDetails(&errdetails.ErrorInfo{
-		Reason: eventv1.ErrorReason_ERROR_REASON_PROCESSOR_DRAINING.String(), Domain: errorDomain})
+		Reason: eventv1.ErrorReason_ERROR_REASON_PROCESSOR_DRAINING.String(), Domain: protocol.ErrorDomain})
 	if err != nil {
 		t.Fatal(err)
 	}

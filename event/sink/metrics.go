@@ -32,27 +32,18 @@ func newMetrics(reg prometheus.Registerer, s *Sink) (*metrics, error) {
 	}, []string{"type"})
 	collectors := []prometheus.Collector{events, latency}
 	for _, p := range s.targets {
+		opts := func(name, help string) prometheus.Opts {
+			return prometheus.Opts{Name: name, Help: help, ConstLabels: prometheus.Labels{"target": p.name}}
+		}
 		collectors = append(collectors,
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Name:        "eventproc_inflight_requests",
-				Help:        "Requests sent to a processor target and not yet answered.",
-				ConstLabels: prometheus.Labels{"target": p.name},
-			}, func() float64 { return float64(p.pending()) }),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Name:        "eventproc_streams_live",
-				Help:        "Open Process streams to a processor target.",
-				ConstLabels: prometheus.Labels{"target": p.name},
-			}, func() float64 { return float64(p.live()) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{
-				Name:        "eventproc_stream_reconnects_total",
-				Help:        "Process streams to a target re-opened after they broke.",
-				ConstLabels: prometheus.Labels{"target": p.name},
-			}, func() float64 { return float64(p.reconnect.Load()) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{
-				Name:        "eventproc_dropped_replies_total",
-				Help:        "Processor answers dropped because their request id was unknown or had expired.",
-				ConstLabels: prometheus.Labels{"target": p.name},
-			}, func() float64 { return float64(p.dropped.Load()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("eventproc_inflight_requests",
+				"Requests sent to a processor target and not yet answered.")), func() float64 { return float64(p.pending()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("eventproc_streams_live",
+				"Open Process streams to a processor target.")), func() float64 { return float64(p.live()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts(opts("eventproc_stream_reconnects_total",
+				"Process streams to a target re-opened after they broke.")), func() float64 { return float64(p.reconnect.Load()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts(opts("eventproc_dropped_replies_total",
+				"Processor answers dropped because their request id was unknown or had expired.")), func() float64 { return float64(p.dropped.Load()) }),
 		)
 	}
 	hub := s.hub

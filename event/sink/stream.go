@@ -313,7 +313,7 @@ func (s *stream) deliver(m *relayv1.ProcessResponse) {
 		}
 		return
 	}
-	if isDraining(m.GetError()) && !s.draining.Swap(true) {
+	if protocol.IsDraining(m.GetError()) && !s.draining.Swap(true) {
 		s.p.log.Info("processor is draining; no new requests on this stream")
 	}
 	c := s.take(m.Id)

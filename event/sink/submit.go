@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/protocol"
 	relayv1 "github.com/eventproc/eventproc/internal/relay/v1"
 	"github.com/eventproc/eventproc/internal/vtcodec"
 	"github.com/eventproc/eventproc/internal/wire"
@@ -283,7 +284,7 @@ func (sub *submission) send(c *call) {
 // complete takes the answer of sub's call c: it tries once more elsewhere
 // when no processor handled the event, else finishes.
 func (sub *submission) complete(c *call, r result) {
-	if !sub.retried && (errors.Is(r.err, errNotSent) || r.err == nil && isDraining(r.resp.GetError())) {
+	if !sub.retried && (errors.Is(r.err, errNotSent) || r.err == nil && protocol.IsDraining(r.resp.GetError())) {
 		// A new call: the first stream's writer may still look at c.
 		sub.retried, sub.failed = true, c.s.p
 		sub.send(&call{sub: sub})

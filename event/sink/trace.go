@@ -8,10 +8,8 @@ import (
 	"google.golang.org/grpc/metadata"
 )
 
-// A long-lived Process stream is one RPC, so gRPC's own per-call trace
-// propagation cannot tell the processor which trace each event belongs to.
-// The sink therefore copies the W3C trace context of each client request
-// into ProcessRequest.trace_context, and the processor SDK continues it.
+// A Process stream is one RPC shared by many events, so the sink copies each
+// request's W3C trace context into ProcessRequest.trace_context.
 
 var w3c propagation.TraceContext
 

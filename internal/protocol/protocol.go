@@ -13,7 +13,12 @@ package protocol
 import (
 	"strconv"
 
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -68,3 +73,35 @@ func batchOf(m protoreflect.ProtoMessage) Batch {
 // EntrySize is the size an encoded message of n bytes takes as an entry of
 // the batch field.
 func (b Batch) EntrySize(n int) int { return b.tagSize + protowire.SizeBytes(n) }
+
+// ErrorDomain is the domain of the google.rpc.ErrorInfo details of the
+// processor protocol; their reasons are the names of eventv1.ErrorReason.
+const ErrorDomain = "eventproc"
+
+var drainingReason = eventv1.ErrorReason_ERROR_REASON_PROCESSOR_DRAINING.String()
+
+// Draining returns the status with which a processor that is shutting down
+// answers an event it did not handle: UNAVAILABLE, with the ErrorInfo of
+// reason ERROR_REASON_PROCESSOR_DRAINING. The sink sends such an event to
+// another processor and no more events on that stream.
+func Draining(msg string) *status.Status {
+	st, err := status.New(codes.Unavailable, msg).WithDetails(&errdetails.ErrorInfo{Reason: drainingReason, Domain: ErrorDomain})
+	if err != nil {
+		panic(err) // an ErrorInfo always marshals
+	}
+	return st
+}
+
+// IsDraining reports whether st is a Draining status.
+func IsDraining(st *spb.Status) bool {
+	if codes.Code(st.GetCode()) != codes.Unavailable {
+		return false
+	}
+	for _, d := range st.GetDetails() {
+		var info errdetails.ErrorInfo
+		if d.MessageIs(&info) && d.UnmarshalTo(&info) == nil && info.GetReason() == drainingReason && info.GetDomain() == ErrorDomain {
+			return true
+		}
+	}
+	return false
+}

@@ -3,7 +3,10 @@ package protocol
 import (
 	"testing"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
@@ -47,5 +50,18 @@ func TestBatchLimit(t *testing.T) {
 		if got := BatchLimit(tc.md); got != tc.want {
 			t.Errorf("BatchLimit(%v) = %d, want %d", tc.md, got, tc.want)
 		}
+	}
+}
+
+func TestDraining(t *testing.T) {
+	if st := Draining("bye"); !IsDraining(st.Proto()) || st.Code() != codes.Unavailable || st.Message() != "bye" {
+		t.Errorf("Draining: %v, not recognised", st)
+	}
+	if IsDraining(status.New(codes.Unavailable, "down").Proto()) {
+		t.Error("a plain UNAVAILABLE counts as draining")
+	}
+	other, _ := status.New(codes.Unavailable, "x").WithDetails(&errdetails.ErrorInfo{Reason: drainingReason, Domain: "elsewhere"})
+	if IsDraining(other.Proto()) {
+		t.Error("another domain's reason counts as draining")
 	}
 }
