@@ -255,9 +255,9 @@ func (s *sinkProc) waitRoute(ctx context.Context, typ string, live bool) {
 //
 // block and slow report the event id on started.
 type testProcessor struct {
-	t    testing.TB
-	addr string
-	started  chan string
+	t       testing.TB
+	addr    string
+	started chan string
 
 	mu      sync.Mutex
 	srv     *grpc.Server
