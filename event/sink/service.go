@@ -18,12 +18,10 @@ import (
 	relayv1 "github.com/eventproc/eventproc/internal/relay/v1"
 )
 
-// Register adds the sink's SinkService to a gRPC server. Its Send is [Sink.Send], except that the processor's
-// reply goes back to the client as the processor encoded it, never
-// decoded: interceptors see the decoded *eventv1.SendRequest, and a
-// *relayv1 SendResponse envelope as the response (internal/relay/v1),
-// which the client decodes as an eventv1.SendResponse. Stream and
-// Subscribe are the generated ones.
+// Register adds the sink's SinkService to a gRPC server. Send relays the
+// processor's reply without decoding it: interceptors see the decoded
+// *eventv1.SendRequest, and an envelope (internal/relay/v1) as the response,
+// which clients decode as an eventv1.SendResponse.
 func (s *Sink) Register(r grpc.ServiceRegistrar) {
 	desc := eventv1.SinkService_ServiceDesc
 	desc.Methods = []grpc.MethodDesc{{MethodName: "Send", Handler: s.sendHandler}}
@@ -37,7 +35,11 @@ func (s *Sink) sendHandler(_ any, ctx context.Context, dec func(any) error, inte
 		return nil, err
 	}
 	handle := func(ctx context.Context, req any) (any, error) {
-		return s.send(ctx, req.(*eventv1.SendRequest).GetEvent())
+		resp, err := s.send(ctx, req.(*eventv1.SendRequest).GetEvent())
+		if err != nil {
+			return nil, err // not a typed nil
+		}
+		return resp, nil
 	}
 	if interceptor == nil {
 		return handle(ctx, req)
@@ -125,8 +127,7 @@ type answered struct {
 	slot int32
 }
 
-// errBatchShape is the error for a StreamRequest that breaks the rules of
-// StreamRequest.batch.
+// errBatchShape is the error for a StreamRequest that breaks batch's rules.
 var errBatchShape = errors.New("a StreamRequest with a batch must have no event or timeout of its own, nor its entries a batch")
 
 // read admits the client's events until the client closes the stream (nil)
