@@ -23,9 +23,8 @@ import (
 	"github.com/eventproc/eventproc/internal/protocol"
 )
 
-// SinkIDHeader is the metadata key with which the sink identifies itself
-// when it opens a Process stream, so a processor holding several streams
-// from one sink publishes each event on only one of them.
+// SinkIDHeader is the metadata key that names the sink on its Process
+// streams (see protocol.SinkIDHeader).
 const SinkIDHeader = protocol.SinkIDHeader
 
 // pool keeps StreamsPerTarget Process streams open to one processor target

@@ -162,8 +162,7 @@ func (in *ingress) read(ss grpc.ServerStream) error {
 	}
 }
 
-// malformed is the error that ends a stream whose message is not a valid
-// StreamRequest, as when gRPC cannot decode a message.
+// malformed ends a stream whose message is not a valid StreamRequest.
 func malformed(err error) error {
 	return status.Errorf(codes.InvalidArgument, "malformed StreamRequest: %v", err)
 }
