@@ -105,7 +105,7 @@ of a sink with several replicas can tell which one answered.
 Every flag can also be set with an environment variable: PROC_ and the flag
 name in upper case with - as _ (PROC_ADDR, PROC_NAME, PROC_CONSUME,
 PROC_PUBLISH, PROC_MAX_CONCURRENCY, PROC_SHUTDOWN_GRACE, PROC_LOG_FORMAT,
-PROC_LOG_LEVEL).
+PROC_LOG_LEVEL, PROC_DEBUG_ADDR).
 A flag given on the command line wins over its variable.
 
 proc runs with GOGC=400 (fewer garbage collections for a few MiB more
