@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 )
@@ -90,22 +88,7 @@ func compare(ctx context.Context, o options, args []string, stdout, stderr io.Wr
 		return err
 	}
 
-	r.print(stdout)
-	if o.out != "" {
-		f, err := os.Create(o.out)
-		if err != nil {
-			return err
-		}
-		r.markdown(f)
-		if err := f.Close(); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "\nwrote %s\n", o.out)
-	}
-	if failed {
-		return errors.New("some measurements failed or saw errors (see notes)")
-	}
-	return nil
+	return writeReport(r, stdout, o.out, failed)
 }
 
 // logCompared prints one measurement's progress line and returns notes on

@@ -313,9 +313,18 @@ func suite(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	return writeReport(r, stdout, o.out, failed)
+}
+
+// writeReport prints r to stdout and, when out is set, writes it as
+// Markdown to that file; failed says some measurements failed.
+func writeReport(r interface {
+	print(io.Writer)
+	markdown(io.Writer)
+}, stdout io.Writer, out string, failed bool) error {
 	r.print(stdout)
-	if o.out != "" {
-		f, err := os.Create(o.out)
+	if out != "" {
+		f, err := os.Create(out)
 		if err != nil {
 			return err
 		}
@@ -323,7 +332,7 @@ func suite(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := f.Close(); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "\nwrote %s\n", o.out)
+		fmt.Fprintf(stdout, "\nwrote %s\n", out)
 	}
 	if failed {
 		return errors.New("some measurements failed or saw errors (see notes)")
