@@ -486,11 +486,10 @@ func (*StreamResponse_Response) isStreamResponse_Result() {}
 
 func (*StreamResponse_Error) isStreamResponse_Result() {}
 
-// EventHeader holds the fields of an event.v1.Event that the sink reads and
-// fills in; the others are left out. Decoded from an encoded event (skipping
-// the rest), it tells the sink the event's id, type and time; encoded and
-// appended to an encoded event, it sets them, as a later occurrence of a
-// field wins (or merges, for time) when the event is decoded.
+// EventHeader holds the fields of an event.v1.Event that the sink fills in
+// when a client left them out: encoded and appended to an encoded event, it
+// sets them, as a later occurrence of a field wins (or merges, for time)
+// when the event is decoded.
 type EventHeader struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// event.v1.Event.id.
