@@ -54,6 +54,19 @@ type Options struct {
 	Metrics http.Handler
 	// Logger gets debug logs of requests and subscriptions; nil discards.
 	Logger *slog.Logger
+	// Authenticate, when set, authenticates every request but those of
+	// /healthz, /readyz and the console's own files. It returns the context
+	// to serve the request with, carrying the caller's identity (which the
+	// backend's authorization reads), or a status error to answer:
+	// UNAUTHENTICATED is 401 with a WWW-Authenticate challenge,
+	// PERMISSION_DENIED 403, RESOURCE_EXHAUSTED 429 with a Retry-After
+	// from its RetryInfo. (*auth.Authenticator).HTTP is one.
+	Authenticate func(r *http.Request) (context.Context, error)
+	// IssueTicket, when set, serves POST /v1/tickets: it mints a
+	// single-use ticket for the caller behind ctx, which a browser's
+	// EventSource (it cannot send headers) presents as ?ticket= on GET
+	// /v1/events:subscribe. (*auth.Authenticator).IssueTicket is one.
+	IssueTicket func(ctx context.Context) (ticket string, expires time.Time, err error)
 }
 
 // Handler serves the sink's HTTP API (see the package comment). It is safe
@@ -63,6 +76,7 @@ type Handler struct {
 	backend Backend
 	opts    Options
 	allow   map[string]string // path → the method it serves, for 405s
+	public  map[string]bool   // paths served without Authenticate
 	// stopping ends when Shutdown is called, with errShuttingDown.
 	stopping context.Context
 	stop     context.CancelCauseFunc
@@ -106,8 +120,17 @@ func New(backend Backend, opts Options) (*Handler, error) {
 	if opts.Metrics != nil {
 		paths["/metrics"] = opts.Metrics.ServeHTTP
 	}
-	if err := consolePaths(paths); err != nil {
+	h.public = map[string]bool{"/healthz": true, "/readyz": true}
+	if err := consolePaths(paths, h.public); err != nil {
 		return nil, err
+	}
+	if opts.IssueTicket != nil {
+		h.allow[ticketsPath] = http.MethodPost
+		if err := h.mux.HandlePath(http.MethodPost, ticketsPath, func(w http.ResponseWriter, r *http.Request, _ map[string]string) {
+			h.ticket(w, r)
+		}); err != nil {
+			return nil, fmt.Errorf("POST %s: %w", ticketsPath, err)
+		}
 	}
 	for path, fn := range paths {
 		h.allow[path] = http.MethodGet
@@ -159,6 +182,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, h.errBodyTooLarge())
 		return
 	}
+	if h.opts.Authenticate != nil && !h.public[r.URL.Path] {
+		ctx, err := h.opts.Authenticate(r)
+		if err != nil {
+			h.writeError(w, r, err)
+			return
+		}
+		r = r.WithContext(ctx)
+	}
 	if v := r.Header.Get("Request-Timeout"); v != "" {
 		d, err := parseTimeout(v)
 		if err != nil || d <= 0 {
@@ -206,6 +237,22 @@ func incomingHeader(key string) (string, bool) {
 		return "tracestate", true
 	}
 	return "", false
+}
+
+// ticketsPath mints tickets (Options.IssueTicket).
+const ticketsPath = "/v1/tickets"
+
+// ticket serves POST /v1/tickets: {"ticket": "…", "expires_at": "…"}.
+func (h *Handler) ticket(w http.ResponseWriter, r *http.Request) {
+	t, expires, err := h.opts.IssueTicket(r.Context())
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Ticket    string    `json:"ticket"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}{t, expires.UTC()})
 }
 
 // healthz answers the liveness probe: the process is up.
