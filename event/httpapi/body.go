@@ -98,7 +98,7 @@ const (
 )
 
 // newCutCounter returns eventproc_http_requests_cut_total, registered with
-// reg when it is not nil.
+// reg when it is not nil; handlers that share a registry share the counter.
 func newCutCounter(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "eventproc_http_requests_cut_total",
@@ -107,10 +107,17 @@ func newCutCounter(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
 	for _, reason := range []string{cutBodyTooLarge, cutBodyReadTimeout} {
 		c.WithLabelValues(reason) // shown as 0 until the first one
 	}
-	if reg != nil {
-		if err := reg.Register(c); err != nil {
-			return nil, err
+	if reg == nil {
+		return c, nil
+	}
+	err := reg.Register(c)
+	if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
+		if prev, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+			return prev, nil
 		}
+	}
+	if err != nil {
+		return nil, err
 	}
 	return c, nil
 }

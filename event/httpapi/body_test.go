@@ -252,3 +252,14 @@ func TestSlowBody(t *testing.T) {
 		})
 	}
 }
+
+// TestCutCounterShared: two handlers on one registry share the counter,
+// as two servers of one program would.
+func TestCutCounterShared(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	a := newAPI(t, &stubBackend{}, Options{MetricsRegisterer: reg})
+	b := newAPI(t, &stubBackend{}, Options{MetricsRegisterer: reg})
+	if a.cut != b.cut {
+		t.Errorf("two handlers on one registry have counters %p and %p, want one", a.cut, b.cut)
+	}
+}
