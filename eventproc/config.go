@@ -31,6 +31,11 @@ type Config struct {
 	// MaxStreamsPerConn bounds the concurrent gRPC calls of one client
 	// connection (HTTP/2 MAX_CONCURRENT_STREAMS).
 	MaxStreamsPerConn int
+	// MaxConns bounds the open connections of each listener (HTTP, gRPC);
+	// zero means no limit.
+	MaxConns int
+	// BodyReadTimeout bounds each read of an HTTP request body.
+	BodyReadTimeout time.Duration
 	// LogFormat is "text" or "json"; LogLevel the least severe level logged.
 	LogFormat string
 	LogLevel  slog.Level
@@ -88,6 +93,13 @@ func options(c *Config) []option {
 			set: intVar(&c.MaxStreamsPerConn, 1),
 			usage: "concurrent gRPC calls (unary or streaming) per client connection (HTTP/2 MAX_CONCURRENT_STREAMS); " +
 				"more wait in the client until one ends, so one connection cannot hold unbounded goroutines"},
+		{name: "max-conns", arg: "N", env: "EVENTPROC_MAX_CONNS", def: strconv.Itoa(defaultMaxConns), set: intVar(&c.MaxConns, 0),
+			usage: "open connections on each of the HTTP and gRPC listeners; one more is closed as soon as it is " +
+				"accepted (and counted in eventproc_connections_refused_total); 0 means no limit"},
+		{name: "body-read-timeout", arg: "DURATION", env: "EVENTPROC_BODY_READ_TIMEOUT", def: "10s",
+			set: durationVar(&c.BodyReadTimeout, false),
+			usage: "how long an HTTP request body may send nothing: a body that stalls longer is cut off, with 408 " +
+				"when the answer can still be written, and its connection (HTTP/1.1) or stream (HTTP/2) closed"},
 		{name: "keepalive", arg: "DURATION", env: "EVENTPROC_KEEPALIVE", def: sink.DefaultKeepalive.String(),
 			set: durationVar(&c.Sink.Keepalive, false),
 			usage: "interval of pings on processor connections, to notice a processor that froze or vanished without " +

@@ -44,6 +44,7 @@ type server struct {
 	health *health.Server
 	http   *http.Server
 	api    *httpapi.Handler
+	conns  *connMetrics
 	// streamsCtx ends long-lived streaming calls (health Watch, reflection,
 	// Subscribe) at shutdown, so that they do not hold up GracefulStop.
 	streamsCtx context.Context
@@ -76,11 +77,13 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		authn.Close()
 		return nil, fmt.Errorf("invalid configuration: %s", withoutSentinel(err))
 	}
-	s := &server{cfg: cfg, log: log, sink: sk, auth: authn, health: health.NewServer()}
+	s := &server{cfg: cfg, log: log, sink: sk, auth: authn, health: health.NewServer(), conns: newConnMetrics(reg)}
 	s.streamsCtx, s.endStreams = context.WithCancel(context.Background())
 	apiOpts := httpapi.Options{
-		MaxBodyBytes: cfg.MaxBodyBytes,
-		Heartbeat:    cfg.SSEHeartbeat,
+		MaxBodyBytes:      cfg.MaxBodyBytes,
+		BodyReadTimeout:   cfg.BodyReadTimeout,
+		MetricsRegisterer: reg,
+		Heartbeat:         cfg.SSEHeartbeat,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}),
@@ -105,6 +108,8 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		Handler:           s.api,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    maxHeaderBytes,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: maxHTTP2Streams},
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	s.grpc = grpc.NewServer(
@@ -120,6 +125,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		grpc.NumStreamWorkers(streamWorkers),
 		// gRPC's default is no limit on one connection's calls.
 		grpc.MaxConcurrentStreams(uint32(cfg.MaxStreamsPerConn)),
+		grpc.MaxHeaderListSize(maxHeaderBytes),
 	)
 	sk.Register(s.grpc)
 	healthpb.RegisterHealthServer(s.grpc, s.health)

@@ -23,10 +23,10 @@ import (
 // gatewayError is the mux's error handler (runtime.WithErrorHandler), and
 // the one place where errors become HTTP responses.
 func (h *Handler) gatewayError(ctx context.Context, mux *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-	// The gateway reports a body cut off by the size limit as malformed
-	// input; say what really happened.
-	if b, ok := r.Body.(*limitedBody); ok && b.exceeded {
-		err = h.errBodyTooLarge()
+	// The gateway reports a body cut off by a limit as malformed input;
+	// say what really happened.
+	if berr := h.bodyError(r); berr != nil {
+		err = berr
 	} else if st, ok := status.FromError(err); ok && !utf8.ValidString(st.Message()) {
 		// It quotes the client's bytes, which protojson cannot write (500).
 		p := st.Proto()
