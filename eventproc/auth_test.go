@@ -8,14 +8,18 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/eventproc/eventproc/event/auth"
+	"github.com/eventproc/eventproc/event/client"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 	"github.com/eventproc/eventproc/internal/authtest"
 )
@@ -417,6 +421,47 @@ func TestAuthExpiry(t *testing.T) {
 		}
 		if resp, err := st.Recv(); err != nil || resp.GetError() != nil || resp.GetId() != "after" {
 			t.Fatalf("event after the first token's expiry: %v %v", resp, err)
+		}
+	})
+	t.Run("Go client refreshes", func(t *testing.T) {
+		var mu sync.Mutex
+		issued := 0
+		conn, err := grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		c := client.New(conn, client.Options{Credential: func(context.Context) (string, time.Time, error) {
+			mu.Lock()
+			issued++
+			mu.Unlock()
+			exp, h := shortLived("frank")
+			return strings.TrimPrefix(h[1], "Bearer "), exp.Add(auth.DefaultLeeway), nil
+		}})
+		defer c.Close()
+		// Send until the first token has expired, and then once more.
+		exp := time.Now().Add(2 * time.Second)
+		for n := 0; ; n++ {
+			resp, err := c.Send(ctx, &eventv1.Event{Type: eventv1.Type_TYPE_HELLO})
+			if err != nil || resp.GetOutcome() != eventv1.Outcome_OUTCOME_REPLIED {
+				t.Fatalf("event %d: %v %v", n, resp, err)
+			}
+			if time.Now().After(exp.Add(500 * time.Millisecond)) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatal(ctx.Err())
+			case <-time.After(20 * time.Millisecond): // the client's pace
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if issued < 2 {
+			t.Errorf("credentials issued: %d, want a refresh", issued)
+		}
+		if strings.Contains(s.log.String(), `credential expired" principal=frank`) {
+			t.Errorf("the stream of frank ended by expiry:\n%s", s.log)
 		}
 	})
 }

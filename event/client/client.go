@@ -44,6 +44,15 @@ type Options struct {
 	// CallOptions are added to those the client opens the stream with (for
 	// example grpc.WaitForReady(true), or per-call credentials).
 	CallOptions []grpc.CallOption
+	// Credential, when set, gives the token the client authenticates with
+	// (a JWT or an API key) and when it expires (zero: never). The client
+	// sends it as the "authorization: Bearer" metadata of each stream it
+	// opens and, with a quarter of its lifetime left, gets a fresh one and
+	// sends it on the open stream (StreamRequest.credential), so that the
+	// stream outlives its tokens without losing an event in flight.
+	// Credential is called from the client's goroutines, with a context
+	// that ends at Close.
+	Credential func(ctx context.Context) (token string, expires time.Time, err error)
 }
 
 // withDefaults returns o with its zero fields set to their defaults.

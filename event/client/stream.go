@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -30,6 +31,8 @@ type stream struct {
 	// queue holds the calls waiting to be sent. It has room for every
 	// slot, so putting a call in never waits.
 	queue chan *call
+	// credentials holds fresh tokens for the writer to send in-band.
+	credentials chan string
 
 	mu      sync.Mutex
 	pending map[string]*call // by event id; nil once the stream failed
@@ -45,11 +48,12 @@ type stream struct {
 func (c *Client) open() *stream {
 	ctx, cancel := context.WithCancel(c.ctx)
 	s := &stream{
-		c:       c,
-		ctx:     ctx,
-		cancel:  cancel,
-		queue:   make(chan *call, c.opts.MaxInFlight),
-		pending: make(map[string]*call),
+		c:           c,
+		ctx:         ctx,
+		cancel:      cancel,
+		queue:       make(chan *call, c.opts.MaxInFlight),
+		credentials: make(chan string),
+		pending:     make(map[string]*call),
 	}
 	c.wg.Go(s.run)
 	return s
@@ -118,13 +122,61 @@ func (s *stream) run() {
 	// Announce that the client reads answers in batches, and how large.
 	ctx := metadata.AppendToOutgoingContext(s.ctx, protocol.BatchHeader, strconv.Itoa(protocol.MaxRecvBytes))
 	opts := append(slices.Clip(s.c.opts.CallOptions), grpc.MaxCallRecvMsgSize(protocol.MaxRecvBytes))
+	var expires time.Time
+	if get := s.c.opts.Credential; get != nil {
+		token, exp, err := get(s.ctx)
+		if err != nil {
+			s.fail(status.Errorf(codes.Unauthenticated, "eventproc client: getting a credential: %v", err))
+			return
+		}
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+		expires = exp
+	}
 	ss, err := eventv1.NewSinkServiceClient(s.c.conn).Stream(ctx, opts...)
 	if err != nil {
 		s.fail(s.failure(err))
 		return
 	}
 	s.c.wg.Go(func() { s.read(ss) })
+	if !expires.IsZero() {
+		s.c.wg.Go(func() { s.refresh(expires) })
+	}
 	s.write(ss)
+}
+
+// refresh gets a fresh credential whenever the stream's has a quarter of
+// its lifetime left, and hands it to the writer, until the stream ends. A
+// failure is tried again a second later; if none succeeds, the sink ends
+// the stream when its credential expires, and the next stream opens with
+// a fresh one.
+func (s *stream) refresh(expires time.Time) {
+	wait := time.Until(expires) * 3 / 4
+	for {
+		t := time.NewTimer(wait)
+		select {
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		token, next, err := s.c.opts.Credential(s.ctx)
+		if err != nil {
+			if time.Until(expires) <= time.Second {
+				return
+			}
+			wait = time.Second
+			continue
+		}
+		select {
+		case s.credentials <- token:
+		case <-s.ctx.Done():
+			return
+		}
+		if next.IsZero() {
+			return
+		}
+		expires, wait = next, time.Until(next)*3/4
+	}
 }
 
 // write sends the queued calls, those that wait together in one message.
@@ -136,6 +188,14 @@ func (s *stream) write(ss grpc.ClientStream) {
 		if first == nil {
 			select {
 			case first = <-s.queue:
+			case token := <-s.credentials:
+				if err := ss.SendMsg(&relayv1.StreamRequest{Credential: token}); err != nil {
+					if !errors.Is(err, io.EOF) {
+						s.fail(s.failure(err))
+					}
+					return
+				}
+				continue
 			case <-s.ctx.Done():
 				return
 			}
@@ -229,8 +289,14 @@ func (s *stream) read(ss grpc.ClientStream) {
 	}
 }
 
-// answer completes the call r answers, if it is still pending.
+// answer completes the call r answers, if it is still pending. An answer
+// without an id answers a credential sent in-band: if it was refused, the
+// stream ends when its credential expires, and the next one opens with a
+// fresh one.
 func (s *stream) answer(r *eventv1.StreamResponse) {
+	if r.GetId() == "" {
+		return
+	}
 	var res result
 	switch x := r.GetResult().(type) {
 	case *eventv1.StreamResponse_Response:
