@@ -135,7 +135,7 @@ func (f *Files) Reload() error {
 	f.cur.Store(l)
 	attrs := []any{"cert", f.opts.CertFile, "ca", f.opts.CAFile}
 	if l.cert != nil {
-		attrs = append(attrs, "subject", Identity(l.cert.Leaf), "serial", l.cert.Leaf.SerialNumber.String(),
+		attrs = append(attrs, "identity", Identity(l.cert.Leaf), "subject", l.cert.Leaf.Subject.String(), "serial", l.cert.Leaf.SerialNumber.String(),
 			"not_after", l.cert.Leaf.NotAfter)
 	}
 	f.log.Info("tls: reloaded certificate files", attrs...)
