@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +41,9 @@ type Config struct {
 	// MemoryBudget is the Go runtime's soft memory limit, in bytes, set
 	// once at start; zero leaves the runtime's (GOMEMLIMIT, or none).
 	MemoryBudget int64
+	// TLS names the certificate files of both ports and of the
+	// connections to processors.
+	TLS TLSFiles
 }
 
 // option is one setting: flag, variable, default, meaning, and how a value
@@ -57,7 +61,7 @@ type option struct {
 
 // options lists every setting of c, in the order --help shows them.
 func options(c *Config) []option {
-	return []option{
+	return slices.Concat([]option{
 		{name: "http-addr", arg: "ADDR", env: "EVENTPROC_HTTP_ADDR", def: ":8080", set: addrVar(&c.HTTPAddr),
 			usage: "listen address of the HTTP/JSON API, the console, /healthz, /readyz and /metrics"},
 		{name: "grpc-addr", arg: "ADDR", env: "EVENTPROC_GRPC_ADDR", def: ":8081", set: addrVar(&c.GRPCAddr),
@@ -65,6 +69,7 @@ func options(c *Config) []option {
 		{name: "debug-addr", arg: "ADDR", env: "EVENTPROC_DEBUG_ADDR", set: addrVar(&c.DebugAddr),
 			usage: "listen address of Go's profiler (/debug/pprof/) and runtime variables (/debug/vars); off when empty; " +
 				"bind it where only operators can reach it"},
+	}, c.TLS.options(), []option{
 		{name: "route", arg: "TYPE=TARGET[,TARGET...]", env: "EVENTPROC_ROUTES", multi: true, set: c.addRoute,
 			usage: "send events of TYPE (e.g. hello or TYPE_HELLO) to these processors (host:port or dns:///name:port); " +
 				"repeatable, at least one; the variable separates routes with ';' or spaces"},
@@ -116,7 +121,7 @@ func options(c *Config) []option {
 			usage: "least severe level logged: debug, info, warn or error"},
 		{name: "shutdown-grace", arg: "DURATION", env: "EVENTPROC_SHUTDOWN_GRACE", def: "10s", set: durationVar(&c.ShutdownGrace, true),
 			usage: "on SIGINT or SIGTERM, how long in-flight requests may take before connections are closed"},
-	}
+	})
 }
 
 // printUsage writes the --help text.
@@ -236,6 +241,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		if o.name == "route" && len(c.Sink.Routes) == 0 {
 			return c, errors.New("no routes: give at least one --route TYPE=TARGET[,TARGET...] (or set EVENTPROC_ROUTES)")
 		}
+	}
+	if err := c.TLS.validate(); err != nil {
+		return c, err
 	}
 	if len(given["memory-budget"]) == 0 && strings.TrimSpace(getenv("EVENTPROC_MEMORY_BUDGET")) == "" &&
 		strings.TrimSpace(getenv("GOMEMLIMIT")) != "" {

@@ -42,6 +42,7 @@ type server struct {
 	health *health.Server
 	http   *http.Server
 	api    *httpapi.Handler
+	tls    *sinkTLS
 	// streamsCtx ends long-lived streaming calls (health Watch, reflection,
 	// Subscribe) at shutdown, so that they do not hold up GracefulStop.
 	streamsCtx context.Context
@@ -56,13 +57,17 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	tls, err := newSinkTLS(cfg.TLS, log, reg)
+	if err != nil {
+		return nil, err
+	}
 	scfg := cfg.Sink
-	scfg.Logger, scfg.Metrics = log, reg
+	scfg.Logger, scfg.Metrics, scfg.TransportCredentials = log, reg, tls.processorCredentials()
 	sk, err := sink.New(scfg)
 	if err != nil {
 		return nil, fmt.Errorf("invalid configuration: %s", withoutSentinel(err))
 	}
-	s := &server{cfg: cfg, log: log, sink: sk, health: health.NewServer()}
+	s := &server{cfg: cfg, log: log, sink: sk, health: health.NewServer(), tls: tls}
 	s.streamsCtx, s.endStreams = context.WithCancel(context.Background())
 	s.api, err = httpapi.New(sk, httpapi.Options{
 		MaxBodyBytes: cfg.MaxBodyBytes,
@@ -84,7 +89,9 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	tls.configureHTTP(s.http)
 	s.grpc = grpc.NewServer(
+		tls.grpcOption(),
 		// RESOURCE_EXHAUSTED beyond, as HTTP answers 413.
 		grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)),
 		// Find half-dead client connections; let clients ping every 5s.
@@ -145,13 +152,17 @@ func (s *server) serve(ctx context.Context, grpcLis, httpLis, debugLis net.Liste
 		return nil
 	})
 	g.Go(func() error {
-		if err := s.http.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+		if err := s.serveHTTP(httpLis); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
 		}
 		return nil
 	})
 	g.Go(func() error {
 		s.followReadiness(gctx)
+		return nil
+	})
+	g.Go(func() error {
+		s.tls.run(gctx)
 		return nil
 	})
 	if dbg != nil {
