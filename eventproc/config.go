@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eventproc/eventproc/event/auth"
 	"github.com/eventproc/eventproc/event/pubsub"
 	"github.com/eventproc/eventproc/event/sink"
 )
@@ -31,6 +32,11 @@ type Config struct {
 	// MaxStreamsPerConn bounds the concurrent gRPC calls of one client
 	// connection (HTTP/2 MAX_CONCURRENT_STREAMS).
 	MaxStreamsPerConn int
+	// MaxConns bounds the open connections of each listener (HTTP, gRPC);
+	// zero means no limit.
+	MaxConns int
+	// BodyReadTimeout bounds each read of an HTTP request body.
+	BodyReadTimeout time.Duration
 	// LogFormat is "text" or "json"; LogLevel the least severe level logged.
 	LogFormat string
 	LogLevel  slog.Level
@@ -41,6 +47,9 @@ type Config struct {
 	// MemoryBudget is the Go runtime's soft memory limit, in bytes, set
 	// once at start; zero leaves the runtime's (GOMEMLIMIT, or none).
 	MemoryBudget int64
+	// Auth configures authentication and rate limits; newServer adds the
+	// logger and metrics registry.
+	Auth auth.Config
 	// TLS names the certificate files of both ports and of the
 	// connections to processors.
 	TLS TLSFiles
@@ -89,6 +98,13 @@ func options(c *Config) []option {
 			set: intVar(&c.MaxStreamsPerConn, 1),
 			usage: "concurrent gRPC calls (unary or streaming) per client connection (HTTP/2 MAX_CONCURRENT_STREAMS); " +
 				"more wait in the client until one ends, so one connection cannot hold unbounded goroutines"},
+		{name: "max-conns", arg: "N", env: "EVENTPROC_MAX_CONNS", def: strconv.Itoa(defaultMaxConns), set: intVar(&c.MaxConns, 0),
+			usage: "open connections on each of the HTTP and gRPC listeners; one more is closed as soon as it is " +
+				"accepted (and counted in eventproc_connections_refused_total); 0 means no limit"},
+		{name: "body-read-timeout", arg: "DURATION", env: "EVENTPROC_BODY_READ_TIMEOUT", def: "10s",
+			set: durationVar(&c.BodyReadTimeout, false),
+			usage: "how long an HTTP request body may send nothing: a body that stalls longer is cut off, with 408 " +
+				"when the answer can still be written, and its connection (HTTP/1.1) or stream (HTTP/2) closed"},
 		{name: "keepalive", arg: "DURATION", env: "EVENTPROC_KEEPALIVE", def: sink.DefaultKeepalive.String(),
 			set: durationVar(&c.Sink.Keepalive, false),
 			usage: "interval of pings on processor connections, to notice a processor that froze or vanished without " +
@@ -115,6 +131,25 @@ func options(c *Config) []option {
 				"runs more often as the sink's memory nears it, and lets it grow beyond when what the sink holds live " +
 				"needs more; 0 or off: no limit; when neither this flag nor its variable is set, GOMEMLIMIT applies " +
 				"if set; GOGC applies if set, else 400"},
+		{name: "auth-jwks-url", arg: "URL", env: "EVENTPROC_AUTH_JWKS_URL", set: stringVar(&c.Auth.JWKSURL),
+			usage: "authenticate clients with JWT bearer tokens signed by the keys of this JSON Web Key Set, fetched " +
+				"every 15 minutes and when a token names an unknown key (at most every 30s); needs --auth-issuer and " +
+				"--auth-audience"},
+		{name: "auth-jwks-file", arg: "FILE", env: "EVENTPROC_AUTH_JWKS_FILE", set: stringVar(&c.Auth.JWKSFile),
+			usage: "as --auth-jwks-url, with the key set read from a file, and read again when it changes"},
+		{name: "auth-issuer", arg: "ISSUER", env: "EVENTPROC_AUTH_ISSUER", set: stringVar(&c.Auth.Issuer),
+			usage: "the iss a JWT must carry"},
+		{name: "auth-audience", arg: "AUDIENCE", env: "EVENTPROC_AUTH_AUDIENCE", set: stringVar(&c.Auth.Audience),
+			usage: "the aud a JWT must carry"},
+		{name: "auth-api-keys", arg: "FILE", env: "EVENTPROC_AUTH_API_KEYS", set: stringVar(&c.Auth.APIKeysFile),
+			usage: "authenticate clients with API keys (Authorization: Bearer KEY, or x-api-key: KEY) listed by their " +
+				"SHA-256 in this JSON file, with their principal and scopes; read again when it changes"},
+		{name: "rate-limit", arg: "N", env: "EVENTPROC_RATE_LIMIT", def: "0", set: floatVar(&c.Auth.RateLimit),
+			usage: "events per second each principal may send (each event of a Stream or batch counts), answered " +
+				"429 / RESOURCE_EXHAUSTED with Retry-After beyond; without authentication a principal is a client " +
+				"address; 0: no limit"},
+		{name: "rate-burst", arg: "N", env: "EVENTPROC_RATE_BURST", def: "0", set: intVar(&c.Auth.RateBurst, 0),
+			usage: "events a principal may send at once beyond --rate-limit; 0 means one second's worth"},
 		{name: "log-format", arg: "text|json", env: "EVENTPROC_LOG_FORMAT", def: "text", set: c.setLogFormat,
 			usage: "log format (logs go to standard error)"},
 		{name: "log-level", arg: "LEVEL", env: "EVENTPROC_LOG_LEVEL", def: "info", set: c.setLogLevel,
@@ -245,6 +280,12 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	if err := c.TLS.validate(); err != nil {
 		return c, err
 	}
+	if a := c.Auth; (a.JWKSURL != "" || a.JWKSFile != "") && (a.Issuer == "" || a.Audience == "") {
+		return c, errors.New("--auth-jwks-url and --auth-jwks-file need --auth-issuer and --auth-audience")
+	}
+	if c.Auth.JWKSURL != "" && c.Auth.JWKSFile != "" {
+		return c, errors.New("give --auth-jwks-url or --auth-jwks-file, not both")
+	}
 	if len(given["memory-budget"]) == 0 && strings.TrimSpace(getenv("EVENTPROC_MEMORY_BUDGET")) == "" &&
 		strings.TrimSpace(getenv("GOMEMLIMIT")) != "" {
 		c.MemoryBudget = 0 // the runtime applies GOMEMLIMIT
@@ -344,6 +385,24 @@ func addrVar(p *string) func(setting) error {
 			return s.errorf("want HOST:PORT or :PORT (%v)", err)
 		}
 		*p = s.value
+		return nil
+	}
+}
+
+func stringVar(p *string) func(setting) error {
+	return func(s setting) error {
+		*p = strings.TrimSpace(s.value)
+		return nil
+	}
+}
+
+func floatVar(p *float64) func(setting) error {
+	return func(s setting) error {
+		f, err := strconv.ParseFloat(strings.TrimSpace(s.value), 64)
+		if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+			return s.errorf("want a number, at least 0")
+		}
+		*p = f
 		return nil
 	}
 }

@@ -67,6 +67,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		srv.close()
 		return fmt.Errorf("--http-addr %q: %w", cfg.HTTPAddr, err)
 	}
+	grpcLis = srv.conns.limitConns("grpc", grpcLis, cfg.MaxConns)
+	httpLis = srv.conns.limitConns("http", httpLis, cfg.MaxConns)
 	var debugLis net.Listener
 	if cfg.DebugAddr != "" {
 		if debugLis, err = lc.Listen(ctx, "tcp", cfg.DebugAddr); err != nil {

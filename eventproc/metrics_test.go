@@ -25,6 +25,10 @@ func TestMetrics(t *testing.T) {
 		`eventproc_event_duration_seconds_count{type="TYPE_HELLO"} 1`,
 		`eventproc_streams_live{target=`,
 		`eventproc_subscribers 0`,
+		`eventproc_connections_open{listener="http"} `,
+		`eventproc_connections_open{listener="grpc"} `,
+		`eventproc_connections_refused_total`,
+		`eventproc_http_requests_cut_total{reason="body_read_timeout"} 0`,
 		`go_goroutines `,
 		`process_resident_memory_bytes `,
 	} {

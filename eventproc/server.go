@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/eventproc/eventproc/event/auth"
 	"github.com/eventproc/eventproc/event/httpapi"
 	"github.com/eventproc/eventproc/event/sink"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
@@ -38,10 +39,12 @@ type server struct {
 	cfg    Config
 	log    *slog.Logger
 	sink   *sink.Sink
+	auth   *auth.Authenticator
 	grpc   *grpc.Server
 	health *health.Server
 	http   *http.Server
 	api    *httpapi.Handler
+	conns  *connMetrics
 	tls    *sinkTLS
 	// streamsCtx ends long-lived streaming calls (health Watch, reflection,
 	// Subscribe) at shutdown, so that they do not hold up GracefulStop.
@@ -61,24 +64,47 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
+	acfg := cfg.Auth
+	acfg.Logger, acfg.Metrics = log, reg
+	authn, err := auth.New(acfg)
+	if err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+	// Authentication and rate limits cost nothing when both are off.
+	guarded := authn.Enabled() || acfg.RateLimit > 0
 	scfg := cfg.Sink
 	scfg.Logger, scfg.Metrics, scfg.TransportCredentials = log, reg, tls.processorCredentials()
+	if guarded {
+		scfg.Authorize, scfg.Refresh = authn.Authorize, authn.Refresh
+	}
 	sk, err := sink.New(scfg)
 	if err != nil {
+		authn.Close()
 		return nil, fmt.Errorf("invalid configuration: %s", withoutSentinel(err))
 	}
-	s := &server{cfg: cfg, log: log, sink: sk, health: health.NewServer(), tls: tls}
+	s := &server{cfg: cfg, log: log, sink: sk, auth: authn, health: health.NewServer(), conns: newConnMetrics(reg), tls: tls}
 	s.streamsCtx, s.endStreams = context.WithCancel(context.Background())
-	s.api, err = httpapi.New(sk, httpapi.Options{
-		MaxBodyBytes: cfg.MaxBodyBytes,
-		Heartbeat:    cfg.SSEHeartbeat,
+	apiOpts := httpapi.Options{
+		MaxBodyBytes:      cfg.MaxBodyBytes,
+		BodyReadTimeout:   cfg.BodyReadTimeout,
+		MetricsRegisterer: reg,
+		Heartbeat:         cfg.SSEHeartbeat,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}),
 		Logger: log,
-	})
+	}
+	unary, streams := []grpc.UnaryServerInterceptor(nil), []grpc.StreamServerInterceptor{s.endOnShutdown}
+	if guarded {
+		apiOpts.Authenticate = authn.HTTP
+		unary, streams = append(unary, authn.UnaryInterceptor), append(streams, authn.StreamInterceptor)
+	}
+	if authn.Enabled() {
+		apiOpts.IssueTicket = authn.IssueTicket
+	}
+	s.api, err = httpapi.New(sk, apiOpts)
 	if err != nil {
-		sk.Close()
+		s.close()
 		return nil, err
 	}
 	// No WriteTimeout: it would cut off subscriptions, which stream for as
@@ -87,6 +113,8 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		Handler:           s.api,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    maxHeaderBytes,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: maxHTTP2Streams},
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	tls.configureHTTP(s.http)
@@ -97,12 +125,14 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		// Find half-dead client connections; let clients ping every 5s.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.ChainStreamInterceptor(s.endOnShutdown),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(streams...),
 		// Long-lived goroutines, whose stacks need not grow anew per call;
 		// when all are busy, grpc-go starts one as usual.
 		grpc.NumStreamWorkers(streamWorkers),
 		// gRPC's default is no limit on one connection's calls.
 		grpc.MaxConcurrentStreams(uint32(cfg.MaxStreamsPerConn)),
+		grpc.MaxHeaderListSize(maxHeaderBytes),
 	)
 	sk.Register(s.grpc)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -117,8 +147,11 @@ const defaultMaxStreamsPerConn = 1000
 // close releases what newServer built, for when serve is never called.
 func (s *server) close() {
 	s.sink.Close()
-	s.grpc.Stop()
+	if s.grpc != nil {
+		s.grpc.Stop()
+	}
 	s.endStreams()
+	s.auth.Close()
 }
 
 // serve runs the sink and serves gRPC on grpcLis and HTTP on httpLis until
@@ -132,6 +165,7 @@ func (s *server) serve(ctx context.Context, grpcLis, httpLis, debugLis net.Liste
 	}
 	s.log.Info("grpc listening on "+grpcLis.Addr().String(), "addr", grpcLis.Addr().String())
 	s.log.Info("http listening on "+httpLis.Addr().String(), "addr", httpLis.Addr().String())
+	s.warnIfOpen(grpcLis.Addr(), httpLis.Addr())
 	for _, r := range s.cfg.Sink.Routes {
 		s.log.Info("route", "type", r.Type.String(), "targets", r.Targets, "broadcast", r.Broadcast)
 	}
@@ -185,8 +219,24 @@ func (s *server) serve(ctx context.Context, grpcLis, httpLis, debugLis net.Liste
 	err := g.Wait()
 	s.endStreams()
 	s.sink.Close()
+	s.auth.Close()
 	s.log.Info("stopped")
 	return err
+}
+
+// warnIfOpen warns when the sink takes anyone's events: it listens
+// beyond loopback without authentication.
+func (s *server) warnIfOpen(addrs ...net.Addr) {
+	if s.auth.Enabled() {
+		return
+	}
+	for _, a := range addrs {
+		if tcp, ok := a.(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+			s.log.Warn("listening on "+a.String()+" without authentication: anyone who reaches it can send and "+
+				"read every event; see the README's Security section (--auth-jwks-url, --auth-api-keys, --tls-cert)",
+				"addr", a.String())
+		}
+	}
 }
 
 // shutdown stops both servers: readiness turns false, the listeners close,

@@ -69,13 +69,6 @@ func (f *TLSFiles) validate() error {
 	return nil
 }
 
-func stringVar(p *string) func(setting) error {
-	return func(s setting) error {
-		*p = s.value
-		return nil
-	}
-}
-
 // sinkTLS is the sink's loaded certificate files.
 type sinkTLS struct {
 	server     *tlsfiles.Files // nil: plaintext ports

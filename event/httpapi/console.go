@@ -27,7 +27,7 @@ var consoleFiles embed.FS
 const consoleCSP = "default-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 // consolePaths adds the console's files to paths.
-func consolePaths(paths map[string]http.HandlerFunc) error {
+func consolePaths(paths map[string]http.HandlerFunc, public map[string]bool) error {
 	for p, name := range map[string]string{
 		"/":            "index.html",
 		"/index.html":  "index.html",
@@ -40,6 +40,7 @@ func consolePaths(paths map[string]http.HandlerFunc) error {
 		}
 		sum := sha256.Sum256(body)
 		etag := `"` + hex.EncodeToString(sum[:8]) + `"`
+		public[p] = true // the page asks for a credential itself, if needed
 		paths[p] = func(w http.ResponseWriter, r *http.Request) {
 			hd := w.Header()
 			hd.Set("Content-Type", mime.TypeByExtension(path.Ext(name)))

@@ -24,7 +24,8 @@
 //
 // Every error is its gRPC status as JSON, with the HTTP status grpc-gateway
 // maps its code to (405 with Allow for a wrong method, 413 for a body over
-// Options.MaxBodyBytes; an empty body or data after the event is 400):
+// Options.MaxBodyBytes, 408 for a body that sends nothing for
+// Options.BodyReadTimeout; an empty body or data after the event is 400):
 //
 //	{"code":3,"message":"invalid JSON event: ...","details":[]}
 //

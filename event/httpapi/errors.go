@@ -2,32 +2,87 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/eventproc/eventproc/event/sink"
+	"github.com/eventproc/eventproc/internal/protocol"
 )
 
 // gatewayError is the mux's error handler (runtime.WithErrorHandler), and
 // the one place where errors become HTTP responses.
 func (h *Handler) gatewayError(ctx context.Context, mux *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-	// The gateway reports a body cut off by the size limit as malformed
-	// input; say what really happened.
-	if b, ok := r.Body.(*limitedBody); ok && b.exceeded {
-		err = h.errBodyTooLarge()
+	// The gateway reports a body cut off by a limit as malformed input;
+	// say what really happened.
+	if berr := h.bodyError(r); berr != nil {
+		err = berr
 	} else if st, ok := status.FromError(err); ok && !utf8.ValidString(st.Message()) {
 		// It quotes the client's bytes, which protojson cannot write (500).
 		p := st.Proto()
 		p.Message = strings.ToValidUTF8(p.Message, "\uFFFD")
 		err = status.FromProto(p).Err()
 	}
+	switch st := status.Convert(unwrapHTTPStatus(err)); st.Code() {
+	case codes.Unauthenticated:
+		// The gateway would put the message in WWW-Authenticate.
+		w = &challengeWriter{ResponseWriter: w, challenge: challenge(st)}
+	case codes.ResourceExhausted:
+		if d := retryDelay(st); d > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
+		}
+	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, errorMarshaler, w, r, err)
+}
+
+func unwrapHTTPStatus(err error) error {
+	if e, ok := errors.AsType[*runtime.HTTPStatusError](err); ok {
+		return e.Err
+	}
+	return err
+}
+
+// challenge is the WWW-Authenticate header of an UNAUTHENTICATED answer
+// (RFC 6750): error="invalid_token" when a credential was sent.
+func challenge(st *status.Status) string {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == protocol.ErrorDomain &&
+			info.GetReason() == protocol.ReasonCredentialMissing {
+			return "Bearer"
+		}
+	}
+	return `Bearer error="invalid_token"`
+}
+
+// retryDelay is the delay of a status's RetryInfo, or 0.
+func retryDelay(st *status.Status) time.Duration {
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration()
+		}
+	}
+	return 0
+}
+
+// challengeWriter sets WWW-Authenticate as the status is written.
+type challengeWriter struct {
+	http.ResponseWriter
+	challenge string
+}
+
+func (w *challengeWriter) WriteHeader(code int) {
+	w.Header().Set("WWW-Authenticate", w.challenge)
+	w.ResponseWriter.WriteHeader(code)
 }
 
 // writeError writes err as the response to r.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -47,13 +48,36 @@ type Options struct {
 	// MaxBodyBytes bounds request bodies: larger ones are answered 413,
 	// with or without a Content-Length. Zero means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// BodyReadTimeout is how long each read of a request body may wait
+	// for data: a body that stalls longer is cut off, answered 408 with
+	// DEADLINE_EXCEEDED, and its connection (HTTP/1.1) or stream (HTTP/2)
+	// closed. Requests without a body, subscriptions among them, have no
+	// such limit. Zero means DefaultBodyReadTimeout.
+	BodyReadTimeout time.Duration
 	// Heartbeat is the interval of comments that keep idle Server-Sent
 	// Events streams open through proxies. Zero means DefaultHeartbeat.
 	Heartbeat time.Duration
 	// Metrics, when set, is served at GET /metrics.
 	Metrics http.Handler
+	// MetricsRegisterer, when set, gets the handler's metrics:
+	// eventproc_http_requests_cut_total{reason}, the requests cut off by
+	// the body limits (body_too_large, body_read_timeout).
+	MetricsRegisterer prometheus.Registerer
 	// Logger gets debug logs of requests and subscriptions; nil discards.
 	Logger *slog.Logger
+	// Authenticate, when set, authenticates every request but those of
+	// /healthz, /readyz and the console's own files. It returns the context
+	// to serve the request with, carrying the caller's identity (which the
+	// backend's authorization reads), or a status error to answer:
+	// UNAUTHENTICATED is 401 with a WWW-Authenticate challenge,
+	// PERMISSION_DENIED 403, RESOURCE_EXHAUSTED 429 with a Retry-After
+	// from its RetryInfo. (*auth.Authenticator).HTTP is one.
+	Authenticate func(r *http.Request) (context.Context, error)
+	// IssueTicket, when set, serves POST /v1/tickets: it mints a
+	// single-use ticket for the caller behind ctx, which a browser's
+	// EventSource (it cannot send headers) presents as ?ticket= on GET
+	// /v1/events:subscribe. (*auth.Authenticator).IssueTicket is one.
+	IssueTicket func(ctx context.Context) (ticket string, expires time.Time, err error)
 }
 
 // Handler serves the sink's HTTP API (see the package comment). It is safe
@@ -62,7 +86,9 @@ type Handler struct {
 	mux     *runtime.ServeMux
 	backend Backend
 	opts    Options
-	allow   map[string]string // path → the method it serves, for 405s
+	cut     *prometheus.CounterVec // requests cut off, by reason
+	allow   map[string]string      // path → the method it serves, for 405s
+	public  map[string]bool        // paths served without Authenticate
 	// stopping ends when Shutdown is called, with errShuttingDown.
 	stopping context.Context
 	stop     context.CancelCauseFunc
@@ -73,13 +99,20 @@ func New(backend Backend, opts Options) (*Handler, error) {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if opts.BodyReadTimeout <= 0 {
+		opts.BodyReadTimeout = DefaultBodyReadTimeout
+	}
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = DefaultHeartbeat
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{backend: backend, opts: opts, allow: map[string]string{"/v1/events": http.MethodPost}}
+	cut, err := newCutCounter(opts.MetricsRegisterer)
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{backend: backend, opts: opts, cut: cut, allow: map[string]string{"/v1/events": http.MethodPost}}
 	h.stopping, h.stop = context.WithCancelCause(context.Background())
 	h.mux = runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, eventMarshaler{&runtime.JSONPb{}}),
@@ -106,8 +139,17 @@ func New(backend Backend, opts Options) (*Handler, error) {
 	if opts.Metrics != nil {
 		paths["/metrics"] = opts.Metrics.ServeHTTP
 	}
-	if err := consolePaths(paths); err != nil {
+	h.public = map[string]bool{"/healthz": true, "/readyz": true}
+	if err := consolePaths(paths, h.public); err != nil {
 		return nil, err
+	}
+	if opts.IssueTicket != nil {
+		h.allow[ticketsPath] = http.MethodPost
+		if err := h.mux.HandlePath(http.MethodPost, ticketsPath, func(w http.ResponseWriter, r *http.Request, _ map[string]string) {
+			h.ticket(w, r)
+		}); err != nil {
+			return nil, fmt.Errorf("POST %s: %w", ticketsPath, err)
+		}
 	}
 	for path, fn := range paths {
 		h.allow[path] = http.MethodGet
@@ -142,11 +184,10 @@ var errShuttingDown = status.Error(codes.Unavailable, "sink is shutting down")
 // ServeHTTP implements [http.Handler]: it bounds the body, applies a
 // Request-Timeout header as the deadline, and calls the gateway's mux.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Body != nil && r.Body != http.NoBody {
-		// Bodies without a Content-Length (chunked) are cut off at the limit;
-		// gatewayError turns the read error into a 413.
-		r.Body = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes)}
-	}
+	// Bodies without a Content-Length (chunked) are cut off at the limit,
+	// and bodies that stall at the read timeout; gatewayError turns the read
+	// error into a 413 or 408.
+	h.limitBody(w, r)
 	if h.opts.Logger.Enabled(r.Context(), slog.LevelDebug) {
 		sw := &statusWriter{ResponseWriter: w}
 		defer func(start time.Time) {
@@ -156,8 +197,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w = sw
 	}
 	if r.ContentLength > h.opts.MaxBodyBytes {
+		h.cut.WithLabelValues(cutBodyTooLarge).Inc()
 		h.writeError(w, r, h.errBodyTooLarge())
 		return
+	}
+	if h.opts.Authenticate != nil && !h.public[r.URL.Path] {
+		ctx, err := h.opts.Authenticate(r)
+		if err != nil {
+			h.writeError(w, r, err)
+			return
+		}
+		r = r.WithContext(ctx)
 	}
 	if v := r.Header.Get("Request-Timeout"); v != "" {
 		d, err := parseTimeout(v)
@@ -206,6 +256,22 @@ func incomingHeader(key string) (string, bool) {
 		return "tracestate", true
 	}
 	return "", false
+}
+
+// ticketsPath mints tickets (Options.IssueTicket).
+const ticketsPath = "/v1/tickets"
+
+// ticket serves POST /v1/tickets: {"ticket": "…", "expires_at": "…"}.
+func (h *Handler) ticket(w http.ResponseWriter, r *http.Request) {
+	t, expires, err := h.opts.IssueTicket(r.Context())
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Ticket    string    `json:"ticket"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}{t, expires.UTC()})
 }
 
 // healthz answers the liveness probe: the process is up.

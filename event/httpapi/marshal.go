@@ -90,20 +90,6 @@ func forwardOutcome(_ context.Context, w http.ResponseWriter, m proto.Message) e
 	return nil
 }
 
-// limitedBody is a request body cut off at the limit, remembering if it was.
-type limitedBody struct {
-	io.ReadCloser
-	exceeded bool
-}
-
-func (b *limitedBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-		b.exceeded = true
-	}
-	return n, err
-}
-
 // errorMarshaler renders error bodies. Unlike the API's marshaler it emits
 // unpopulated fields, so "details" is always there.
 var errorMarshaler = &runtime.JSONPb{MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true}}

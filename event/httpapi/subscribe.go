@@ -55,6 +55,7 @@ func parseSubscribeRequest(r *http.Request) (subscribeRequest, error) {
 			}
 		case "last_event_id", "lastEventId":
 			req.lastEventID = strings.TrimSpace(vals[len(vals)-1])
+		case "ticket": // Options.Authenticate's
 		default:
 			return req, status.Errorf(codes.InvalidArgument,
 				"unknown query parameter %q (want types and optionally last_event_id)", key)

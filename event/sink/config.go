@@ -98,6 +98,12 @@ type Config struct {
 	// refuses that event or subscription alone: a status error is answered
 	// as it is, any other error as PERMISSION_DENIED.
 	Authorize func(ctx context.Context, action Action, t eventv1.Type) error
+	// Refresh, when set, is asked when a Stream client sends a fresh
+	// credential in-band (StreamRequest.credential); ctx is the stream's.
+	// It returns when the stream's credential now expires, or a status
+	// error refusing it. Without it, such messages are refused
+	// FAILED_PRECONDITION.
+	Refresh func(ctx context.Context, credential string) (time.Time, error)
 }
 
 // withDefaults returns c with zero fields set to their defaults, or an error

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 	"github.com/eventproc/eventproc/internal/protocol"
@@ -72,6 +73,7 @@ func (s *Sink) Stream(ss eventv1.SinkService_StreamServer) error {
 		tc:   traceContext(ctx),
 		out:  make(chan answered, maxInFlightPerClientStream),
 		free: make(chan int32, maxInFlightPerClientStream),
+		quit: make(chan struct{}),
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	in.batchLimit = protocol.BatchLimit(md)
@@ -81,20 +83,42 @@ func (s *Sink) Stream(ss eventv1.SinkService_StreamServer) error {
 	defer stop()
 
 	// Writer: the only goroutine that sends on ss. It ends once every
-	// admitted event was answered and out is drained.
+	// admitted event was answered and out is drained, or at quit.
 	writerDone := make(chan error, 1)
 	go func() { writerDone <- in.write(ss) }()
 
-	err := in.read(ss)
-	in.inflight.Wait()
-	close(in.out)
-	if werr := <-writerDone; err == nil {
-		err = werr
+	// Reader: apart, so that the stream ends with its context (a
+	// credential that expired, say) even while the client sends nothing. A
+	// RecvMsg that blocks returns once this handler has.
+	readDone := make(chan error, 1)
+	go func() { readDone <- in.read(ss) }()
+	select {
+	case err := <-readDone:
+		in.inflight.Wait()
+		close(in.out)
+		if werr := <-writerDone; err == nil {
+			err = werr
+		}
+		if err != nil && ctx.Err() != nil {
+			return contextStatus(ctx)
+		}
+		return err
+	case <-ctx.Done():
+		// abort answered the events in flight; the stream is over, so
+		// answers not yet written are dropped.
+		close(in.quit)
+		<-writerDone
+		return contextStatus(ctx)
 	}
-	if err != nil && ctx.Err() != nil {
-		return status.FromContextError(ctx.Err()).Err()
+}
+
+// contextStatus is the status a call whose context ended returns: the
+// cause, when it is a status error, else CANCELLED or DEADLINE_EXCEEDED.
+func contextStatus(ctx context.Context) error {
+	if _, ok := status.FromError(context.Cause(ctx)); ok {
+		return context.Cause(ctx)
 	}
-	return err
+	return status.FromContextError(ctx.Err()).Err()
 }
 
 // ingress is the state of one SinkService.Stream.
@@ -110,6 +134,7 @@ type ingress struct {
 	free     chan int32
 	next     int32
 	inflight sync.WaitGroup // events admitted and not yet taken by the writer
+	quit     chan struct{}  // closed when the stream's context ends: the writer stops
 
 	mu     sync.Mutex
 	closed bool          // the client went away: start no more calls
@@ -127,6 +152,10 @@ type answered struct {
 	slot int32
 }
 
+// errCredentialShape is the error for a StreamRequest with a credential
+// and anything else.
+var errCredentialShape = errors.New("a StreamRequest with a credential must have no other field set, nor be a batch entry")
+
 // errBatchShape is the error for a StreamRequest that breaks batch's rules.
 var errBatchShape = errors.New("a StreamRequest with a batch must have no event or timeout of its own, nor its entries a batch")
 
@@ -142,6 +171,15 @@ func (in *ingress) read(ss grpc.ServerStream) error {
 		if err != nil {
 			return err
 		}
+		if m.Credential != "" {
+			if m.Event != nil || m.Timeout != nil || len(m.Batch) > 0 {
+				return malformed(errCredentialShape)
+			}
+			if err := in.refresh(m.Credential); err != nil {
+				return err
+			}
+			continue
+		}
 		entries := []*relayv1.StreamRequest{m}
 		if len(m.Batch) > 0 {
 			if m.Event != nil || m.Timeout != nil {
@@ -152,6 +190,9 @@ func (in *ingress) read(ss grpc.ServerStream) error {
 		for _, e := range entries {
 			if len(e.Batch) > 0 && e != m {
 				return malformed(errBatchShape)
+			}
+			if e.Credential != "" {
+				return malformed(errCredentialShape)
 			}
 			if err := in.admit(e); err != nil {
 				// The events of a batch before the malformed entry are
@@ -185,21 +226,10 @@ func (in *ingress) admit(req *relayv1.StreamRequest) error {
 		limit = d.AsDuration()
 		badTimeout = d.CheckValid() != nil || limit <= 0
 	}
-	var slot int32
-	if in.next < maxInFlightPerClientStream {
-		slot = in.next
-		in.next++
-		in.mu.Lock()
-		in.subs = append(in.subs, nil) // subs grows with the slots in use
-		in.mu.Unlock()
-	} else {
-		select {
-		case slot = <-in.free:
-		case <-in.ctx.Done():
-			return in.ctx.Err()
-		}
+	slot, err := in.takeSlot()
+	if err != nil {
+		return err
 	}
-	in.inflight.Add(1)
 	sub := &submission{s: in.s, ctx: in.ctx, to: in, slot: slot, start: time.Now(), trace: in.tc}
 	in.mu.Lock()
 	in.subs[slot] = sub
@@ -215,6 +245,48 @@ func (in *ingress) admit(req *relayv1.StreamRequest) error {
 	default:
 		in.s.submit(sub, req.Event, h, tooDeep, limit)
 	}
+	return nil
+}
+
+// takeSlot returns a free slot for an answer, waiting for one while
+// maxInFlightPerClientStream are taken, and counts it in flight.
+func (in *ingress) takeSlot() (int32, error) {
+	var slot int32
+	if in.next < maxInFlightPerClientStream {
+		slot = in.next
+		in.next++
+		in.mu.Lock()
+		in.subs = append(in.subs, nil) // subs grows with the slots in use
+		in.mu.Unlock()
+	} else {
+		select {
+		case slot = <-in.free:
+		case <-in.ctx.Done():
+			return 0, in.ctx.Err()
+		}
+	}
+	in.inflight.Add(1)
+	return slot, nil
+}
+
+// refresh asks Config.Refresh about a credential sent in-band, and queues
+// its answer.
+func (in *ingress) refresh(credential string) error {
+	slot, err := in.takeSlot()
+	if err != nil {
+		return err
+	}
+	resp := new(relayv1.StreamResponse)
+	exp, err := time.Time{}, status.Error(codes.FailedPrecondition, "this sink does not authenticate its clients: no credential to refresh")
+	if in.s.cfg.Refresh != nil {
+		exp, err = in.s.cfg.Refresh(in.ctx, credential)
+	}
+	if err != nil {
+		resp.Result = &relayv1.StreamResponse_Error{Error: status.Convert(err).Proto()}
+	} else {
+		resp.Result = &relayv1.StreamResponse_CredentialExpires{CredentialExpires: timestamppb.New(exp)}
+	}
+	in.out <- answered{resp, slot}
 	return nil
 }
 
@@ -259,7 +331,7 @@ func (in *ingress) abort() {
 // write sends the queued answers, one message each or, when the client
 // reads batches, as many as wait at once (up to protocol.MaxBatch) in as
 // few messages as its limit allows. It releases each answer's slot, and
-// returns once out is closed and drained, with the first error sending:
+// returns once out is closed and drained (or at quit), with the first error sending:
 // answers after it are dropped, as the stream has failed.
 func (in *ingress) write(ss grpc.ServerStream) error {
 	var err error
@@ -278,7 +350,17 @@ func (in *ingress) write(ss grpc.ServerStream) error {
 		clear(batch.Batch)
 		batch.Batch, size = batch.Batch[:0], 0
 	}
-	for a := range in.out {
+	for {
+		var a answered
+		select {
+		case next, ok := <-in.out:
+			if !ok {
+				return err
+			}
+			a = next
+		case <-in.quit:
+			return err
+		}
 		taken = append(taken[:0], a)
 		if in.batchLimit > 0 {
 		more:
@@ -311,5 +393,4 @@ func (in *ingress) write(ss grpc.ServerStream) error {
 		}
 		clear(taken)
 	}
-	return err
 }

@@ -32,8 +32,8 @@ func (s *Sink) SubscribeEvents(ctx context.Context, types []eventv1.Type, lastEv
 	return sub, nil
 }
 
-// Subscribe implements [eventv1.SinkServiceServer]: it streams published
-// events of the requested types until the client goes away, the subscriber
+// Subscribe implements [eventv1.SinkServiceServer]: it sends the response
+// headers once subscribed, then streams published events of the requested types until the client goes away, the subscriber
 // falls too far behind under the Disconnect policy (RESOURCE_EXHAUSTED), or
 // the sink shuts down (UNAVAILABLE).
 func (s *Sink) Subscribe(req *eventv1.SubscribeRequest, ss eventv1.SinkService_SubscribeServer) error {
@@ -43,6 +43,11 @@ func (s *Sink) Subscribe(req *eventv1.SubscribeRequest, ss eventv1.SinkService_S
 		return err
 	}
 	defer sub.Close()
+	// Headers now tell the client that the subscription is in place (and
+	// was allowed) before any event comes.
+	if err := ss.SendHeader(nil); err != nil {
+		return err
+	}
 	for {
 		resp, err := sub.Next(ctx)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -318,7 +319,17 @@ type StreamRequest struct {
 	// A message with batch set has no other field set, and its entries have
 	// no batch of their own; the sink ends the stream with INVALID_ARGUMENT
 	// otherwise.
-	Batch         []*StreamRequest `protobuf:"bytes,3,rep,name=batch,proto3" json:"batch,omitempty"`
+	Batch []*StreamRequest `protobuf:"bytes,3,rep,name=batch,proto3" json:"batch,omitempty"`
+	// A fresh credential for this stream (a bearer token, without "Bearer "),
+	// for a sink that authenticates its clients: a stream ends with
+	// UNAUTHENTICATED when the credential it was opened with expires, unless
+	// the client sends a fresh one, of the same principal, before then. A
+	// message with credential set has no other field set. The sink answers it
+	// with a StreamResponse with an empty id and credential_expires set (the
+	// stream now runs on the fresh credential, with its scopes) or error set
+	// (it was refused, and the stream keeps its credential). Events in flight
+	// are not disturbed either way.
+	Credential    string `protobuf:"bytes,4,opt,name=credential,proto3" json:"credential,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -374,6 +385,13 @@ func (x *StreamRequest) GetBatch() []*StreamRequest {
 	return nil
 }
 
+func (x *StreamRequest) GetCredential() string {
+	if x != nil {
+		return x.Credential
+	}
+	return ""
+}
+
 // StreamResponse answers one StreamRequest.
 type StreamResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -385,6 +403,7 @@ type StreamResponse struct {
 	//
 	//	*StreamResponse_Response
 	//	*StreamResponse_Error
+	//	*StreamResponse_CredentialExpires
 	Result isStreamResponse_Result `protobuf_oneof:"result"`
 	// Several answers in one message, each as if it came on its own; a
 	// message with batch set has no other field set. The sink sends batches
@@ -459,6 +478,15 @@ func (x *StreamResponse) GetError() *status.Status {
 	return nil
 }
 
+func (x *StreamResponse) GetCredentialExpires() *timestamppb.Timestamp {
+	if x != nil {
+		if x, ok := x.Result.(*StreamResponse_CredentialExpires); ok {
+			return x.CredentialExpires
+		}
+	}
+	return nil
+}
+
 func (x *StreamResponse) GetBatch() []*StreamResponse {
 	if x != nil {
 		return x.Batch
@@ -476,19 +504,28 @@ type StreamResponse_Response struct {
 }
 
 type StreamResponse_Error struct {
-	// The error, as Send would have returned it.
+	// The error, as Send would have returned it (or, with an empty id, why
+	// a StreamRequest.credential was refused).
 	Error *status.Status `protobuf:"bytes,3,opt,name=error,proto3,oneof"`
+}
+
+type StreamResponse_CredentialExpires struct {
+	// Answers an accepted StreamRequest.credential (with an empty id): when
+	// the stream's credential now expires.
+	CredentialExpires *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=credential_expires,json=credentialExpires,proto3,oneof"`
 }
 
 func (*StreamResponse_Response) isStreamResponse_Result() {}
 
 func (*StreamResponse_Error) isStreamResponse_Result() {}
 
+func (*StreamResponse_CredentialExpires) isStreamResponse_Result() {}
+
 var File_event_v1_sink_proto protoreflect.FileDescriptor
 
 const file_event_v1_sink_proto_rawDesc = "" +
 	"\n" +
-	"\x13event/v1/sink.proto\x12\bevent.v1\x1a\x14event/v1/event.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x17google/rpc/status.proto\"4\n" +
+	"\x13event/v1/sink.proto\x12\bevent.v1\x1a\x14event/v1/event.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"4\n" +
 	"\vSendRequest\x12%\n" +
 	"\x05event\x18\x01 \x01(\v2\x0f.event.v1.EventR\x05event\"b\n" +
 	"\fSendResponse\x12%\n" +
@@ -500,15 +537,19 @@ const file_event_v1_sink_proto_rawDesc = "" +
 	"\x11SubscribeResponse\x12%\n" +
 	"\x05event\x18\x01 \x01(\v2\x0f.event.v1.EventR\x05event\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x16\n" +
-	"\x06missed\x18\x03 \x01(\x04R\x06missed\"\x9a\x01\n" +
+	"\x06missed\x18\x03 \x01(\x04R\x06missed\"\xba\x01\n" +
 	"\rStreamRequest\x12%\n" +
 	"\x05event\x18\x01 \x01(\v2\x0f.event.v1.EventR\x05event\x123\n" +
 	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12-\n" +
-	"\x05batch\x18\x03 \x03(\v2\x17.event.v1.StreamRequestR\x05batch\"\xbc\x01\n" +
+	"\x05batch\x18\x03 \x03(\v2\x17.event.v1.StreamRequestR\x05batch\x12\x1e\n" +
+	"\n" +
+	"credential\x18\x04 \x01(\tR\n" +
+	"credential\"\x89\x02\n" +
 	"\x0eStreamResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x124\n" +
 	"\bresponse\x18\x02 \x01(\v2\x16.event.v1.SendResponseH\x00R\bresponse\x12*\n" +
-	"\x05error\x18\x03 \x01(\v2\x12.google.rpc.StatusH\x00R\x05error\x12.\n" +
+	"\x05error\x18\x03 \x01(\v2\x12.google.rpc.StatusH\x00R\x05error\x12K\n" +
+	"\x12credential_expires\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\x11credentialExpires\x12.\n" +
 	"\x05batch\x18\x04 \x03(\v2\x18.event.v1.StreamResponseR\x05batchB\b\n" +
 	"\x06result*c\n" +
 	"\aOutcome\x12\x17\n" +
@@ -537,17 +578,18 @@ func file_event_v1_sink_proto_rawDescGZIP() []byte {
 var file_event_v1_sink_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_event_v1_sink_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_event_v1_sink_proto_goTypes = []any{
-	(Outcome)(0),                // 0: event.v1.Outcome
-	(*SendRequest)(nil),         // 1: event.v1.SendRequest
-	(*SendResponse)(nil),        // 2: event.v1.SendResponse
-	(*SubscribeRequest)(nil),    // 3: event.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),   // 4: event.v1.SubscribeResponse
-	(*StreamRequest)(nil),       // 5: event.v1.StreamRequest
-	(*StreamResponse)(nil),      // 6: event.v1.StreamResponse
-	(*Event)(nil),               // 7: event.v1.Event
-	(Type)(0),                   // 8: event.v1.Type
-	(*durationpb.Duration)(nil), // 9: google.protobuf.Duration
-	(*status.Status)(nil),       // 10: google.rpc.Status
+	(Outcome)(0),                  // 0: event.v1.Outcome
+	(*SendRequest)(nil),           // 1: event.v1.SendRequest
+	(*SendResponse)(nil),          // 2: event.v1.SendResponse
+	(*SubscribeRequest)(nil),      // 3: event.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),     // 4: event.v1.SubscribeResponse
+	(*StreamRequest)(nil),         // 5: event.v1.StreamRequest
+	(*StreamResponse)(nil),        // 6: event.v1.StreamResponse
+	(*Event)(nil),                 // 7: event.v1.Event
+	(Type)(0),                     // 8: event.v1.Type
+	(*durationpb.Duration)(nil),   // 9: google.protobuf.Duration
+	(*status.Status)(nil),         // 10: google.rpc.Status
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
 }
 var file_event_v1_sink_proto_depIdxs = []int32{
 	7,  // 0: event.v1.SendRequest.event:type_name -> event.v1.Event
@@ -560,18 +602,19 @@ var file_event_v1_sink_proto_depIdxs = []int32{
 	5,  // 7: event.v1.StreamRequest.batch:type_name -> event.v1.StreamRequest
 	2,  // 8: event.v1.StreamResponse.response:type_name -> event.v1.SendResponse
 	10, // 9: event.v1.StreamResponse.error:type_name -> google.rpc.Status
-	6,  // 10: event.v1.StreamResponse.batch:type_name -> event.v1.StreamResponse
-	1,  // 11: event.v1.SinkService.Send:input_type -> event.v1.SendRequest
-	3,  // 12: event.v1.SinkService.Subscribe:input_type -> event.v1.SubscribeRequest
-	5,  // 13: event.v1.SinkService.Stream:input_type -> event.v1.StreamRequest
-	2,  // 14: event.v1.SinkService.Send:output_type -> event.v1.SendResponse
-	4,  // 15: event.v1.SinkService.Subscribe:output_type -> event.v1.SubscribeResponse
-	6,  // 16: event.v1.SinkService.Stream:output_type -> event.v1.StreamResponse
-	14, // [14:17] is the sub-list for method output_type
-	11, // [11:14] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	11, // 10: event.v1.StreamResponse.credential_expires:type_name -> google.protobuf.Timestamp
+	6,  // 11: event.v1.StreamResponse.batch:type_name -> event.v1.StreamResponse
+	1,  // 12: event.v1.SinkService.Send:input_type -> event.v1.SendRequest
+	3,  // 13: event.v1.SinkService.Subscribe:input_type -> event.v1.SubscribeRequest
+	5,  // 14: event.v1.SinkService.Stream:input_type -> event.v1.StreamRequest
+	2,  // 15: event.v1.SinkService.Send:output_type -> event.v1.SendResponse
+	4,  // 16: event.v1.SinkService.Subscribe:output_type -> event.v1.SubscribeResponse
+	6,  // 17: event.v1.SinkService.Stream:output_type -> event.v1.StreamResponse
+	15, // [15:18] is the sub-list for method output_type
+	12, // [12:15] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_event_v1_sink_proto_init() }
@@ -583,6 +626,7 @@ func file_event_v1_sink_proto_init() {
 	file_event_v1_sink_proto_msgTypes[5].OneofWrappers = []any{
 		(*StreamResponse_Response)(nil),
 		(*StreamResponse_Error)(nil),
+		(*StreamResponse_CredentialExpires)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

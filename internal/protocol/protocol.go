@@ -74,9 +74,19 @@ func batchOf(m protoreflect.ProtoMessage) Batch {
 // the batch field.
 func (b Batch) EntrySize(n int) int { return b.tagSize + protowire.SizeBytes(n) }
 
-// ErrorDomain is the domain of the google.rpc.ErrorInfo details of the
-// processor protocol; their reasons are the names of eventv1.ErrorReason.
+// ErrorDomain is the domain of the google.rpc.ErrorInfo details of
+// eventproc's errors. In the processor protocol their reasons are the names
+// of eventv1.ErrorReason; a sink's UNAUTHENTICATED errors carry one of the
+// Reason… constants.
 const ErrorDomain = "eventproc"
+
+// The reasons of a sink's UNAUTHENTICATED errors: no credential was sent
+// (HTTP's WWW-Authenticate challenge then has no error attribute), or the
+// one sent was not accepted (error="invalid_token").
+const (
+	ReasonCredentialMissing = "CREDENTIAL_MISSING"
+	ReasonCredentialInvalid = "CREDENTIAL_INVALID"
+)
 
 var drainingReason = eventv1.ErrorReason_ERROR_REASON_PROCESSOR_DRAINING.String()
 

@@ -270,7 +270,9 @@ type StreamRequest struct {
 	// event.v1.StreamRequest.timeout.
 	Timeout *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// event.v1.StreamRequest.batch.
-	Batch         []*StreamRequest `protobuf:"bytes,3,rep,name=batch,proto3" json:"batch,omitempty"`
+	Batch []*StreamRequest `protobuf:"bytes,3,rep,name=batch,proto3" json:"batch,omitempty"`
+	// event.v1.StreamRequest.credential.
+	Credential    string `protobuf:"bytes,4,opt,name=credential,proto3" json:"credential,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -324,6 +326,13 @@ func (x *StreamRequest) GetBatch() []*StreamRequest {
 		return x.Batch
 	}
 	return nil
+}
+
+func (x *StreamRequest) GetCredential() string {
+	if x != nil {
+		return x.Credential
+	}
+	return ""
 }
 
 // SendResponse is event.v1.SendResponse with the event encoded.
@@ -392,6 +401,7 @@ type StreamResponse struct {
 	//
 	//	*StreamResponse_Response
 	//	*StreamResponse_Error
+	//	*StreamResponse_CredentialExpires
 	Result isStreamResponse_Result `protobuf_oneof:"result"`
 	// event.v1.StreamResponse.batch.
 	Batch         []*StreamResponse `protobuf:"bytes,4,rep,name=batch,proto3" json:"batch,omitempty"`
@@ -461,6 +471,15 @@ func (x *StreamResponse) GetError() *status.Status {
 	return nil
 }
 
+func (x *StreamResponse) GetCredentialExpires() *timestamppb.Timestamp {
+	if x != nil {
+		if x, ok := x.Result.(*StreamResponse_CredentialExpires); ok {
+			return x.CredentialExpires
+		}
+	}
+	return nil
+}
+
 func (x *StreamResponse) GetBatch() []*StreamResponse {
 	if x != nil {
 		return x.Batch
@@ -482,9 +501,16 @@ type StreamResponse_Error struct {
 	Error *status.Status `protobuf:"bytes,3,opt,name=error,proto3,oneof"`
 }
 
+type StreamResponse_CredentialExpires struct {
+	// event.v1.StreamResponse.credential_expires.
+	CredentialExpires *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=credential_expires,json=credentialExpires,proto3,oneof"`
+}
+
 func (*StreamResponse_Response) isStreamResponse_Result() {}
 
 func (*StreamResponse_Error) isStreamResponse_Result() {}
+
+func (*StreamResponse_CredentialExpires) isStreamResponse_Result() {}
 
 // EventHeader holds the fields of an event.v1.Event that the sink fills in
 // when a client left them out: encoded and appended to an encoded event, it
@@ -576,20 +602,24 @@ const file_internal_relay_v1_relay_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\v2\x12.google.rpc.StatusH\x00R\x05error\x12+\n" +
 	"\apublish\x18\x05 \x01(\v2\x0f.event.v1.EventH\x00R\apublish\x128\n" +
 	"\x05batch\x18\x06 \x03(\v2\".internal.relay.v1.ProcessResponseR\x05batchB\b\n" +
-	"\x06result\"\xa1\x01\n" +
+	"\x06result\"\xc1\x01\n" +
 	"\rStreamRequest\x12\x19\n" +
 	"\x05event\x18\x01 \x01(\fH\x00R\x05event\x88\x01\x01\x123\n" +
 	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x126\n" +
-	"\x05batch\x18\x03 \x03(\v2 .internal.relay.v1.StreamRequestR\x05batchB\b\n" +
+	"\x05batch\x18\x03 \x03(\v2 .internal.relay.v1.StreamRequestR\x05batch\x12\x1e\n" +
+	"\n" +
+	"credential\x18\x04 \x01(\tR\n" +
+	"credentialB\b\n" +
 	"\x06_event\"`\n" +
 	"\fSendResponse\x12\x19\n" +
 	"\x05event\x18\x01 \x01(\fH\x00R\x05event\x88\x01\x01\x12+\n" +
 	"\aoutcome\x18\x02 \x01(\x0e2\x11.event.v1.OutcomeR\aoutcomeB\b\n" +
-	"\x06_event\"\xce\x01\n" +
+	"\x06_event\"\x9b\x02\n" +
 	"\x0eStreamResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12=\n" +
 	"\bresponse\x18\x02 \x01(\v2\x1f.internal.relay.v1.SendResponseH\x00R\bresponse\x12*\n" +
-	"\x05error\x18\x03 \x01(\v2\x12.google.rpc.StatusH\x00R\x05error\x127\n" +
+	"\x05error\x18\x03 \x01(\v2\x12.google.rpc.StatusH\x00R\x05error\x12K\n" +
+	"\x12credential_expires\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\x11credentialExpires\x127\n" +
 	"\x05batch\x18\x04 \x03(\v2!.internal.relay.v1.StreamResponseR\x05batchB\b\n" +
 	"\x06result\"q\n" +
 	"\vEventHeader\x12\x0e\n" +
@@ -622,8 +652,8 @@ var file_internal_relay_v1_relay_proto_goTypes = []any{
 	(*status.Status)(nil),         // 8: google.rpc.Status
 	(*v1.Event)(nil),              // 9: event.v1.Event
 	(v1.Outcome)(0),               // 10: event.v1.Outcome
-	(v1.Type)(0),                  // 11: event.v1.Type
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(v1.Type)(0),                  // 12: event.v1.Type
 }
 var file_internal_relay_v1_relay_proto_depIdxs = []int32{
 	7,  // 0: internal.relay.v1.ProcessRequest.timeout:type_name -> google.protobuf.Duration
@@ -637,14 +667,15 @@ var file_internal_relay_v1_relay_proto_depIdxs = []int32{
 	10, // 8: internal.relay.v1.SendResponse.outcome:type_name -> event.v1.Outcome
 	3,  // 9: internal.relay.v1.StreamResponse.response:type_name -> internal.relay.v1.SendResponse
 	8,  // 10: internal.relay.v1.StreamResponse.error:type_name -> google.rpc.Status
-	4,  // 11: internal.relay.v1.StreamResponse.batch:type_name -> internal.relay.v1.StreamResponse
-	11, // 12: internal.relay.v1.EventHeader.type:type_name -> event.v1.Type
-	12, // 13: internal.relay.v1.EventHeader.time:type_name -> google.protobuf.Timestamp
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	11, // 11: internal.relay.v1.StreamResponse.credential_expires:type_name -> google.protobuf.Timestamp
+	4,  // 12: internal.relay.v1.StreamResponse.batch:type_name -> internal.relay.v1.StreamResponse
+	12, // 13: internal.relay.v1.EventHeader.type:type_name -> event.v1.Type
+	11, // 14: internal.relay.v1.EventHeader.time:type_name -> google.protobuf.Timestamp
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_internal_relay_v1_relay_proto_init() }
@@ -664,6 +695,7 @@ func file_internal_relay_v1_relay_proto_init() {
 	file_internal_relay_v1_relay_proto_msgTypes[4].OneofWrappers = []any{
 		(*StreamResponse_Response)(nil),
 		(*StreamResponse_Error)(nil),
+		(*StreamResponse_CredentialExpires)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
