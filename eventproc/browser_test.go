@@ -9,6 +9,9 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/eventproc/eventproc/event/auth"
+	"github.com/eventproc/eventproc/internal/authtest"
 )
 
 // chromiumPath is where Debian's chromium package puts the browser (.ci/run
@@ -230,5 +233,70 @@ func TestConsoleInBrowser(t *testing.T) {
 	console.sync(t, ctx, tab)
 	for _, p := range console.problems() {
 		t.Errorf("browser console: %s", p)
+	}
+}
+
+// TestConsoleWithCredential drives the console against a sink that
+// authenticates: it asks for a credential after a 401, then sends with it
+// as a header and subscribes with a ticket minted with it; the credential
+// never appears in a URL the page requests.
+func TestConsoleWithCredential(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	t.Parallel()
+	ctx := testContext(t)
+	keys := filepath.Join(t.TempDir(), "keys.json")
+	authtest.WriteAPIKeys(t, keys, map[string]auth.APIKey{
+		"console-key": {Principal: "operator", Scopes: []string{"send:*", "subscribe:*"}},
+	})
+	s := publishFixture(t, ctx, "--auth-api-keys", keys)
+	tab := startBrowser(t, ctx)
+	console := watchConsole(tab)
+	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(tab, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	waitFor := func(what, js string) {
+		t.Helper()
+		if _, err := chromedp.Run(tab, chromedp.Poll[bool](js)); err != nil {
+			t.Fatalf("waiting until %s: %v", what, err)
+		}
+	}
+	run("opening the console", chromedp.Navigate(s.url+"/"))
+	waitFor("the credential form is shown", `!document.getElementById("auth-form").hidden`)
+	run("entering the key", chromedp.SendKeys(chromedp.ID("credential"), "console-key"), chromedp.Click(chromedp.CSS("#auth-form button")))
+	waitFor("the types are loaded", `document.body.dataset.ready === "true"`)
+
+	run("subscribing", chromedp.Click(chromedp.ID("subscribe")))
+	waitFor("the subscription is live", `document.getElementById("sub-state").textContent.startsWith("live")`)
+	run("sending", chromedp.SetValue(chromedp.ID("send-type"), "TYPE_HELLO"), chromedp.Click(chromedp.ID("send")))
+	waitFor("the reply is shown", `document.getElementById("reply").dataset.status === "200"`)
+	waitFor("the published event is listed", `document.querySelectorAll("#events li.event").length === 1`)
+
+	// Every URL the page requested, and the live EventSource's.
+	urls, err := chromedp.Run(tab, chromedp.Evaluate[[]string](
+		`performance.getEntriesByType("resource").map(e => e.name).concat([live.source.url])`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sawTicket := false
+	for _, u := range urls {
+		if strings.Contains(u, "console-key") {
+			t.Errorf("the credential is in a URL: %s", u)
+		}
+		sawTicket = sawTicket || strings.Contains(u, "ticket=")
+	}
+	if !sawTicket {
+		t.Errorf("no subscription with a ticket among %q", urls)
+	}
+	// The one 401 (before the key was entered) is expected; nothing else.
+	console.sync(t, ctx, tab)
+	for _, p := range console.problems() {
+		if !strings.Contains(p, "401") {
+			t.Errorf("browser console: %s", p)
+		}
 	}
 }

@@ -208,9 +208,8 @@ type contextKey struct{}
 type session struct {
 	mu     sync.Mutex
 	p      *Principal
-	expiry *time.Timer                      // nil for calls that do not outlive a request
-	end    context.CancelCauseFunc          // ends a long-lived call
-	onEnd  func(p *Principal, at time.Time) // audit hook
+	expiry *time.Timer             // nil for calls that do not outlive a request
+	end    context.CancelCauseFunc // ends a long-lived call; nil for others
 }
 
 func (s *session) principal() *Principal {

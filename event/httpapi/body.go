@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -27,9 +28,10 @@ type requestBody struct {
 	// (httptest.ResponseRecorder).
 	rc       *http.ResponseController
 	timeout  time.Duration
-	done     bool // read to the end: no deadline any more
-	exceeded bool // longer than MaxBodyBytes
-	timedOut bool // a read waited longer than timeout
+	by       time.Time // the whole body must have come by then
+	done     bool      // read to the end: no deadline any more
+	exceeded bool      // longer than MaxBodyBytes
+	timedOut bool      // a read waited longer than timeout
 }
 
 // limitBody replaces r.Body, when there is one, with a requestBody. w must
@@ -44,7 +46,8 @@ func (h *Handler) limitBody(w http.ResponseWriter, r *http.Request) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return
 	}
-	b := &requestBody{ReadCloser: http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes), timeout: h.opts.BodyReadTimeout}
+	b := &requestBody{ReadCloser: http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes), timeout: h.opts.BodyReadTimeout,
+		by: time.Now().Add(wholeBodyReads * h.opts.BodyReadTimeout)}
 	if rc := http.NewResponseController(w); rc.SetReadDeadline(time.Time{}) == nil {
 		b.rc = rc
 		if r.ContentLength != 0 {
@@ -54,11 +57,21 @@ func (h *Handler) limitBody(w http.ResponseWriter, r *http.Request) {
 	r.Body = b
 }
 
-// setDeadline gives the next read of the body the timeout.
+// wholeBodyReads is how many read timeouts the whole body may take: a
+// client that trickles a byte now and then, each within the timeout, is
+// cut off all the same.
+const wholeBodyReads = 6
+
+// setDeadline gives the next read of the body the timeout, or what is
+// left of the whole body's time if that is less.
 func (b *requestBody) setDeadline() {
 	// Works on HTTP/1.1 (the connection's deadline) and HTTP/2 (a timer
 	// per stream that ends its body with os.ErrDeadlineExceeded).
-	_ = b.rc.SetReadDeadline(time.Now().Add(b.timeout))
+	d := time.Now().Add(b.timeout)
+	if d.After(b.by) {
+		d = b.by
+	}
+	_ = b.rc.SetReadDeadline(d)
 }
 
 // Read reads from the body, giving each read the timeout. Once the body
@@ -137,11 +150,12 @@ func (h *Handler) bodyError(r *http.Request) error {
 		// DEADLINE_EXCEEDED, not CANCELLED: a time limit ran out, and the
 		// client did not cancel anything. The event was never routed, so it
 		// can be sent again.
-		return &runtime.HTTPStatusError{
-			HTTPStatus: http.StatusRequestTimeout,
-			Err: status.Errorf(codes.DeadlineExceeded,
-				"request body: nothing received for %v (the server's body read timeout)", b.timeout),
+		msg := fmt.Sprintf("request body: nothing received for %v (the server's body read timeout)", b.timeout)
+		if !time.Now().Before(b.by) {
+			msg = fmt.Sprintf("request body: not complete within %v (%d times the server's body read timeout)",
+				wholeBodyReads*b.timeout, wholeBodyReads)
 		}
+		return &runtime.HTTPStatusError{HTTPStatus: http.StatusRequestTimeout, Err: status.Error(codes.DeadlineExceeded, msg)}
 	}
 	return nil
 }

@@ -263,3 +263,43 @@ func TestCutCounterShared(t *testing.T) {
 		t.Errorf("two handlers on one registry have counters %p and %p, want one", a.cut, b.cut)
 	}
 }
+
+// TestTrickledBodyCut: a body whose every byte comes within the read
+// timeout, but which never ends, is answered 408 once the whole body's time
+// (wholeBodyReads read timeouts) is over.
+func TestTrickledBodyCut(t *testing.T) {
+	ctx := testContext(t)
+	s := newBodyServer(t, false)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go func() {
+		// The client's pace, not synchronisation: a byte per half timeout.
+		tick := time.NewTicker(testBodyTimeout / 2)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+				return
+			}
+			if _, err := io.WriteString(pw, " "); err != nil {
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.srv.URL+"/v1/events", pr)
+	resp, err := s.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	took := time.Since(start)
+	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), "not complete within") {
+		t.Errorf("answer %d %s, want 408 saying the body was not complete in time", resp.StatusCode, body)
+	}
+	if took < wholeBodyReads*testBodyTimeout {
+		t.Errorf("cut after %v, before the whole body's time of %v", took, wholeBodyReads*testBodyTimeout)
+	}
+}

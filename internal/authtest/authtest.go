@@ -58,13 +58,6 @@ func (is *Issuer) AddKey(kid string) {
 	is.keys[kid] = NewKey(is.t)
 }
 
-// RemoveKey stops publishing kid.
-func (is *Issuer) RemoveKey(kid string) {
-	is.mu.Lock()
-	defer is.mu.Unlock()
-	delete(is.keys, kid)
-}
-
 // JWKS is the published key set.
 func (is *Issuer) JWKS() []byte {
 	is.mu.Lock()
@@ -90,8 +83,6 @@ func (is *Issuer) JWKS() []byte {
 // URL.
 func (is *Issuer) Serve() string {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		is.mu.Lock()
-		is.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(is.JWKS())
 	}))

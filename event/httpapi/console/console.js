@@ -36,10 +36,51 @@ function timeOf(event) {
   return isNaN(t) ? "" : t.toLocaleTimeString();
 }
 
-// ---- types ----------------------------------------------------------------
+// ---- credential -------------------------------------------------------------
+
+// The credential (a token or an API key) the user entered, kept in memory
+// only: sent as a header, never put in a URL. Subscriptions use a
+// single-use ticket minted with it, as EventSource cannot send headers.
+let credential = "";
+
+function withCredential(headers) {
+  if (credential !== "") headers.Authorization = "Bearer " + credential;
+  return headers;
+}
+
+// needCredential shows the credential form after a 401.
+function needCredential() {
+  $("auth-form").hidden = false;
+  $("credential").focus();
+  return new Error("this sink needs a credential: enter a token or an API key above");
+}
+
+async function useCredential(ev) {
+  ev.preventDefault();
+  credential = $("credential").value.trim();
+  try {
+    await loadTypes();
+    $("auth-form").hidden = true;
+    setState("muted", "not subscribed");
+    document.body.dataset.ready = "true";
+  } catch (e) {
+    setState("bad", String(e.message || e));
+  }
+}
+
+// ticket mints a single-use ticket for a subscription.
+async function ticket() {
+  const resp = await fetch("v1/tickets", { method: "POST", headers: withCredential({ Accept: "application/json" }) });
+  if (resp.status === 401) throw needCredential();
+  if (!resp.ok) throw new Error("POST /v1/tickets: HTTP " + resp.status);
+  return (await resp.json()).ticket;
+}
+
+// ---- types ------------------------------------------------------------------
 
 async function loadTypes() {
-  const resp = await fetch("v1/types", { headers: { Accept: "application/json" } });
+  const resp = await fetch("v1/types", { headers: withCredential({ Accept: "application/json" }) });
+  if (resp.status === 401) throw needCredential();
   if (!resp.ok) throw new Error("GET /v1/types: HTTP " + resp.status);
   const body = await resp.json();
   const select = $("send-type");
@@ -118,7 +159,7 @@ async function send(ev) {
   try {
     const resp = await fetch("v1/events", {
       method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      headers: withCredential({ "Content-Type": "application/json", Accept: "application/json" }),
       body: JSON.stringify(buildEvent()),
     });
     const text = await resp.text();
@@ -204,7 +245,7 @@ function onMissed(msg) {
   pushItem(el("li", "missed", n + (n === 1 ? " event" : " events") + " missed (too slow, or beyond the retained history)"));
 }
 
-function subscribe() {
+async function subscribe() {
   const types = chosenTypes();
   if (types.length === 0) {
     setState("warn", "choose at least one type");
@@ -214,6 +255,14 @@ function subscribe() {
   for (const t of types) params.append("types", t);
   const last = $("last-id").value.trim();
   if (last !== "") params.set("last_event_id", last);
+  if (credential !== "") {
+    try {
+      params.set("ticket", await ticket());
+    } catch (e) {
+      setState("bad", String(e.message || e));
+      return;
+    }
+  }
 
   const source = new EventSource("v1/events:subscribe?" + params.toString());
   live.source = source;
@@ -232,7 +281,14 @@ function subscribe() {
       pushItem(el("li", "error", "stream ended by the sink: " + message));
       return;
     }
-    if (source.readyState === EventSource.CLOSED) {
+    if (source.readyState === EventSource.CLOSED && credential !== "" && live.source === source) {
+      // A ticket works once: reconnect with a fresh one, resuming after the
+      // last event seen.
+      const seen = $("last-seen").textContent;
+      if (/^[0-9]+$/.test(seen)) $("last-id").value = seen;
+      stopSubscription(false);
+      subscribe();
+    } else if (source.readyState === EventSource.CLOSED) {
       setState("bad", "closed");
       stopSubscription(false);
     } else {
@@ -322,6 +378,7 @@ async function start() {
   $("send-form").addEventListener("submit", send);
   $("subscribe-form").addEventListener("submit", toggleSubscription);
   $("clear-events").addEventListener("click", clearEvents);
+  $("auth-form").addEventListener("submit", useCredential);
   addMetadataRow("source", "console");
   checkPayload();
   refreshStatus();
