@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -49,6 +50,9 @@ type Config struct {
 	// Auth configures authentication and rate limits; newServer adds the
 	// logger and metrics registry.
 	Auth auth.Config
+	// TLS names the certificate files of both ports and of the
+	// connections to processors.
+	TLS TLSFiles
 }
 
 // option is one setting: flag, variable, default, meaning, and how a value
@@ -66,7 +70,7 @@ type option struct {
 
 // options lists every setting of c, in the order --help shows them.
 func options(c *Config) []option {
-	return []option{
+	return slices.Concat([]option{
 		{name: "http-addr", arg: "ADDR", env: "EVENTPROC_HTTP_ADDR", def: ":8080", set: addrVar(&c.HTTPAddr),
 			usage: "listen address of the HTTP/JSON API, the console, /healthz, /readyz and /metrics"},
 		{name: "grpc-addr", arg: "ADDR", env: "EVENTPROC_GRPC_ADDR", def: ":8081", set: addrVar(&c.GRPCAddr),
@@ -74,6 +78,7 @@ func options(c *Config) []option {
 		{name: "debug-addr", arg: "ADDR", env: "EVENTPROC_DEBUG_ADDR", set: addrVar(&c.DebugAddr),
 			usage: "listen address of Go's profiler (/debug/pprof/) and runtime variables (/debug/vars); off when empty; " +
 				"bind it where only operators can reach it"},
+	}, c.TLS.options(), []option{
 		{name: "route", arg: "TYPE=TARGET[,TARGET...]", env: "EVENTPROC_ROUTES", multi: true, set: c.addRoute,
 			usage: "send events of TYPE (e.g. hello or TYPE_HELLO) to these processors (host:port or dns:///name:port); " +
 				"repeatable, at least one; the variable separates routes with ';' or spaces"},
@@ -151,7 +156,7 @@ func options(c *Config) []option {
 			usage: "least severe level logged: debug, info, warn or error"},
 		{name: "shutdown-grace", arg: "DURATION", env: "EVENTPROC_SHUTDOWN_GRACE", def: "10s", set: durationVar(&c.ShutdownGrace, true),
 			usage: "on SIGINT or SIGTERM, how long in-flight requests may take before connections are closed"},
-	}
+	})
 }
 
 // printUsage writes the --help text.
@@ -271,6 +276,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		if o.name == "route" && len(c.Sink.Routes) == 0 {
 			return c, errors.New("no routes: give at least one --route TYPE=TARGET[,TARGET...] (or set EVENTPROC_ROUTES)")
 		}
+	}
+	if err := c.TLS.validate(); err != nil {
+		return c, err
 	}
 	if a := c.Auth; (a.JWKSURL != "" || a.JWKSFile != "") && (a.Issuer == "" || a.Audience == "") {
 		return c, errors.New("--auth-jwks-url and --auth-jwks-file need --auth-issuer and --auth-audience")

@@ -10,6 +10,12 @@
 // it. Once listening, it logs "grpc listening on ADDR" and "http listening
 // on ADDR" with the real addresses, so port 0 is usable.
 //
+// With --tls-cert and --tls-key both ports serve TLS (--tls-client-ca
+// requires client certificates), and --processor-tls-* make it dial
+// processors over TLS or mutual TLS; the certificate files are read again
+// every 5s (package event/tlsfiles), so renewed ones apply to new
+// connections without a restart.
+//
 // It is package event/sink behind a gRPC server and package event/httpapi,
 // with configuration, logs, /metrics, the memory limit and shutdown. On
 // SIGINT or SIGTERM, /readyz and the health service turn not ready, both

@@ -45,6 +45,7 @@ type server struct {
 	http   *http.Server
 	api    *httpapi.Handler
 	conns  *connMetrics
+	tls    *sinkTLS
 	// streamsCtx ends long-lived streaming calls (health Watch, reflection,
 	// Subscribe) at shutdown, so that they do not hold up GracefulStop.
 	streamsCtx context.Context
@@ -59,6 +60,10 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	tls, err := newSinkTLS(cfg.TLS, log, reg)
+	if err != nil {
+		return nil, err
+	}
 	acfg := cfg.Auth
 	acfg.Logger, acfg.Metrics = log, reg
 	authn, err := auth.New(acfg)
@@ -68,7 +73,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	// Authentication and rate limits cost nothing when both are off.
 	guarded := authn.Enabled() || acfg.RateLimit > 0
 	scfg := cfg.Sink
-	scfg.Logger, scfg.Metrics = log, reg
+	scfg.Logger, scfg.Metrics, scfg.TransportCredentials = log, reg, tls.processorCredentials()
 	if guarded {
 		scfg.Authorize, scfg.Refresh = authn.Authorize, authn.Refresh
 	}
@@ -77,7 +82,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		authn.Close()
 		return nil, fmt.Errorf("invalid configuration: %s", withoutSentinel(err))
 	}
-	s := &server{cfg: cfg, log: log, sink: sk, auth: authn, health: health.NewServer(), conns: newConnMetrics(reg)}
+	s := &server{cfg: cfg, log: log, sink: sk, auth: authn, health: health.NewServer(), conns: newConnMetrics(reg), tls: tls}
 	s.streamsCtx, s.endStreams = context.WithCancel(context.Background())
 	apiOpts := httpapi.Options{
 		MaxBodyBytes:      cfg.MaxBodyBytes,
@@ -112,7 +117,9 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: maxHTTP2Streams},
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	tls.configureHTTP(s.http)
 	s.grpc = grpc.NewServer(
+		tls.grpcOption(),
 		// RESOURCE_EXHAUSTED beyond, as HTTP answers 413.
 		grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)),
 		// Find half-dead client connections; let clients ping every 5s.
@@ -179,13 +186,17 @@ func (s *server) serve(ctx context.Context, grpcLis, httpLis, debugLis net.Liste
 		return nil
 	})
 	g.Go(func() error {
-		if err := s.http.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+		if err := s.serveHTTP(httpLis); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
 		}
 		return nil
 	})
 	g.Go(func() error {
 		s.followReadiness(gctx)
+		return nil
+	})
+	g.Go(func() error {
+		s.tls.run(gctx)
 		return nil
 	})
 	if dbg != nil {

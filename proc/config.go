@@ -26,6 +26,9 @@ type config struct {
 	logFormat      string
 	logLevel       slog.Level
 	debugAddr      string // "" means no debug server
+	// tlsCert and tlsKey make proc serve TLS; with tlsClientCA it requires
+	// client certificates of those CAs.
+	tlsCert, tlsKey, tlsClientCA string
 }
 
 // parseConfig reads getenv's variables, then args, which win over them. For
@@ -44,6 +47,9 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "log `format` on stderr: text or json")
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "minimum log `level`: debug, info, warn or error")
 	fs.StringVar(&cfg.debugAddr, "debug-addr", "", "`address` for Go's profiler (/debug/pprof/) and runtime variables (/debug/vars); off when empty; bind where only operators reach it")
+	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "PEM certificate `file` to serve TLS with (with --tls-key); reloaded when it changes")
+	fs.StringVar(&cfg.tlsKey, "tls-key", "", "PEM private key `file` of --tls-cert")
+	fs.StringVar(&cfg.tlsClientCA, "tls-client-ca", "", "PEM CA bundle `file`: require client certificates (the sink's) of these CAs; reloaded when it changes")
 
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -74,6 +80,10 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 		return config{}, fmt.Errorf("invalid value %d for flag --max-concurrency: want at least 1", cfg.maxConcurrency)
 	case cfg.shutdownGrace <= 0:
 		return config{}, fmt.Errorf("invalid value %v for flag --shutdown-grace: want more than 0", cfg.shutdownGrace)
+	case (cfg.tlsCert == "") != (cfg.tlsKey == ""):
+		return config{}, errors.New("--tls-cert and --tls-key go together: give both or neither")
+	case cfg.tlsClientCA != "" && cfg.tlsCert == "":
+		return config{}, errors.New("--tls-client-ca needs --tls-cert and --tls-key")
 	}
 	return cfg, nil
 }
@@ -99,13 +109,19 @@ Event metadata changes the answer for that event:
   consume=BOOL     consume without reply (true) or reply (false), whatever
                    --consume says
 
+With --tls-cert and --tls-key proc serves TLS; with --tls-client-ca too,
+it accepts only sinks that present a certificate of those CAs (mutual TLS).
+The files are read again every 5s and a changed, valid set applies to new
+connections.
+
 Every reply carries metadata processed_by=NAME (--name), so that a client
 of a sink with several replicas can tell which one answered.
 
 Every flag can also be set with an environment variable: PROC_ and the flag
 name in upper case with - as _ (PROC_ADDR, PROC_NAME, PROC_CONSUME,
 PROC_PUBLISH, PROC_MAX_CONCURRENCY, PROC_SHUTDOWN_GRACE, PROC_LOG_FORMAT,
-PROC_LOG_LEVEL, PROC_DEBUG_ADDR).
+PROC_LOG_LEVEL, PROC_DEBUG_ADDR, PROC_TLS_CERT, PROC_TLS_KEY,
+PROC_TLS_CLIENT_CA).
 A flag given on the command line wins over its variable.
 
 proc runs with GOGC=400 (fewer garbage collections for a few MiB more

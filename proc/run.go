@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 
 	"github.com/eventproc/eventproc/event/processor"
+	"github.com/eventproc/eventproc/event/tlsfiles"
 	"github.com/eventproc/eventproc/internal/debugserver"
 )
 
@@ -47,12 +48,31 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 	}
-	h := &echo{name: name, consume: cfg.consume, log: log}
-	srv := processor.NewServer(h, processor.Options{
+	opts := processor.Options{
 		MaxConcurrency: cfg.maxConcurrency,
 		ShutdownGrace:  cfg.shutdownGrace,
 		Logger:         log,
-	})
+	}
+	if cfg.tlsCert != "" {
+		files, err := tlsfiles.New(tlsfiles.Options{CertFile: cfg.tlsCert, KeyFile: cfg.tlsKey, CAFile: cfg.tlsClientCA, Logger: log})
+		if err != nil {
+			_ = lis.Close()
+			return fmt.Errorf("--tls-cert/--tls-key/--tls-client-ca: %w", err)
+		}
+		opts.TLS = files.ServerConfig("h2")
+		reloadCtx, stopReload := context.WithCancel(ctx)
+		reloaded := make(chan struct{})
+		go func() {
+			defer close(reloaded)
+			_ = files.Run(reloadCtx) // nil at its end
+		}()
+		defer func() {
+			stopReload()
+			<-reloaded
+		}()
+	}
+	h := &echo{name: name, consume: cfg.consume, log: log}
+	srv := processor.NewServer(h, opts)
 	if cfg.publish {
 		h.publish = srv.Publish
 	}
@@ -68,7 +88,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	fmt.Fprintf(stdout, "listening on %s\n", lis.Addr())
 	log.Info("proc: serving", "addr", lis.Addr().String(), "name", name, "consume", cfg.consume, "publish", cfg.publish,
-		"max_concurrency", cfg.maxConcurrency)
+		"max_concurrency", cfg.maxConcurrency, "tls", cfg.tlsCert != "", "client_certificates", cfg.tlsClientCA != "")
 	if err := srv.Serve(ctx, lis); err != nil {
 		return err
 	}

@@ -384,6 +384,10 @@ func TestBadConfig(t *testing.T) {
 		{"bad env bool", map[string]string{"PROC_CONSUME": "perhaps"}, nil, "PROC_CONSUME"},
 		{"extra argument", nil, []string{"serve"}, `"serve"`},
 		{"bad address", nil, []string{"--addr", "127.0.0.1:http-nope"}, "--addr"},
+		{"cert without key", nil, []string{"--tls-cert", "c.pem"}, "--tls-cert and --tls-key go together"},
+		{"key without cert", map[string]string{"PROC_TLS_KEY": "k.pem"}, nil, "--tls-cert and --tls-key go together"},
+		{"client CA without cert", nil, []string{"--tls-client-ca", "ca.pem"}, "--tls-client-ca needs --tls-cert"},
+		{"missing cert file", nil, []string{"--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/k.pem"}, "--tls-cert/--tls-key/--tls-client-ca: tlsfiles: open /nonexistent/c.pem"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -403,7 +407,7 @@ func TestHelp(t *testing.T) {
 	if err := run(ctx, []string{"-h"}, mapEnv(nil), &stdout, &stderr); err != nil {
 		t.Fatalf("run -h = %v, want nil", err)
 	}
-	for _, want := range []string{"Usage: proc", "-addr", "-name", "PROC_NAME", "processed_by", "-max-concurrency", "PROC_ADDR", "wins over", "error=CODE", "listening on"} {
+	for _, want := range []string{"Usage: proc", "-addr", "-name", "PROC_NAME", "processed_by", "-max-concurrency", "PROC_ADDR", "wins over", "error=CODE", "listening on", "-tls-cert", "-tls-client-ca", "PROC_TLS_CLIENT_CA"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("usage lacks %q:\n%s", want, stdout.String())
 		}

@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"time"
 
@@ -25,6 +26,12 @@ type Options struct {
 	ShutdownGrace time.Duration
 	// Logger gets handler panics and lifecycle messages; nil: slog.Default().
 	Logger *slog.Logger
+	// TLS, when set, makes Serve serve TLS with it (gRPC's
+	// credentials.NewTLS, which adds ALPN "h2"). To require client
+	// certificates, set ClientAuth and ClientCAs in it; package
+	// event/tlsfiles makes such a configuration from files it reloads:
+	// files.ServerConfig("h2"). It does not apply to Register.
+	TLS *tls.Config
 	// ServerOptions are added to those of the grpc.Server Serve builds
 	// (credentials, interceptors); they do not apply to Register.
 	ServerOptions []grpc.ServerOption

@@ -8,6 +8,7 @@ import (
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -42,6 +43,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	callsCtx, endCalls := context.WithCancel(context.Background())
 	defer endCalls()
 	opts := append(KeepaliveOptions(), grpc.ChainStreamInterceptor(endWith(callsCtx)))
+	if s.opts.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.opts.TLS)))
+	}
 	opts = append(opts, s.opts.ServerOptions...)
 	gs := grpc.NewServer(opts...)
 	s.Register(gs)

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	"github.com/eventproc/eventproc/event/pubsub"
@@ -82,6 +83,9 @@ type Config struct {
 	Metrics prometheus.Registerer
 	// Logger receives the sink's logs; slog.Default() when nil.
 	Logger *slog.Logger
+	// TransportCredentials secure the connections to processors (TLS, mTLS:
+	// see package event/tlsfiles); nil dials without TLS.
+	TransportCredentials credentials.TransportCredentials
 	// DialOptions are appended to the sink's own when dialing processors
 	// (tests use them to dial in-memory listeners).
 	DialOptions []grpc.DialOption

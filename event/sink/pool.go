@@ -44,11 +44,17 @@ type pool struct {
 	slots []atomic.Pointer[stream] // the live stream of each slot, nil while down
 	next  atomic.Uint32            // rotates the start of the least-loaded scan
 
+	errMu   sync.Mutex
+	lastErr string // the latest connection or stream error; "" while a stream is live
 }
 
 func newPool(name, dialTarget string, stats *target, cfg *Config, sinkID string, onPublish func(*eventv1.Event), onChange func()) (*pool, error) {
+	creds := cfg.TransportCredentials
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
 	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{
 			// gRPC raises anything under 10s to 10s (with a warning); the
 			// probe below checks at the configured interval instead.
@@ -95,6 +101,7 @@ func (p *pool) run(ctx context.Context) {
 		wg.Go(func() { p.keepOpen(ctx, i) })
 	}
 	wg.Go(func() { p.probe(ctx) })
+	wg.Go(func() { p.watchConn(ctx) })
 	wg.Wait()
 	p.conn.Close()
 }
@@ -160,6 +167,7 @@ func (p *pool) keepOpen(ctx context.Context, i int) {
 			return
 		}
 		p.stats.reconnect.Add(1)
+		p.setLastError(err)
 		if time.Since(opened) > 10*time.Second {
 			delay = 50 * time.Millisecond // it was healthy for a while: retry quickly
 		}
@@ -197,6 +205,7 @@ func (p *pool) serveOnce(ctx context.Context, abort context.CancelCauseFunc, cli
 	s.abort = abort
 	s.batchLimit = min(protocol.BatchLimit(md), p.cfg.MaxMessageBytes)
 	p.slots[i].Store(s)
+	p.setLastError(nil)
 	p.onChange()
 	p.log.Info("processor stream up", "slot", i)
 	err = s.serve(ctx, ps)

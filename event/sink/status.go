@@ -26,6 +26,11 @@ type TargetStatus struct {
 	Pending int64 `json:"pending"`
 	// Addresses lists the addresses a dns:/// target resolved to.
 	Addresses []string `json:"addresses,omitempty"`
+	// LastError is the latest error connecting to the target or of one of
+	// its streams (e.g. a certificate that does not verify), until a
+	// stream is up again; for a dns:/// target, each address's, prefixed
+	// with the address.
+	LastError string `json:"last_error,omitempty"`
 }
 
 // Status reports every route's health, in the order routes were configured.
@@ -37,11 +42,21 @@ func (s *Sink) Status() []RouteStatus {
 		for _, t := range r.targets {
 			pools := *t.pools.Load()
 			ts := TargetStatus{Target: t.name, Streams: len(pools) * s.cfg.StreamsPerTarget, LiveStreams: t.live(), Pending: t.pending()}
-			if t.host != "" {
-				for _, p := range pools {
-					ts.Addresses = append(ts.Addresses, strings.TrimPrefix(p.conn.Target(), "passthrough:///"))
+			var errs []string
+			for _, p := range pools {
+				addr := strings.TrimPrefix(p.conn.Target(), "passthrough:///")
+				if t.host != "" {
+					ts.Addresses = append(ts.Addresses, addr)
+				}
+				switch err := p.lastError(); {
+				case err == "":
+				case t.host != "":
+					errs = append(errs, addr+": "+err)
+				default:
+					errs = append(errs, err)
 				}
 			}
+			ts.LastError = strings.Join(errs, "; ")
 			rs.Ready = rs.Ready || ts.LiveStreams > 0
 			rs.Targets = append(rs.Targets, ts)
 		}
