@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -224,16 +225,24 @@ func (s *server) serve(ctx context.Context, grpcLis, httpLis, debugLis net.Liste
 	return err
 }
 
-// warnIfOpen warns when the sink takes anyone's events: it listens
-// beyond loopback without authentication.
+// warnIfOpen warns when the sink listens beyond loopback without
+// authentication (anyone can send and read events) or without TLS
+// (events and credentials travel in plain text).
 func (s *server) warnIfOpen(addrs ...net.Addr) {
-	if s.auth.Enabled() {
+	var missing []string
+	if !s.auth.Enabled() && s.cfg.TLS.ClientCAFile == "" {
+		missing = append(missing, "authentication (anyone who reaches it can send and read every event)")
+	}
+	if s.cfg.TLS.CertFile == "" {
+		missing = append(missing, "TLS (events and credentials travel in plain text)")
+	}
+	if len(missing) == 0 {
 		return
 	}
 	for _, a := range addrs {
 		if tcp, ok := a.(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
-			s.log.Warn("listening on "+a.String()+" without authentication: anyone who reaches it can send and "+
-				"read every event; see the README's Security section (--auth-jwks-url, --auth-api-keys, --tls-cert)",
+			s.log.Warn("listening on "+a.String()+" without "+strings.Join(missing, " and without ")+
+				"; see the README's Security section (--auth-jwks-url, --auth-api-keys, --tls-cert)",
 				"addr", a.String())
 		}
 	}

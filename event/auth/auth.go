@@ -2,8 +2,6 @@ package auth
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -338,26 +336,6 @@ func rateLimited(msg string, wait time.Duration) error {
 		panic(err)
 	}
 	return st.Err()
-}
-
-// CertIdentity is a client certificate's identity: its first URI SAN,
-// else its first DNS SAN, else its subject's common name.
-func CertIdentity(cert *x509.Certificate) string {
-	switch {
-	case len(cert.URIs) > 0:
-		return cert.URIs[0].String()
-	case len(cert.DNSNames) > 0:
-		return cert.DNSNames[0]
-	}
-	return cert.Subject.CommonName
-}
-
-// peerIdentity is the identity of a verified client certificate, or "".
-func peerIdentity(cs *tls.ConnectionState) string {
-	if cs == nil || len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
-		return ""
-	}
-	return CertIdentity(cs.VerifiedChains[0][0])
 }
 
 // hostOf is an address without its port.

@@ -13,6 +13,8 @@ import (
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/eventproc/eventproc/event/tlsfiles"
 )
 
 // credential is what a caller presented, from HTTP headers or gRPC
@@ -29,7 +31,7 @@ type credential struct {
 // an address that failed too often, RESOURCE_EXHAUSTED) error.
 func (a *Authenticator) authenticate(c credential) (*Principal, error) {
 	if !a.Enabled() {
-		if id := peerIdentity(c.tls); id != "" {
+		if id := tlsfiles.PeerIdentity(c.tls); id != "" {
 			return &Principal{Name: id, Method: "tls", Scopes: allScopes}, nil
 		}
 		return &Principal{Name: c.addr, Method: "none", Scopes: allScopes}, nil
