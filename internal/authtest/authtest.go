@@ -17,7 +17,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/MicahParks/jwkset"
@@ -26,9 +25,17 @@ import (
 	"github.com/eventproc/eventproc/event/auth"
 )
 
+// T is what the helpers need of a test: testing.TB has it, and so can a
+// program that makes credentials for a benchmark.
+type T interface {
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
 // Issuer signs JWTs with ES256 keys and publishes their key set.
 type Issuer struct {
-	t        testing.TB
+	t        T
 	Name     string // iss
 	Audience string // aud
 	mu       sync.Mutex
@@ -36,14 +43,14 @@ type Issuer struct {
 }
 
 // NewIssuer returns an issuer with one published key, "k1".
-func NewIssuer(t testing.TB, name, audience string) *Issuer {
+func NewIssuer(t T, name, audience string) *Issuer {
 	is := &Issuer{t: t, Name: name, Audience: audience, keys: map[string]crypto.Signer{}}
 	is.AddKey("k1")
 	return is
 }
 
 // NewKey makes a key that is not published.
-func NewKey(t testing.TB) crypto.Signer {
+func NewKey(t T) crypto.Signer {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +168,7 @@ func (is *Issuer) claims(c Claims) jwt.MapClaims {
 
 // WriteAPIKeys writes an API key file to path for keys (key → its entry,
 // whose SHA256 is filled in).
-func WriteAPIKeys(t testing.TB, path string, keys map[string]auth.APIKey) {
+func WriteAPIKeys(t T, path string, keys map[string]auth.APIKey) {
 	var f auth.APIKeyFile
 	for key, e := range keys {
 		sum := sha256.Sum256([]byte(key))

@@ -170,7 +170,7 @@ func (e *env) fanout(ctx context.Context, subs, senders int, warmup, d time.Dura
 	var client eventv1.SinkServiceClient
 	for i := range subs {
 		if i%subscribersPerConn == 0 {
-			conn, err := dialGRPC(s.grpcAddr)
+			conn, err := dialGRPC(s)
 			if err != nil {
 				r.err = err
 				return r
@@ -221,7 +221,7 @@ func (e *env) fanout(ctx context.Context, subs, senders int, warmup, d time.Dura
 
 	// Subscribe has no acknowledgement: send events until every
 	// subscriber has received one, so all are registered before warm-up.
-	sendConn, err := dialGRPC(s.grpcAddr)
+	sendConn, err := dialGRPC(s)
 	if err != nil {
 		r.err = err
 		return r
@@ -358,11 +358,11 @@ func (e *env) manyConns(ctx context.Context, conns int, warmup, d time.Duration)
 		return r
 	}
 	defer s.stop()
-	client := newHTTPClient(conns)
+	client := newHTTPClient(conns, nil)
 	defer client.CloseIdleConnections()
 	url := "http://" + s.httpAddr + "/v1/events"
 	r.load = runLoad(ctx, loadPlan{workers: conns, warmup: warmup, measure: d},
-		func(int) caller { return restCaller(client, url) })
+		func(int) caller { return restCaller(client, url, "") })
 	if err := s.died(); err != nil {
 		r.err = err
 		return r

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -176,10 +178,12 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 }
 
 // newHTTPClient returns a client keeping up to conns keep-alive
-// connections to one host, without proxies or compression.
-func newHTTPClient(conns int) *http.Client {
+// connections to one host, without proxies or compression, over TLS
+// (HTTP/1.1, as without TLS) when tlsConfig is set.
+func newHTTPClient(conns int, tlsConfig *tls.Config) *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{
+			TLSClientConfig:     tlsConfig,
 			Proxy:               nil,
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConns:        0, // no limit
@@ -193,13 +197,16 @@ func newHTTPClient(conns int) *http.Client {
 
 // restCaller posts the hello event to url and checks for a 200 whose body
 // is an event echoing the payload.
-func restCaller(client *http.Client, url string) caller {
+func restCaller(client *http.Client, url, token string) caller {
 	return func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(restBody))
 		if err != nil {
 			return err
 		}
 		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
 		resp, err := client.Do(req)
 		if err != nil {
 			return err
@@ -228,9 +235,14 @@ func checkEcho(ev *eventv1.Event) error {
 	return nil
 }
 
-// dialGRPC returns a client connection to addr with default settings.
-func dialGRPC(addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// dialGRPC returns a client connection to s's gRPC API with default
+// settings, over TLS with s's token when s has them.
+func dialGRPC(s *servers) (*grpc.ClientConn, error) {
+	if s.tls == nil {
+		return grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	return grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(credentials.NewTLS(s.tls)),
+		grpc.WithPerRPCCredentials(bearer(s.token)))
 }
 
 // clientCaller sends the hello event with the Go client and checks the

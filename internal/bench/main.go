@@ -159,8 +159,10 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 				if o.baseline == "" {
 					o.scenarios[ref] = true
 				}
+				// Sink lines compared with a sink line of the group (the
+				// secure ones) come along.
 				for _, sc := range scenarios() {
-					if sc.ref == ref {
+					if sc.ref == ref || o.scenarios[sc.ref] && sc.ref != "" {
 						o.scenarios[sc.name] = true
 					}
 				}

@@ -147,7 +147,7 @@ func (e *env) profilePath(ctx context.Context, path string,
 	defer sk.stop()
 	s := &servers{server: sk, proc: p, httpAddr: got[0], grpcAddr: got[1]}
 	debug := "http://" + got[2]
-	if err := waitReady(got[0], startTimeout); err != nil {
+	if err := waitReady(&servers{httpAddr: got[0]}, startTimeout); err != nil {
 		return nil, err
 	}
 	newCaller, release, err := client(ctx, s, workers)

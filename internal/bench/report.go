@@ -208,8 +208,8 @@ func (r *report) rrTable() (*table, []targetCheck) {
 				// reference server spends: the CPU target's context.
 				row[len(row)-1] = fmt.Sprintf("%.2f", float64(m.serverCPU)/float64(ref.serverCPU))
 			}
-			if m.scenario.noTargets {
-				t.add(append(row, "none (batches)")...)
+			if m.scenario.noTargets != "" {
+				t.add(append(row, "none ("+m.scenario.noTargets+")")...)
 				continue
 			}
 			isNoisy := m.otherLoad > noisyLoad || ref.otherLoad > noisyLoad
@@ -230,8 +230,12 @@ func (r *report) rrTable() (*table, []targetCheck) {
 		} else {
 			row = append(row, "–", "–", "–")
 		}
-		if m.scenario.noTargets {
-			t.add(append(row, "none (batches)")...)
+		if m.scenario.noTargets != "" {
+			t.add(append(row, "none ("+m.scenario.noTargets+")")...)
+			continue
+		}
+		if m.scenario.noCPUTarget {
+			t.add(append(row, strings.Join(verdicts, ", "))...)
 			continue
 		}
 		ok := check(line+" sink CPU/req", float64(m.serverCPU), false, func(v float64) (string, bool) {

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"regexp"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -23,6 +25,10 @@ const startTimeout = 20 * time.Second
 type env struct {
 	bins *binaries
 	log  io.Writer
+	// The secure scenarios' files, made once.
+	secureOnce sync.Once
+	secure     *secureFiles
+	secureErr  error
 }
 
 // servers are the processes one measurement started.
@@ -34,6 +40,10 @@ type servers struct {
 	proc *child
 	// Addresses of the server's APIs ("" when it has no such API).
 	httpAddr, grpcAddr string
+	// tls, when set, is how clients reach the server over TLS, and token
+	// the JWT they authenticate with.
+	tls   *tls.Config
+	token string
 }
 
 // stop stops the server first, then the processor.
@@ -86,7 +96,7 @@ func (e *env) startSink(procArgs ...string) (*servers, error) {
 		return nil, err
 	}
 	s := &servers{server: sk, proc: p, httpAddr: got[0], grpcAddr: got[1]}
-	if err := waitReady(s.httpAddr, startTimeout); err != nil {
+	if err := waitReady(s, startTimeout); err != nil {
 		s.stop()
 		return nil, fmt.Errorf("eventproc: %w; its output:\n%s", err, sk.out.tail())
 	}
@@ -94,12 +104,13 @@ func (e *env) startSink(procArgs ...string) (*servers, error) {
 }
 
 // waitReady polls the sink's /readyz until it answers 200.
-func waitReady(httpAddr string, timeout time.Duration) error {
-	client := &http.Client{Timeout: time.Second}
+func waitReady(s *servers, timeout time.Duration) error {
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: s.tls}}
+	defer client.CloseIdleConnections()
 	deadline := time.Now().Add(timeout)
 	var last error
 	for time.Now().Before(deadline) {
-		resp, err := client.Get("http://" + httpAddr + "/readyz")
+		resp, err := client.Get(s.url("/readyz"))
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -124,10 +135,13 @@ type scenario struct {
 	// throughput ratio, and greatest p99 ratio (0: none).
 	minThroughput, maxP99 float64
 	// noTargets marks a sink scenario shown next to its reference for
-	// comparison only: the targets are not for it (stream-batch-sink
-	// batches, which the ping-pong reference does not).
-	noTargets bool
-	start     func(e *env) (*servers, error)
+	// comparison only, with the reason: the targets are not for it
+	// (stream-batch-sink batches, which the ping-pong reference does not).
+	noTargets string
+	// noCPUTarget exempts a sink scenario from the sink CPU target (the
+	// secure ones pay for TLS).
+	noCPUTarget bool
+	start       func(e *env) (*servers, error)
 	// client connects to s and returns a caller factory for c workers and
 	// a function that releases the connections.
 	client func(ctx context.Context, s *servers, c int) (func(int) caller, func(), error)
@@ -177,16 +191,38 @@ func scenarios() []scenario {
 		},
 		{
 			name: "stream-batch-sink", about: "event/client: one SinkService.Stream, batches both ways → sink → echo processor",
-			ref: "stream-echo", noTargets: true,
+			ref: "stream-echo", noTargets: "batches",
 			start:  func(e *env) (*servers, error) { return e.startSink() },
 			client: goClient,
+		},
+		{
+			name: "rest-sink-secure", about: "as rest-sink, over TLS (HTTP/1.1) with a JWT per request, and mutual TLS from the sink to the processor",
+			ref: "rest-sink", noTargets: "compared with plain REST",
+			start:  func(e *env) (*servers, error) { return e.startSecureSink() },
+			client: restClient,
+		},
+		{
+			name: "stream-sink-secure", about: "as stream-sink, over TLS with a JWT (verified once per stream), and mutual TLS from the sink to the processor",
+			ref: "stream-sink", minThroughput: 0.8, noCPUTarget: true,
+			start: func(e *env) (*servers, error) { return e.startSecureSink() },
+			client: func(ctx context.Context, s *servers, c int) (func(int) caller, func(), error) {
+				return streamClient(ctx, s, c, sinkStreamMux)
+			},
 		},
 	}
 }
 
+// url is the address of path on the server's HTTP API.
+func (s *servers) url(path string) string {
+	if s.tls != nil {
+		return "https://" + s.httpAddr + path
+	}
+	return "http://" + s.httpAddr + path
+}
+
 // goClient sends with the Go client package, as an application would.
 func goClient(_ context.Context, s *servers, _ int) (func(int) caller, func(), error) {
-	conn, err := dialGRPC(s.grpcAddr)
+	conn, err := dialGRPC(s)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -195,13 +231,13 @@ func goClient(_ context.Context, s *servers, _ int) (func(int) caller, func(), e
 }
 
 func restClient(_ context.Context, s *servers, c int) (func(int) caller, func(), error) {
-	client := newHTTPClient(c)
-	url := "http://" + s.httpAddr + "/v1/events"
-	return func(int) caller { return restCaller(client, url) }, client.CloseIdleConnections, nil
+	client := newHTTPClient(c, s.tls)
+	url := s.url("/v1/events")
+	return func(int) caller { return restCaller(client, url, s.token) }, client.CloseIdleConnections, nil
 }
 
 func unaryClient(_ context.Context, s *servers, _ int) (func(int) caller, func(), error) {
-	conn, err := dialGRPC(s.grpcAddr)
+	conn, err := dialGRPC(s)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -211,7 +247,7 @@ func unaryClient(_ context.Context, s *servers, _ int) (func(int) caller, func()
 
 func streamClient(ctx context.Context, s *servers, c int,
 	open func(context.Context, *grpc.ClientConn, int) (*streamMux, error)) (func(int) caller, func(), error) {
-	conn, err := dialGRPC(s.grpcAddr)
+	conn, err := dialGRPC(s)
 	if err != nil {
 		return nil, nil, err
 	}

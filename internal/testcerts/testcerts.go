@@ -18,9 +18,16 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"testing"
 	"time"
 )
+
+// T is what the helpers need of a test: testing.TB has it, and so can a
+// program that makes certificates for a benchmark.
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+}
 
 // CA is a certificate authority made by [NewCA].
 type CA struct {
@@ -56,7 +63,7 @@ type Options struct {
 }
 
 // NewCA makes a self-signed CA named cn, valid from an hour ago for a day.
-func NewCA(t testing.TB, cn string) *CA {
+func NewCA(t T, cn string) *CA {
 	t.Helper()
 	key := newKey(t)
 	tmpl := &x509.Certificate{
@@ -80,7 +87,7 @@ func NewCA(t testing.TB, cn string) *CA {
 }
 
 // Issue makes a leaf certificate signed by ca.
-func (ca *CA) Issue(t testing.TB, o Options) *Leaf {
+func (ca *CA) Issue(t T, o Options) *Leaf {
 	t.Helper()
 	if o.NotBefore.IsZero() {
 		o.NotBefore = time.Now().Add(-time.Hour)
@@ -129,13 +136,13 @@ func (ca *CA) Issue(t testing.TB, o Options) *Leaf {
 }
 
 // Localhost issues a leaf for localhost and 127.0.0.1 named cn.
-func (ca *CA) Localhost(t testing.TB, cn string) *Leaf {
+func (ca *CA) Localhost(t T, cn string) *Leaf {
 	t.Helper()
 	return ca.Issue(t, Options{CommonName: cn, DNS: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}})
 }
 
 // TLS returns the leaf as a tls.Certificate.
-func (l *Leaf) TLS(t testing.TB) tls.Certificate {
+func (l *Leaf) TLS(t T) tls.Certificate {
 	t.Helper()
 	c, err := tls.X509KeyPair(l.CertPEM, l.KeyPEM)
 	if err != nil {
@@ -153,13 +160,13 @@ func (ca *CA) Pool() *x509.CertPool {
 
 // Files writes the leaf to dir as name.crt and name.key and returns their
 // paths.
-func (l *Leaf) Files(t testing.TB, dir, name string) (certFile, keyFile string) {
+func (l *Leaf) Files(t T, dir, name string) (certFile, keyFile string) {
 	t.Helper()
 	return WriteFile(t, dir, name+".crt", l.CertPEM), WriteFile(t, dir, name+".key", l.KeyPEM)
 }
 
 // WriteFile writes data to dir/name and returns the path.
-func WriteFile(t testing.TB, dir, name string, data []byte) string {
+func WriteFile(t T, dir, name string, data []byte) string {
 	t.Helper()
 	path := filepath.Join(dir, name)
 	if err := os.WriteFile(path, data, 0o600); err != nil {
@@ -168,7 +175,7 @@ func WriteFile(t testing.TB, dir, name string, data []byte) string {
 	return path
 }
 
-func newKey(t testing.TB) *ecdsa.PrivateKey {
+func newKey(t T) *ecdsa.PrivateKey {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -177,7 +184,7 @@ func newKey(t testing.TB) *ecdsa.PrivateKey {
 	return key
 }
 
-func serial(t testing.TB) *big.Int {
+func serial(t T) *big.Int {
 	t.Helper()
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
 	if err != nil {
