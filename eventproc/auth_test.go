@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -41,7 +42,7 @@ func startAuthSink(t *testing.T, args ...string) *authSink {
 	is := authtest.NewIssuer(t, "https://issuer.test", "eventproc")
 	keys := filepath.Join(t.TempDir(), "keys.json")
 	authtest.WriteAPIKeys(t, keys, map[string]auth.APIKey{
-		"key-hello": {Principal: "svc-hello", Scopes: []string{"send:hello", "subscribe:hello"}},
+		"key-hello": {Principal: "svc-hello", Scopes: []string{"send:hello", "subscribe:hello", auth.MetricsScope}},
 		"key-gone":  {Principal: "svc-gone", Scopes: []string{"send:*", "subscribe:*"}},
 	})
 	s := startSink(t, append([]string{"--route", "hello=" + p.addr, "--route", "goodbye=" + p.addr,
@@ -267,7 +268,7 @@ func TestAuthMatrix(t *testing.T) {
 		t.Fatalf("key-gone before its removal: %v", got)
 	}
 	authtest.WriteAPIKeys(t, s.keysFile, map[string]auth.APIKey{
-		"key-hello": {Principal: "svc-hello", Scopes: []string{"send:hello", "subscribe:hello"}},
+		"key-hello": {Principal: "svc-hello", Scopes: []string{"send:hello", "subscribe:hello", auth.MetricsScope}},
 	})
 	ctx := testContext(t)
 	for transports[3].try(t, s, gone.header, "TYPE_HELLO", gone) == codes.OK {
@@ -464,4 +465,78 @@ func TestAuthExpiry(t *testing.T) {
 			t.Errorf("the stream of frank ended by expiry:\n%s", s.log)
 		}
 	})
+}
+
+// TestRateLimitAnswers checks what a client over --rate-limit gets: 429
+// with Retry-After over HTTP, RESOURCE_EXHAUSTED with a RetryInfo over
+// gRPC, counted; and that the limit is the principal's, whatever the
+// transport.
+func TestRateLimitAnswers(t *testing.T) {
+	s := startAuthSink(t, "--rate-limit", "0.5", "--rate-burst", "2")
+	ctx := testContext(t)
+	key := [2]string{"X-Api-Key", "key-hello"}
+	for i := range 2 { // the burst: one over REST, one over gRPC
+		if i == 0 {
+			if resp, body := s.post(ctx, `{"type":"TYPE_HELLO"}`, key[0], key[1]); resp.StatusCode != http.StatusOK {
+				t.Fatalf("first event: %d %s", resp.StatusCode, body)
+			}
+		} else if _, err := s.sinkClient().Send(outgoing(ctx, key), &eventv1.SendRequest{Event: &eventv1.Event{Type: eventv1.Type_TYPE_HELLO}}); err != nil {
+			t.Fatalf("second event: %v", err)
+		}
+	}
+	resp, body := s.post(ctx, `{"type":"TYPE_HELLO"}`, key[0], key[1])
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "2" {
+		t.Errorf("over the limit: %d, Retry-After %q, %s; want 429 with Retry-After: 2", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	_, err := s.sinkClient().Send(outgoing(ctx, key), &eventv1.SendRequest{Event: &eventv1.Event{Type: eventv1.Type_TYPE_HELLO}})
+	var delay time.Duration
+	for _, d := range status.Convert(err).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			delay = ri.GetRetryDelay().AsDuration()
+		}
+	}
+	if status.Code(err) != codes.ResourceExhausted || delay != 2*time.Second {
+		t.Errorf("over the limit over gRPC: %v, RetryInfo %v; want RESOURCE_EXHAUSTED, 2s", err, delay)
+	}
+	// Another principal is not limited.
+	tok := s.issuer.Token("k1", authtest.Claims{Subject: "other", Scope: "send:*"})
+	if resp, body := s.post(ctx, `{"type":"TYPE_HELLO"}`, "Authorization", "Bearer "+tok); resp.StatusCode != http.StatusOK {
+		t.Errorf("another principal: %d %s", resp.StatusCode, body)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/metrics", nil)
+	req.Header.Set(key[0], key[1])
+	if _, body := s.do(ctx, req); !strings.Contains(string(body), `eventproc_rate_limited_total{by="principal"} 2`) {
+		t.Errorf("metrics lack eventproc_rate_limited_total{by=\"principal\"} 2")
+	}
+}
+
+// TestAuthPaths checks which paths need what once authentication is on:
+// probes and the console's page need nothing, /v1/types a credential,
+// /metrics the read:metrics scope.
+func TestAuthPaths(t *testing.T) {
+	s := startAuthSink(t)
+	ctx := testContext(t)
+	noMetrics := s.issuer.Token("k1", authtest.Claims{Subject: "alice", Scope: "send:*"})
+	for _, tc := range []struct {
+		path, credential string
+		want             int
+	}{
+		{"/healthz", "", http.StatusOK},
+		{"/readyz", "", http.StatusOK},
+		{"/", "", http.StatusOK},
+		{"/console.js", "", http.StatusOK},
+		{"/v1/types", "", http.StatusUnauthorized},
+		{"/v1/types", noMetrics, http.StatusOK},
+		{"/metrics", "", http.StatusUnauthorized},
+		{"/metrics", noMetrics, http.StatusForbidden},
+		{"/metrics", "key-hello", http.StatusOK},
+	} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.url+tc.path, nil)
+		if tc.credential != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.credential)
+		}
+		if resp, body := s.do(ctx, req); resp.StatusCode != tc.want {
+			t.Errorf("GET %s with %q: %d %.100s, want %d", tc.path, tc.credential, resp.StatusCode, body, tc.want)
+		}
+	}
 }
