@@ -439,8 +439,11 @@ func checkGrace(t *testing.T, d *appsv1.Deployment, c *corev1.Container, shutdow
 			pause = time.Duration(s.Seconds) * time.Second
 		}
 	}
-	period := d.Spec.Template.Spec.TerminationGracePeriodSeconds
-	if period == nil || time.Duration(*period)*time.Second <= pause+shutdownGrace {
+	period := 30 * time.Second // the default
+	if p := d.Spec.Template.Spec.TerminationGracePeriodSeconds; p != nil {
+		period = time.Duration(*p) * time.Second
+	}
+	if period <= pause+shutdownGrace {
 		t.Errorf("Deployment %q: terminationGracePeriodSeconds %v, want above the preStop pause %v plus the shutdown grace %v",
 			d.Name, period, pause, shutdownGrace)
 	}

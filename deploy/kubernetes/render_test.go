@@ -5,8 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"slices"
+	"testing"
 
 	"sigs.k8s.io/yaml"
 )
@@ -170,22 +174,96 @@ func mergeMaps(dst, patch map[string]any) {
 	}
 }
 
-// mergeList merges the elements of patch into dst by key: an element with
-// a key dst has merges into it, a new one is appended.
+// mergeList merges the elements of patch into dst by key, in kustomize's
+// order: the patch's elements (merged into dst's of the same key) in their
+// order, then dst's other elements.
 func mergeList(dst, patch []any, key string) []any {
+	var out []any
+	used := make(map[int]bool)
 	for _, pe := range patch {
 		pm, _ := pe.(map[string]any)
-		merged := false
-		for _, de := range dst {
-			if dm, ok := de.(map[string]any); ok && pm != nil && fmt.Sprint(dm[key]) == fmt.Sprint(pm[key]) {
-				mergeMaps(dm, pm)
-				merged = true
-				break
-			}
+		i := slices.IndexFunc(dst, func(de any) bool {
+			dm, ok := de.(map[string]any)
+			return ok && pm != nil && fmt.Sprint(dm[key]) == fmt.Sprint(pm[key])
+		})
+		if i < 0 {
+			out = append(out, pe)
+			continue
 		}
-		if !merged {
-			dst = append(dst, pe)
+		mergeMaps(dst[i].(map[string]any), pm)
+		out = append(out, dst[i])
+		used[i] = true
+	}
+	for i, de := range dst {
+		if !used[i] {
+			out = append(out, de)
 		}
 	}
-	return dst
+	return out
+}
+
+// TestRenderMatchesKubectl renders every overlay with `kubectl kustomize`
+// too, when kubectl is installed, and compares: the renderer must agree
+// with kustomize on what these manifests mean.
+func TestRenderMatchesKubectl(t *testing.T) {
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Skip("kubectl is not installed")
+	}
+	// The scaled overlay with its optional TLS patch, as a kustomization
+	// of its own.
+	withTLS := t.TempDir()
+	here, err := filepath.Abs(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// kustomize takes relative paths only.
+	scaled, err := filepath.Rel(withTLS, filepath.Join(here, "overlays/scaled"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsPatch, err := os.ReadFile("overlays/scaled/sink-tls.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string]string{
+		"kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n" +
+			"resources:\n  - " + scaled + "\npatches:\n  - path: sink-tls.yaml\n",
+		"sink-tls.yaml": string(tlsPatch),
+	} {
+		if err := os.WriteFile(filepath.Join(withTLS, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, dir := range []string{"base", "overlays/single", "overlays/scaled", withTLS} {
+		out, err := exec.CommandContext(t.Context(), kubectl, "kustomize", dir).Output()
+		if ee, ok := err.(*exec.ExitError); ok {
+			t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, ee.Stderr)
+		} else if err != nil {
+			t.Fatalf("kubectl kustomize %s: %v", dir, err)
+		}
+		file := filepath.Join(t.TempDir(), "rendered.yaml")
+		if err := os.WriteFile(file, out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		want, err := readObjects(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := render(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d objects, kubectl kustomize %d", dir, len(got), len(want))
+		}
+		for _, w := range want {
+			g := find(got, kindOf(w), nameOf(w))
+			if !reflect.DeepEqual(g, w) {
+				gj, _ := json.MarshalIndent(g, "", " ")
+				wj, _ := json.MarshalIndent(w, "", " ")
+				t.Errorf("%s: %s %q:\n%s\nkubectl kustomize:\n%s", dir, kindOf(w), nameOf(w), gj, wj)
+			}
+		}
+	}
 }
