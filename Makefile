@@ -31,6 +31,15 @@ build: ## Build bin/eventproc (the sink) and bin/proc (the echo processor).
 	$(GO) build -o $(BIN)/eventproc ./eventproc
 	$(GO) build -o $(BIN)/proc ./proc
 
+# Container images (`make image`): the target architecture and the
+# image name prefix (images are $(IMAGE_REPO)/eventproc and $(IMAGE_REPO)/proc).
+IMAGE_ARCH ?= $(shell $(GO) env GOARCH)
+IMAGE_REPO ?= eventproc
+
+.PHONY: image
+image: ## Build the images of eventproc and proc, without Docker, into bin/eventproc-image.tar and bin/proc-image.tar (IMAGE_ARCH=arm64).
+	$(GO) run ./internal/imagebuild -out $(BIN) -goarch $(IMAGE_ARCH) -repo $(IMAGE_REPO)
+
 .PHONY: run
 run: build ## Build, then run an echo processor and the sink on localhost (Ctrl-C stops both).
 	@echo "echo processor on $(PROC_ADDR), sink HTTP on $(HTTP_ADDR), gRPC on $(GRPC_ADDR)"
