@@ -62,9 +62,11 @@ const maxInFlightPerClientStream = 1024
 // valid StreamRequest (INVALID_ARGUMENT). Events are relayed to processors,
 // and replies to the client, without being decoded.
 //
-// No goroutine waits for an event: the handler's goroutine reads and
-// submits events, and their answers are queued for the one goroutine that
-// writes to the client.
+// No goroutine waits for an event: one goroutine reads and submits
+// events, and their answers are queued for the one goroutine that writes
+// to the client. The handler's goroutine waits for the reader to finish or
+// for the stream's context to end (a credential that expired, say), and
+// then ends the stream.
 func (s *Sink) Stream(ss eventv1.SinkService_StreamServer) error {
 	ctx := ss.Context()
 	in := &ingress{
