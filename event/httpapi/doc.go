@@ -22,6 +22,8 @@
 //	                          newline-delimited JSON in grpc-gateway's format;
 //	                          as CloudEvents with format=cloudevents
 //	GET  /v1/types            the event types, and which have a route
+//	GET  /openapi.json        the API as OpenAPI 3 (internal/openapigen),
+//	                          without authentication
 //	GET  /healthz, /readyz    liveness; readiness (every route has a live
 //	                          processor stream), with every route's status
 //	GET  /, /console.js, ...  the browser console, embedded

@@ -66,7 +66,7 @@ type Options struct {
 	// Logger gets debug logs of requests and subscriptions; nil discards.
 	Logger *slog.Logger
 	// Authenticate, when set, authenticates every request but those of
-	// /healthz, /readyz and the console's own files. It returns the context
+	// /healthz, /readyz, /openapi.json and the console's own files. It returns the context
 	// to serve the request with, carrying the caller's identity (which the
 	// backend's authorization reads), or a status error to answer:
 	// UNAUTHENTICATED is 401 with a WWW-Authenticate challenge,
@@ -144,11 +144,12 @@ func New(backend Backend, opts Options) (*Handler, error) {
 		"/v1/types":            h.types,
 		"/healthz":             healthz,
 		"/readyz":              h.readyz,
+		openapiPath:            serveOpenAPI,
 	}
 	if opts.Metrics != nil {
 		paths["/metrics"] = opts.Metrics.ServeHTTP
 	}
-	h.public = map[string]bool{"/healthz": true, "/readyz": true}
+	h.public = map[string]bool{"/healthz": true, "/readyz": true, openapiPath: true}
 	if err := consolePaths(paths, h.public); err != nil {
 		return nil, err
 	}
