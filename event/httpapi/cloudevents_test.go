@@ -458,3 +458,26 @@ func FuzzCloudEventJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestIsCloudEventAllocs: telling a plain JSON request from a CloudEvent
+// allocates nothing, so the plain path pays no allocation for CloudEvents.
+func TestIsCloudEventAllocs(t *testing.T) {
+	plain := httptest.NewRequest(http.MethodPost, "/v1/events", strings.NewReader(`{"type":"TYPE_HELLO"}`))
+	plain.Header.Set("Content-Type", "application/json")
+	structured := httptest.NewRequest(http.MethodPost, "/v1/events", nil)
+	structured.Header.Set("Content-Type", "application/cloudevents+json; charset=utf-8")
+	binary := httptest.NewRequest(http.MethodPost, "/v1/events", nil)
+	binary.Header.Set("ce-specversion", "1.0")
+	for _, tc := range []struct {
+		name string
+		r    *http.Request
+		want bool
+	}{{"plain", plain, false}, {"structured", structured, true}, {"binary", binary, true}} {
+		if got := isCloudEvent(tc.r); got != tc.want {
+			t.Errorf("%s: isCloudEvent = %v, want %v", tc.name, got, tc.want)
+		}
+		if n := testing.AllocsPerRun(100, func() { isCloudEvent(tc.r) }); n != 0 {
+			t.Errorf("%s: %v allocations, want 0", tc.name, n)
+		}
+	}
+}
