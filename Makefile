@@ -54,8 +54,9 @@ test: ## Run all tests with the race detector.
 	$(GO) test -race -count=1 -timeout 15m $(TESTFLAGS) ./...
 
 .PHONY: generate
-generate: ## Regenerate code from event/v1/*.proto.
+generate: ## Regenerate code from event/v1/*.proto, and the OpenAPI 3 spec served at /openapi.json.
 	$(BUF) generate
+	$(GO) run ./internal/openapigen
 	$(GO) mod tidy
 
 .PHONY: checkgenerate

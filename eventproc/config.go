@@ -16,6 +16,7 @@ import (
 	"github.com/eventproc/eventproc/event/auth"
 	"github.com/eventproc/eventproc/event/pubsub"
 	"github.com/eventproc/eventproc/event/sink"
+	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
 
 // Config is the sink binary's configuration, built once from flags and
@@ -53,6 +54,9 @@ type Config struct {
 	// TLS names the certificate files of both ports and of the
 	// connections to processors.
 	TLS TLSFiles
+	// CloudEventTypes names the CloudEvents type of event types that are
+	// not known by their enum name over CloudEvents (--ce-type).
+	CloudEventTypes map[eventv1.Type]string
 }
 
 // option is one setting: flag, variable, default, meaning, and how a value
@@ -85,6 +89,10 @@ func options(c *Config) []option {
 		{name: "broadcast", arg: "TYPE", env: "EVENTPROC_BROADCAST", multi: true, set: c.setBroadcast,
 			usage: "make TYPE's route a broadcast route: every processor of the route gets each event, and HTTP " +
 				"answers 202; repeatable; the variable separates types with ',', ';' or spaces"},
+		{name: "ce-type", arg: "TYPE=CETYPE", env: "EVENTPROC_CE_TYPES", multi: true, set: c.addCEType,
+			usage: "the CloudEvents type of event type TYPE (e.g. hello=com.example.order.placed) on POST /v1/events " +
+				"and in subscriptions with format=cloudevents; a type without one is known by its enum name " +
+				"(TYPE_HELLO); repeatable; the variable separates them with ',', ';' or spaces"},
 		{name: "timeout", arg: "DURATION", env: "EVENTPROC_TIMEOUT", def: "10s", set: durationVar(&c.Sink.Timeout, false),
 			usage: "deadline of a request whose client sets none (Grpc-Timeout or Request-Timeout header, gRPC deadline)"},
 		{name: "max-body-bytes", arg: "N", env: "EVENTPROC_MAX_BODY_BYTES", def: "1048576", set: intVar(&c.MaxBodyBytes, 1),
@@ -190,7 +198,11 @@ HTTP API (package event/httpapi; the README has the details):
   POST /v1/events   the body is an event, e.g. {"type":"TYPE_HELLO","payload":"hi"}:
                     200 with the reply event, 204 when consumed, 202 when a
                     broadcast route accepted it, or a JSON error
-  GET  /v1/events:subscribe?types=TYPE_HELLO[&last_event_id=N]
+                    CloudEvents too: binary (ce- headers), structured
+                    (application/cloudevents+json) and batch
+                    (application/cloudevents-batch+json, a JSON array of
+                    per-event results)
+  GET  /v1/events:subscribe?types=TYPE_HELLO[&last_event_id=N][&format=cloudevents]
                     published events, as Server-Sent Events (Accept:
                     text/event-stream) or newline-delimited JSON
   GET  /v1/types, / (the browser console), /healthz, /readyz, /metrics
@@ -260,7 +272,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 				set = append(set, setting{"--" + o.name, v})
 			}
 		case env != "" && o.multi:
-			for _, v := range splitList(env, o.name == "broadcast") {
+			for _, v := range splitList(env, o.name == "broadcast" || o.name == "ce-type") {
 				set = append(set, setting{o.env, v})
 			}
 		case env != "":
@@ -326,6 +338,31 @@ func (c *Config) addRoute(s setting) error {
 		}
 	}
 	c.Sink.Routes = append(c.Sink.Routes, r)
+	return nil
+}
+
+// addCEType adds a --ce-type value: TYPE=CETYPE.
+func (c *Config) addCEType(s setting) error {
+	name, ceType, ok := strings.Cut(s.value, "=")
+	if ceType = strings.TrimSpace(ceType); !ok || ceType == "" {
+		return s.errorf("want TYPE=CETYPE, e.g. hello=com.example.order.placed")
+	}
+	t, err := sink.ParseType(name)
+	if err != nil {
+		return s.errorf("%s", withoutSentinel(err))
+	}
+	if c.CloudEventTypes == nil {
+		c.CloudEventTypes = map[eventv1.Type]string{}
+	}
+	for prev, n := range c.CloudEventTypes {
+		if prev == t {
+			return s.errorf("second CloudEvents type for %s", t)
+		}
+		if n == ceType {
+			return s.errorf("%q is already the CloudEvents type of %s", ceType, prev)
+		}
+	}
+	c.CloudEventTypes[t] = ceType
 	return nil
 }
 

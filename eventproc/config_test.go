@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -279,4 +280,44 @@ func TestREADMEFlags(t *testing.T) {
 		return
 	}
 	t.Errorf("the flags table in README.md is not the flag set's; UPDATE_README=1 go test ./eventproc -run TestREADMEFlags rewrites it to:\n%s", want.String())
+}
+
+// TestCETypeFlag: --ce-type and EVENTPROC_CE_TYPES map event types to
+// CloudEvents types; malformed and duplicate mappings are errors.
+func TestCETypeFlag(t *testing.T) {
+	route := []string{"--route", "hello=localhost:9090"}
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    map[eventv1.Type]string
+		wantErr string
+	}{
+		{name: "flag", args: []string{"--ce-type", "goodbye=com.example.order.placed", "--ce-type", "TYPE_HELLO=com.example.hi"},
+			want: map[eventv1.Type]string{eventv1.Type_TYPE_GOODBYE: "com.example.order.placed", eventv1.Type_TYPE_HELLO: "com.example.hi"}},
+		{name: "env", env: map[string]string{"EVENTPROC_CE_TYPES": "goodbye=com.example.a, hello=com.example.b"},
+			want: map[eventv1.Type]string{eventv1.Type_TYPE_GOODBYE: "com.example.a", eventv1.Type_TYPE_HELLO: "com.example.b"}},
+		{name: "none"},
+		{name: "no name", args: []string{"--ce-type", "hello="}, wantErr: "want TYPE=CETYPE"},
+		{name: "unknown type", args: []string{"--ce-type", "nope=x"}, wantErr: "unknown event type"},
+		{name: "type twice", args: []string{"--ce-type", "hello=a", "--ce-type", "hello=b"}, wantErr: "second CloudEvents type"},
+		{name: "name twice", args: []string{"--ce-type", "hello=a", "--ce-type", "goodbye=a"}, wantErr: "already the CloudEvents type"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := parseConfig(append(route, tc.args...), func(k string) string { return tc.env[k] })
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !maps.Equal(c.CloudEventTypes, tc.want) {
+				t.Errorf("CloudEventTypes %v, want %v", c.CloudEventTypes, tc.want)
+			}
+		})
+	}
 }

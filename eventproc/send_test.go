@@ -562,6 +562,7 @@ func sendHTTP(t *testing.T, ctx context.Context, f *fixture, tc *sendCase) (*eve
 		req.Header.Set(k, v)
 	}
 	resp, raw := f.sink.do(ctx, req)
+	checkOpenAPI(t, ctx, f.sink, req, []byte(tc.body), resp, raw)
 	switch resp.StatusCode {
 	case http.StatusOK:
 		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {

@@ -93,7 +93,8 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}),
-		Logger: log,
+		Logger:          log,
+		CloudEventTypes: cfg.CloudEventTypes,
 	}
 	unary, streams := []grpc.UnaryServerInterceptor(nil), []grpc.StreamServerInterceptor{s.endOnShutdown}
 	if guarded {

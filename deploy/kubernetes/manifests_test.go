@@ -45,15 +45,12 @@ const (
 // overlays are the renderings checked, with what differs between them.
 var overlays = []struct {
 	name, dir        string
-	extra            []string // patches applied after the kustomization's
-	sinkMin, sinkMax int32    // the sink autoscaler's bounds
+	sinkMin, sinkMax int32 // the sink autoscaler's bounds
 	nats, tls        bool
 }{
 	{name: "base", dir: "base", sinkMin: 2, sinkMax: 4},
 	{name: "single", dir: "overlays/single", sinkMin: 1, sinkMax: 1},
-	{name: "scaled", dir: "overlays/scaled", sinkMin: 3, sinkMax: 10, nats: true},
-	// The optional patch, commented out in the kustomization.
-	{name: "scaled with TLS", dir: "overlays/scaled", extra: []string{"sink-tls.yaml"}, sinkMin: 3, sinkMax: 10, nats: true, tls: true},
+	{name: "scaled", dir: "overlays/scaled", sinkMin: 3, sinkMax: 10, nats: true, tls: true},
 }
 
 // TestManifests renders the base and every overlay, decodes each object
@@ -64,7 +61,7 @@ func TestManifests(t *testing.T) {
 	procPort := procDefaultPort(t)
 	for _, o := range overlays {
 		t.Run(o.name, func(t *testing.T) {
-			objs, err := render(o.dir, o.extra...)
+			objs, err := render(o.dir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -83,7 +80,7 @@ func TestManifests(t *testing.T) {
 			if want := map[bool]string{true: "nats://nats:4222"}[o.nats]; nats != want {
 				t.Errorf("EVENTPROC_NATS_URL %q, want %q", nats, want)
 			}
-			checkTLS(t, m.deployments[sinkName], sinkC, o.tls)
+			checkTLS(t, flags, m.deployments[sinkName], sinkC, o.tls)
 		})
 	}
 }
@@ -520,10 +517,16 @@ func cmp(a, b string) string {
 	return b
 }
 
-// checkTLS checks the optional TLS patch: a Secret mounted as a directory
-// (so that its updates arrive), and the certificate settings in it.
-func checkTLS(t *testing.T, d *appsv1.Deployment, c *corev1.Container, want bool) {
+// checkTLS checks the TLS patch: a Secret mounted as a directory (so that
+// its updates arrive), the certificate settings in it, named as the
+// sink's flags name them (the README's table), and HTTPS probes.
+func checkTLS(t *testing.T, flags map[string]flagInfo, d *appsv1.Deployment, c *corev1.Container, want bool) {
 	t.Helper()
+	for flag, env := range map[string]string{"tls-cert": "EVENTPROC_TLS_CERT", "tls-key": "EVENTPROC_TLS_KEY"} {
+		if flags[flag].env != env {
+			t.Errorf("--%s is set by %q, the manifests use %q", flag, flags[flag].env, env)
+		}
+	}
 	cert, key := envValue(c, "EVENTPROC_TLS_CERT"), envValue(c, "EVENTPROC_TLS_KEY")
 	if !want {
 		if cert != "" || key != "" {

@@ -39,9 +39,8 @@ type kustomization struct {
 // object is one manifest, as decoded from YAML.
 type object = map[string]any
 
-// render returns the objects of the kustomization in dir, with extra
-// patches (paths relative to dir) applied after its own.
-func render(dir string, extra ...string) ([]object, error) {
+// render returns the objects of the kustomization in dir.
+func render(dir string) ([]object, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
 	if err != nil {
 		return nil, err
@@ -67,30 +66,21 @@ func render(dir string, extra ...string) ([]object, error) {
 		}
 		objs = append(objs, more...)
 	}
-	for _, p := range orderedPatches(k, extra) {
-		patch, err := readObjects(filepath.Join(dir, p))
+	for _, p := range k.Patches {
+		patch, err := readObjects(filepath.Join(dir, p.Path))
 		if err != nil {
 			return nil, err
 		}
 		if len(patch) != 1 {
-			return nil, fmt.Errorf("%s/%s: %d documents, want one patch", dir, p, len(patch))
+			return nil, fmt.Errorf("%s/%s: %d documents, want one patch", dir, p.Path, len(patch))
 		}
 		target := find(objs, kindOf(patch[0]), nameOf(patch[0]))
 		if target == nil {
-			return nil, fmt.Errorf("%s/%s: no %s %q to patch", dir, p, kindOf(patch[0]), nameOf(patch[0]))
+			return nil, fmt.Errorf("%s/%s: no %s %q to patch", dir, p.Path, kindOf(patch[0]), nameOf(patch[0]))
 		}
 		mergeMaps(target, patch[0])
 	}
 	return objs, nil
-}
-
-// orderedPatches is the kustomization's patches, then extra.
-func orderedPatches(k kustomization, extra []string) []string {
-	var paths []string
-	for _, p := range k.Patches {
-		paths = append(paths, p.Path)
-	}
-	return append(paths, extra...)
 }
 
 var docSeparator = regexp.MustCompile(`(?m)^---\s*$`)
@@ -210,32 +200,7 @@ func TestRenderMatchesKubectl(t *testing.T) {
 	if err != nil {
 		t.Skip("kubectl is not installed")
 	}
-	// The scaled overlay with its optional TLS patch, as a kustomization
-	// of its own.
-	withTLS := t.TempDir()
-	here, err := filepath.Abs(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// kustomize takes relative paths only.
-	scaled, err := filepath.Rel(withTLS, filepath.Join(here, "overlays/scaled"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsPatch, err := os.ReadFile("overlays/scaled/sink-tls.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, content := range map[string]string{
-		"kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n" +
-			"resources:\n  - " + scaled + "\npatches:\n  - path: sink-tls.yaml\n",
-		"sink-tls.yaml": string(tlsPatch),
-	} {
-		if err := os.WriteFile(filepath.Join(withTLS, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, dir := range []string{"base", "overlays/single", "overlays/scaled", withTLS} {
+	for _, dir := range []string{"base", "overlays/single", "overlays/scaled"} {
 		out, err := exec.CommandContext(t.Context(), kubectl, "kustomize", dir).Output()
 		if ee, ok := err.(*exec.ExitError); ok {
 			t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, ee.Stderr)

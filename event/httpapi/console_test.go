@@ -1,10 +1,15 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/eventproc/eventproc/event/sink"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
@@ -77,5 +82,18 @@ func TestTypes(t *testing.T) {
 		if got.Types[i] != want[i] {
 			t.Errorf("types[%d] = %+v, want %+v", i, got.Types[i], want[i])
 		}
+	}
+}
+
+// TestOpenAPIPublic: /openapi.json is served without authentication, as
+// JSON.
+func TestOpenAPIPublic(t *testing.T) {
+	deny := func(*http.Request) (context.Context, error) { return nil, status.Error(codes.Unauthenticated, "no") }
+	api := newAPI(t, &stubBackend{}, Options{Authenticate: deny})
+	rec := httptest.NewRecorder()
+	api.ServeHTTP(rec, httptest.NewRequestWithContext(testContext(t), http.MethodGet, "/openapi.json", nil))
+	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "application/json" ||
+		!strings.HasPrefix(rec.Body.String(), "{\n  \"components\"") {
+		t.Errorf("GET /openapi.json: %d %s %.40q, want 200 with the spec", rec.Code, rec.Header().Get("Content-Type"), rec.Body)
 	}
 }

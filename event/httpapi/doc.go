@@ -11,12 +11,19 @@
 //
 //	POST /v1/events           an event as JSON (protobuf's JSON mapping of
 //	                          event.v1.Event); 200 with the reply event, 204
-//	                          when consumed, 202 when a broadcast route took it
-//	GET  /v1/events:subscribe?types=TYPE_HELLO&types=goodbye[&last_event_id=N]
+//	                          when consumed, 202 when a broadcast route took it;
+//	                          or CloudEvents 1.0: binary (ce- headers),
+//	                          structured (application/cloudevents+json) or
+//	                          batch (application/cloudevents-batch+json), see
+//	                          cloudevents.go and Options.CloudEventTypes
+//	GET  /v1/events:subscribe?types=TYPE_HELLO&types=goodbye[&last_event_id=N][&format=cloudevents]
 //	                          the events processors publish: Server-Sent Events
 //	                          for clients that accept text/event-stream, else
-//	                          newline-delimited JSON in grpc-gateway's format
+//	                          newline-delimited JSON in grpc-gateway's format;
+//	                          as CloudEvents with format=cloudevents
 //	GET  /v1/types            the event types, and which have a route
+//	GET  /openapi.json        the API as OpenAPI 3 (internal/openapigen),
+//	                          without authentication
 //	GET  /healthz, /readyz    liveness; readiness (every route has a live
 //	                          processor stream), with every route's status
 //	GET  /, /console.js, ...  the browser console, embedded

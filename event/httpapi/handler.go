@@ -66,7 +66,7 @@ type Options struct {
 	// Logger gets debug logs of requests and subscriptions; nil discards.
 	Logger *slog.Logger
 	// Authenticate, when set, authenticates every request but those of
-	// /healthz, /readyz and the console's own files. It returns the context
+	// /healthz, /readyz, /openapi.json and the console's own files. It returns the context
 	// to serve the request with, carrying the caller's identity (which the
 	// backend's authorization reads), or a status error to answer:
 	// UNAUTHENTICATED is 401 with a WWW-Authenticate challenge,
@@ -78,6 +78,10 @@ type Options struct {
 	// EventSource (it cannot send headers) presents as ?ticket= on GET
 	// /v1/events:subscribe. (*auth.Authenticator).IssueTicket is one.
 	IssueTicket func(ctx context.Context) (ticket string, expires time.Time, err error)
+	// CloudEventTypes names the CloudEvents type of event types; a type
+	// not in it is known by its enum name (TYPE_HELLO). A CloudEvent of a
+	// type that maps to no event type is answered 400.
+	CloudEventTypes map[eventv1.Type]string
 }
 
 // Handler serves the sink's HTTP API (see the package comment). It is safe
@@ -89,6 +93,7 @@ type Handler struct {
 	cut     *prometheus.CounterVec // requests cut off, by reason
 	allow   map[string]string      // path → the method it serves, for 405s
 	public  map[string]bool        // paths served without Authenticate
+	ce      ceTypes                // CloudEvents type names
 	// stopping ends when Shutdown is called, with errShuttingDown.
 	stopping context.Context
 	stop     context.CancelCauseFunc
@@ -112,7 +117,11 @@ func New(backend Backend, opts Options) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{backend: backend, opts: opts, cut: cut, allow: map[string]string{"/v1/events": http.MethodPost}}
+	ce, err := newCETypes(opts.CloudEventTypes)
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{backend: backend, opts: opts, cut: cut, ce: ce, allow: map[string]string{"/v1/events": http.MethodPost}}
 	h.stopping, h.stop = context.WithCancelCause(context.Background())
 	h.mux = runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, eventMarshaler{&runtime.JSONPb{}}),
@@ -135,11 +144,12 @@ func New(backend Backend, opts Options) (*Handler, error) {
 		"/v1/types":            h.types,
 		"/healthz":             healthz,
 		"/readyz":              h.readyz,
+		openapiPath:            serveOpenAPI,
 	}
 	if opts.Metrics != nil {
 		paths["/metrics"] = opts.Metrics.ServeHTTP
 	}
-	h.public = map[string]bool{"/healthz": true, "/readyz": true}
+	h.public = map[string]bool{"/healthz": true, "/readyz": true, openapiPath: true}
 	if err := consolePaths(paths, h.public); err != nil {
 		return nil, err
 	}
@@ -219,6 +229,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), d)
 		defer cancel()
 		r = r.WithContext(ctx)
+	}
+	if isCloudEvent(r) {
+		h.cloudEvent(w, r)
+		return
 	}
 	h.mux.ServeHTTP(w, r)
 }

@@ -44,8 +44,16 @@ const streamWriteTimeout = 10 * time.Second
 //	{"result":{"event":{...},"sequence":"42"}}
 //	{"result":{"event":{...},"sequence":"45","missed":"2"}}
 //	{"error":{"code":14,"message":"sink is shutting down","details":[]}}
+//
+// With format=cloudevents (ce set) each event is a CloudEvent in the JSON
+// format instead: in SSE the data of a block named by its CloudEvents type,
+// in NDJSON a line of its own with the extension attributes sequence (the
+// sequence number, a string) and, after a loss, missed (a number):
+//
+//	{"specversion":"1.0","id":"...","type":"TYPE_HELLO",...,"sequence":"45","missed":2}
 type eventWriter struct {
 	sse bool
+	ce  *ceTypes // CloudEvents, when set
 	w   http.ResponseWriter
 	rc  *http.ResponseController
 	buf []byte // reused for every event
@@ -85,13 +93,29 @@ func (e *eventWriter) event(resp *eventv1.SubscribeResponse) error {
 		b = append(b, "id: "...)
 		b = strconv.AppendUint(b, resp.GetSequence(), 10)
 		b = append(b, "\nevent: "...)
-		b = append(b, resp.GetEvent().GetType().String()...)
-		b = append(b, '\n')
 		var data []byte
-		if data, err = eventjson.Marshal(resp.GetEvent()); err != nil {
+		if e.ce != nil {
+			b = append(b, e.ce.name(resp.GetEvent().GetType())...)
+			data, err = e.ce.structured(resp.GetEvent(), nil)
+		} else {
+			b = append(b, resp.GetEvent().GetType().String()...)
+			data, err = eventjson.Marshal(resp.GetEvent())
+		}
+		if err != nil {
 			return err
 		}
+		b = append(b, '\n')
 		b = appendData(b, data)
+	} else if e.ce != nil {
+		extra := map[string]any{"sequence": strconv.FormatUint(resp.GetSequence(), 10)}
+		if n := resp.GetMissed(); n > 0 {
+			extra["missed"] = n
+		}
+		data, err := e.ce.structured(resp.GetEvent(), extra)
+		if err != nil {
+			return err
+		}
+		b = append(append(b, data...), '\n')
 	} else {
 		b = append(b, `{"result":`...)
 		if b, err = (protojson.MarshalOptions{}).MarshalAppend(b, resp); err != nil {

@@ -22,6 +22,7 @@ type subscribeRequest struct {
 	types       []eventv1.Type
 	lastEventID string
 	sse         bool // the client accepts text/event-stream
+	cloudEvents bool // format=cloudevents
 }
 
 // parseSubscribeRequest reads the query
@@ -30,6 +31,8 @@ type subscribeRequest struct {
 //	                                  with or without TYPE_, any case)
 //	last_event_id=N                  (also lastEventId; the Last-Event-ID
 //	                                  header wins over it)
+//	format=cloudevents               events as CloudEvents (JSON format);
+//	                                  format=json (the default) as events
 //
 // and the Accept header. Errors are INVALID_ARGUMENT status errors.
 func parseSubscribeRequest(r *http.Request) (subscribeRequest, error) {
@@ -55,10 +58,18 @@ func parseSubscribeRequest(r *http.Request) (subscribeRequest, error) {
 			}
 		case "last_event_id", "lastEventId":
 			req.lastEventID = strings.TrimSpace(vals[len(vals)-1])
+		case "format":
+			switch f := strings.ToLower(strings.TrimSpace(vals[len(vals)-1])); f {
+			case "", "json":
+			case "cloudevents":
+				req.cloudEvents = true
+			default:
+				return req, status.Errorf(codes.InvalidArgument, "format %q: want json or cloudevents", f)
+			}
 		case "ticket": // Options.Authenticate's
 		default:
 			return req, status.Errorf(codes.InvalidArgument,
-				"unknown query parameter %q (want types and optionally last_event_id)", key)
+				"unknown query parameter %q (want types and optionally last_event_id and format)", key)
 		}
 	}
 	if len(req.types) == 0 {
@@ -115,6 +126,9 @@ func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
 	defer sub.Close()
 
 	out, heartbeat := newEventWriter(w, req.sse), time.Duration(0)
+	if req.cloudEvents {
+		out.ce = &h.ce
+	}
 	if req.sse {
 		heartbeat = h.opts.Heartbeat
 	}
@@ -122,7 +136,8 @@ func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log := h.opts.Logger
-	log.Debug("http subscription started", "types", req.types, "last_event_id", req.lastEventID, "sse", req.sse)
+	log.Debug("http subscription started", "types", req.types, "last_event_id", req.lastEventID, "sse", req.sse,
+		"cloudevents", req.cloudEvents)
 	beat := newBeat(ctx, heartbeat)
 	defer beat.stop()
 	for {
