@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -86,8 +87,33 @@ func forwardOutcome(_ context.Context, w http.ResponseWriter, m proto.Message) e
 		empty(http.StatusNoContent)
 	case eventv1.Outcome_OUTCOME_ACCEPTED:
 		empty(http.StatusAccepted)
+	case eventv1.Outcome_OUTCOME_STORED:
+		// The body is written here: the gateway writes only the event
+		// (response_body), which a stored event's answer does not have.
+		body, err := json.Marshal(storedBody{
+			ID:        msg.Get(storedFields.ByName("id")).String(),
+			Sequence:  msg.Get(storedFields.ByName("sequence")).Uint(),
+			Duplicate: msg.Get(storedFields.ByName("duplicate")).Bool(),
+		})
+		if err != nil {
+			return err
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = w.Write(append(body, '\n'))
 	}
 	return nil
+}
+
+// storedFields are SendResponse's fields.
+var storedFields = outcomeField.ContainingMessage().Fields()
+
+// storedBody is the body of a 202 for a stored event:
+// {"id":"…","sequence":N,"duplicate":false}.
+type storedBody struct {
+	ID        string `json:"id"`
+	Sequence  uint64 `json:"sequence"`
+	Duplicate bool   `json:"duplicate"`
 }
 
 // errorMarshaler renders error bodies. Unlike the API's marshaler it emits

@@ -31,6 +31,7 @@ type receiver interface {
 type answer struct {
 	resp     *relayv1.ProcessResponse
 	accepted bool
+	stored   *storeAnswer // by the durable store
 	err      error
 }
 
@@ -177,6 +178,14 @@ func (s *Sink) submit(sub *submission, b []byte, h header, tooDeep bool, limit t
 	}
 	sub.event = b
 	s.setDeadline(sub, limit)
+	if sub.route.durable {
+		if _, waits := sub.to.(waiter); waits {
+			s.storeEvent(sub) // its caller's goroutine waits anyway
+		} else {
+			go s.storeEvent(sub) // not on a Stream's reader
+		}
+		return
+	}
 	if sub.route.broadcast {
 		sub.broadcast()
 		return
@@ -311,7 +320,7 @@ func (a answer) code() codes.Code {
 	switch {
 	case a.err != nil:
 		return status.Code(a.err)
-	case a.accepted:
+	case a.accepted, a.stored != nil:
 		return codes.OK
 	}
 	switch r := a.resp.GetResult().(type) {
@@ -451,6 +460,10 @@ func fillSendResponse(a answer, out *relayv1.SendResponse) error {
 		out.Outcome = eventv1.Outcome_OUTCOME_ACCEPTED
 		return nil
 	}
+	if st := a.stored; st != nil {
+		out.Outcome, out.Id, out.Sequence, out.Duplicate = eventv1.Outcome_OUTCOME_STORED, st.id, st.sequence, st.duplicate
+		return nil
+	}
 	switch r := a.resp.GetResult().(type) {
 	case *relayv1.ProcessResponse_Reply:
 		out.Event, out.Outcome = r.Reply, eventv1.Outcome_OUTCOME_REPLIED
@@ -508,7 +521,7 @@ func (s *Sink) Send(ctx context.Context, req *eventv1.SendRequest) (*eventv1.Sen
 	if err != nil {
 		return nil, err
 	}
-	out := &eventv1.SendResponse{Outcome: r.Outcome}
+	out := &eventv1.SendResponse{Outcome: r.Outcome, Id: r.Id, Sequence: r.Sequence, Duplicate: r.Duplicate}
 	if r.Event != nil {
 		out.Event = new(eventv1.Event)
 		if err := vtcodec.Unmarshal(r.Event, out.Event); err != nil { // checked already

@@ -86,7 +86,9 @@ func Start(opts Options) (*Store, error) {
 		nats.ReconnectBufSize(-1),
 	}
 	if opts.URL != "" {
-		nc, err := nats.Connect(opts.URL, append(copts, nats.RetryOnFailedConnect(false))...)
+		// Unreachable at start is like unreachable later: not ready, and
+		// reconnecting in the background.
+		nc, err := nats.Connect(opts.URL, append(copts, nats.RetryOnFailedConnect(true))...)
 		if err != nil {
 			return nil, fmt.Errorf("nats: connecting to %s: %w", opts.URL, err)
 		}

@@ -99,9 +99,16 @@ func TestStartErrors(t *testing.T) {
 	if _, err := Start(Options{DataDir: t.TempDir(), Listen: "nope"}); err == nil {
 		t.Error("Start with a bad Listen address succeeded")
 	}
-	if _, err := Start(Options{URL: "nats://127.0.0.1:1"}); err == nil {
-		t.Error("Start with an unreachable URL succeeded")
+	// An unreachable URL is not an error: the store reconnects in the
+	// background, and is not connected meanwhile.
+	st, err := Start(Options{URL: "nats://127.0.0.1:1"})
+	if err != nil {
+		t.Fatalf("Start with an unreachable URL: %v", err)
 	}
+	if got := st.Conn().Status(); got == nats.CONNECTED {
+		t.Errorf("status with an unreachable URL = %v", got)
+	}
+	st.Close()
 }
 
 // BenchmarkStart starts an embedded server with a file store, connects to
