@@ -101,6 +101,11 @@ func options(c *Config) []option {
 		{name: "durable-max-bytes", arg: "SIZE", env: "EVENTPROC_DURABLE_MAX_BYTES", def: "256MiB",
 			set:   positiveSize(&c.Sink.Durable.MaxBytes),
 			usage: "room for durable events waiting for delivery; beyond, they are answered 429 with Retry-After"},
+		{name: "idempotency-window", arg: "DURATION", env: "EVENTPROC_IDEMPOTENCY_WINDOW", def: "2m",
+			set: durationVar(&c.Sink.Durable.DedupWindow, false),
+			usage: "how long an Idempotency-Key header (gRPC metadata idempotency-key) is remembered on durable " +
+				"routes: a request sent again with it is stored once and answered with the first one's id and " +
+				"sequence and \"duplicate\": true; the same key with a different event is refused with 422"},
 		{name: "data-dir", arg: "DIR", env: "EVENTPROC_DATA_DIR", def: "eventproc-data", set: stringVar(&c.Store.DataDir),
 			usage: "directory of the embedded NATS JetStream store (used when a route is durable and --nats-url is not set); " +
 				"one sink per directory"},
@@ -224,7 +229,9 @@ Flags:
 HTTP API (package event/httpapi; the README has the details):
   POST /v1/events   the body is an event, e.g. {"type":"TYPE_HELLO","payload":"hi"}:
                     200 with the reply event, 204 when consumed, 202 when a
-                    broadcast route accepted it, or a JSON error
+                    broadcast route accepted it or a durable route stored it
+                    ({"id","sequence","duplicate"}; Idempotency-Key header
+                    honoured), or a JSON error
   GET  /v1/events:subscribe?types=TYPE_HELLO[&last_event_id=N]
                     published events, as Server-Sent Events (Accept:
                     text/event-stream) or newline-delimited JSON

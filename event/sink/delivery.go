@@ -35,6 +35,7 @@ func (s *Sink) runDurable(ctx context.Context) {
 	for {
 		err := s.setupStore(ctx)
 		if err == nil {
+			s.notify() // durable routes are ready
 			break
 		}
 		if ctx.Err() != nil {

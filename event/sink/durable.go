@@ -139,8 +139,17 @@ func (s *Sink) storeEvent(sub *submission) {
 	}
 	ctx, cancel := context.WithDeadline(sub.ctx, sub.deadline)
 	defer cancel()
+	var opts []jetstream.PublishOpt
+	if sub.idem != nil {
+		if err := s.claim(ctx, sub); err != nil {
+			sub.finish(answer{err: err})
+			return
+		}
+		// Stored once within the window, however often it is sent.
+		opts = append(opts, jetstream.WithMsgID(sub.idem.key))
+	}
 	msg := &nats.Msg{Subject: durableSubject + sub.typ.String(), Data: sub.event}
-	ack, err := s.js.PublishMsg(ctx, msg)
+	ack, err := s.js.PublishMsg(ctx, msg, opts...)
 	if err != nil {
 		sub.finish(answer{err: storeError(ctx, sub.typ, err)})
 		return
@@ -200,6 +209,17 @@ func (s *Sink) setupStore(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("stream %s: %w", deadStream, err)
 	}
+	kv, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      idempotencyBucket,
+		Description: "eventproc: idempotency keys of durable events, with a hash of their event and its id",
+		TTL:         d.DedupWindow,
+		Storage:     jetstream.FileStorage,
+		Replicas:    d.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", idempotencyBucket, err)
+	}
+	s.kv.Store(&kv)
 	for _, r := range s.routes {
 		if !r.durable {
 			continue
@@ -246,8 +266,12 @@ func retryable(c codes.Code) bool {
 	return c == codes.Unavailable || c == codes.DeadlineExceeded || c == codes.ResourceExhausted
 }
 
-// storeStatus is the state of the store's connection, for readiness.
+// storeStatus is the state of the store, for readiness: its connection's,
+// or "setting up" until its streams and bucket were created.
 func (s *Sink) storeStatus() (ok bool, state string) {
 	st := s.cfg.Durable.Conn.Status()
+	if st == nats.CONNECTED && s.kv.Load() == nil {
+		return false, "setting up"
+	}
 	return st == nats.CONNECTED, strings.ToLower(st.String())
 }

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
@@ -298,4 +299,64 @@ func retryDelayOf(err error) time.Duration {
 		}
 	}
 	return 0
+}
+
+// sendKey sends ev with an idempotency key, as a gRPC server would hand
+// it to Send.
+func sendKey(s *Sink, ctx context.Context, key string, ev *eventv1.Event) (*eventv1.SendResponse, error) {
+	return send(s, metadata.NewIncomingContext(ctx, metadata.Pairs("idempotency-key", key)), ev)
+}
+
+func TestDurableIdempotencyKey(t *testing.T) {
+	ctx := testCtx(t)
+	st := startStore(t)
+	s := startDurableSink(t, st, freeAddr(t), DurableConfig{})
+	first, err := sendKey(s, ctx, "k1", hello("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := sendKey(s, ctx, "k1", hello("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.GetDuplicate() || !again.GetDuplicate() || again.GetId() != first.GetId() || again.GetSequence() != first.GetSequence() {
+		t.Errorf("first %v, again %v; want the same id and sequence, the second a duplicate", first, again)
+	}
+	_, err = sendKey(s, ctx, "k1", hello("b"))
+	wantCode(t, err, codes.FailedPrecondition)
+	// Another type, or another key: another event.
+	other, err := sendKey(s, ctx, "k2", hello("a"))
+	if err != nil || other.GetDuplicate() || other.GetSequence() == first.GetSequence() {
+		t.Errorf("another key: %v, %v; want a new event", other, err)
+	}
+
+	// Concurrent retries with one key: stored once, all answered alike.
+	const n = 20
+	resps := make([]*eventv1.SendResponse, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			r, err := sendKey(s, ctx, "k3", hello("c"))
+			if err != nil {
+				t.Error(err)
+			}
+			resps[i] = r
+		})
+	}
+	wg.Wait()
+	dups := 0
+	for _, r := range resps {
+		if r.GetId() != resps[0].GetId() || r.GetSequence() != resps[0].GetSequence() {
+			t.Errorf("concurrent retries answered %v and %v, want the same id and sequence", resps[0], r)
+		}
+		if r.GetDuplicate() {
+			dups++
+		}
+	}
+	if dups != n-1 {
+		t.Errorf("%d of %d concurrent retries were duplicates, want %d", dups, n, n-1)
+	}
+	if got := streamMsgs(t, s, durableStream); got != 3 {
+		t.Errorf("%d events stored, want 3 (k1, k2, k3)", got)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -27,8 +28,10 @@ type Sink struct {
 	hub     *pubsub.Hub
 	// metrics is nil when Config.Metrics is.
 	metrics *metrics
-	// js is the durable store, nil without durable routes.
+	// js is the durable store, nil without durable routes; kv its bucket
+	// of idempotency keys, once created.
 	js jetstream.JetStream
+	kv atomic.Pointer[jetstream.KeyValue]
 
 	runOnce sync.Once
 	stop    context.CancelFunc

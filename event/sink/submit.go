@@ -54,6 +54,8 @@ type submission struct {
 	// child is set for the parts of a broadcast, which are not counted in
 	// the metrics: their broadcast is.
 	child bool
+	// idem is the idempotency key of an event of a durable route, if any.
+	idem *idempotency
 
 	mu       sync.Mutex
 	cur      *call         // the call in flight, if any
@@ -152,6 +154,11 @@ func (s *Sink) submit(sub *submission, b []byte, h header, tooDeep bool, limit t
 		err = errTooDeep
 	} else {
 		sub.route, err = s.routeFor(sub.ctx, h.typ)
+	}
+	if err == nil && sub.route.durable {
+		if _, waits := sub.to.(waiter); waits {
+			sub.idem, err = readIdempotencyKey(sub.ctx, h.typ, b)
+		}
 	}
 	if err != nil {
 		sub.finish(answer{err: err})
