@@ -422,8 +422,6 @@ func (c *Config) validateStore() error {
 	switch {
 	case c.Store.URL != "" && c.Store.Listen != "":
 		return errors.New("give --nats-url (an external NATS) or --nats-listen (the embedded one's port), not both")
-	case (c.Store.URL != "" || c.Store.Listen != "") && !c.durable():
-		return errors.New("--nats-url and --nats-listen need a --durable route: nothing else uses NATS")
 	case c.Store.URL == "" && c.Sink.Durable.Replicas > 1:
 		return errors.New("--nats-replicas above 1 needs --nats-url (a cluster): the embedded server is a single node")
 	case c.Store.URL == "" && c.durable() && strings.TrimSpace(c.Store.DataDir) == "":

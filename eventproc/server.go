@@ -82,6 +82,10 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		scfg.Authorize, scfg.Refresh = authn.Authorize, authn.Refresh
 	}
 	var store *natsembed.Store
+	if !cfg.durable() && (cfg.Store.URL != "" || cfg.Store.Listen != "") {
+		// The scaled deployment sets EVENTPROC_NATS_URL for every sink.
+		log.Warn("NATS is not used: no route is --durable (--nats-url and --nats-listen are ignored)")
+	}
 	if cfg.durable() {
 		ocfg := cfg.Store
 		ocfg.Name, ocfg.Logger = "eventproc", log

@@ -123,3 +123,35 @@ func BenchmarkStart(b *testing.B) {
 		st.Close()
 	}
 }
+
+// BenchmarkPublish publishes 200-byte messages synchronously to a file
+// stream, with the default sync interval and with every write synced
+// (docs/design.md, "Guarantees").
+func BenchmarkPublish(b *testing.B) {
+	for _, bc := range []struct {
+		name   string
+		always bool
+	}{{"sync=interval", false}, {"sync=always", true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			st, err := Start(Options{DataDir: b.TempDir(), SyncAlways: bc.always})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			js, err := jetstream.New(st.Conn())
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := b.Context()
+			if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "B", Subjects: []string{"b"}}); err != nil {
+				b.Fatal(err)
+			}
+			data := make([]byte, 200)
+			for b.Loop() {
+				if _, err := js.Publish(ctx, "b", data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
