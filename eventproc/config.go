@@ -17,6 +17,7 @@ import (
 	"github.com/eventproc/eventproc/event/pubsub"
 	"github.com/eventproc/eventproc/event/sink"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/natsembed"
 )
 
 // Config is the sink binary's configuration, built once from flags and
@@ -57,6 +58,10 @@ type Config struct {
 	// CloudEventTypes names the CloudEvents type of event types that are
 	// not known by their enum name over CloudEvents (--ce-type).
 	CloudEventTypes map[eventv1.Type]string
+	// Store configures the NATS JetStream store of durable routes:
+	// embedded (DataDir, Listen, caps, sync) or external (URL). It is
+	// started only when a route is durable.
+	Store natsembed.Options
 }
 
 // option is one setting: flag, variable, default, meaning, and how a value
@@ -93,6 +98,41 @@ func options(c *Config) []option {
 			usage: "the CloudEvents type of event type TYPE (e.g. hello=com.example.order.placed) on POST /v1/events " +
 				"and in subscriptions with format=cloudevents; a type without one is known by its enum name " +
 				"(TYPE_HELLO); repeatable; the variable separates them with ',', ';' or spaces"},
+		{name: "durable", arg: "TYPE", env: "EVENTPROC_DURABLE", multi: true, set: c.setDurable,
+			usage: "make TYPE's route durable: each event is stored (NATS JetStream) and answered 202 with its " +
+				"id and sequence, then delivered to the route's processors at least once, retried with backoff, " +
+				"and moved to the dead letters after --durable-max-deliver deliveries or a permanent error; " +
+				"repeatable; the variable separates types with ',', ';' or spaces"},
+		{name: "durable-max-deliver", arg: "N", env: "EVENTPROC_DURABLE_MAX_DELIVER", def: strconv.Itoa(sink.DefaultMaxDeliver),
+			set:   intVar(&c.Sink.Durable.MaxDeliver, 1),
+			usage: "deliveries of a durable event before it moves to the dead letters"},
+		{name: "durable-max-bytes", arg: "SIZE", env: "EVENTPROC_DURABLE_MAX_BYTES", def: "256MiB",
+			set:   positiveSize(&c.Sink.Durable.MaxBytes),
+			usage: "room for durable events waiting for delivery; beyond, they are answered 429 with Retry-After"},
+		{name: "idempotency-window", arg: "DURATION", env: "EVENTPROC_IDEMPOTENCY_WINDOW", def: "2m",
+			set: durationVar(&c.Sink.Durable.DedupWindow, false),
+			usage: "how long an Idempotency-Key header (gRPC metadata idempotency-key) is remembered on durable " +
+				"routes: a request sent again with it is stored once and answered with the first one's id and " +
+				"sequence and \"duplicate\": true; the same key with a different event is refused with 422"},
+		{name: "data-dir", arg: "DIR", env: "EVENTPROC_DATA_DIR", def: "eventproc-data", set: stringVar(&c.Store.DataDir),
+			usage: "directory of the embedded NATS JetStream store (used when a route is durable and --nats-url is not set); " +
+				"one sink per directory"},
+		{name: "nats-listen", arg: "ADDR", env: "EVENTPROC_NATS_LISTEN", set: addrVar(&c.Store.Listen),
+			usage: "also accept NATS clients (other sinks with --nats-url, the nats CLI) on this address; by default " +
+				"the embedded server has no port, only an in-process connection"},
+		{name: "nats-url", arg: "URL", env: "EVENTPROC_NATS_URL", set: stringVar(&c.Store.URL),
+			usage: "use this external NATS deployment with JetStream (nats://host:4222, several separated by ',') " +
+				"for durable routes instead of the embedded server"},
+		{name: "nats-replicas", arg: "N", env: "EVENTPROC_NATS_REPLICAS", def: "1", set: intVar(&c.Sink.Durable.Replicas, 1),
+			usage: "replicas of the streams the sink creates: 1 for the embedded server, 3 on a cluster"},
+		{name: "nats-max-memory", arg: "SIZE", env: "EVENTPROC_NATS_MAX_MEMORY", def: "32MiB", set: positiveSize(&c.Store.MaxMemory),
+			usage: "cap on the embedded JetStream's memory storage"},
+		{name: "nats-max-store", arg: "SIZE", env: "EVENTPROC_NATS_MAX_STORE", def: "1GiB", set: positiveSize(&c.Store.MaxStore),
+			usage: "cap on the embedded JetStream's file storage under --data-dir"},
+		{name: "nats-sync", arg: "DURATION|always", env: "EVENTPROC_NATS_SYNC", def: "2m", set: c.setSync,
+			usage: "how often the embedded store is flushed to disk: a crash of the process loses nothing, a crash of " +
+				"the machine may lose what was stored since the last flush; always flushes every event before " +
+				"answering 202, at a cost (docs/design.md)"},
 		{name: "timeout", arg: "DURATION", env: "EVENTPROC_TIMEOUT", def: "10s", set: durationVar(&c.Sink.Timeout, false),
 			usage: "deadline of a request whose client sets none (Grpc-Timeout or Request-Timeout header, gRPC deadline)"},
 		{name: "max-body-bytes", arg: "N", env: "EVENTPROC_MAX_BODY_BYTES", def: "1048576", set: intVar(&c.MaxBodyBytes, 1),
@@ -203,6 +243,10 @@ HTTP API (package event/httpapi; the README has the details):
                     (application/cloudevents-batch+json, a JSON array of
                     per-event results)
   GET  /v1/events:subscribe?types=TYPE_HELLO[&last_event_id=N][&format=cloudevents]
+                    broadcast route accepted it or a durable route stored it
+                    ({"id","sequence","duplicate"}; Idempotency-Key header
+                    honoured), or a JSON error
+  GET  /v1/events:subscribe?types=TYPE_HELLO[&last_event_id=N]
                     published events, as Server-Sent Events (Accept:
                     text/event-stream) or newline-delimited JSON
   GET  /v1/types, / (the browser console), /healthz, /readyz, /metrics
@@ -272,7 +316,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 				set = append(set, setting{"--" + o.name, v})
 			}
 		case env != "" && o.multi:
-			for _, v := range splitList(env, o.name == "broadcast" || o.name == "ce-type") {
+			for _, v := range splitList(env, o.name == "broadcast" || o.name == "ce-type" || o.name == "durable") {
 				set = append(set, setting{o.env, v})
 			}
 		case env != "":
@@ -297,6 +341,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	}
 	if c.Auth.JWKSURL != "" && c.Auth.JWKSFile != "" {
 		return c, errors.New("give --auth-jwks-url or --auth-jwks-file, not both")
+	}
+	if err := c.validateStore(); err != nil {
+		return c, err
 	}
 	if len(given["memory-budget"]) == 0 && strings.TrimSpace(getenv("EVENTPROC_MEMORY_BUDGET")) == "" &&
 		strings.TrimSpace(getenv("GOMEMLIMIT")) != "" {
@@ -379,6 +426,68 @@ func (c *Config) setBroadcast(s setting) error {
 		}
 	}
 	return s.errorf("no --route for %s", t)
+}
+
+// setDurable makes the route of a --durable type a durable route.
+func (c *Config) setDurable(s setting) error {
+	t, err := sink.ParseType(s.value)
+	if err != nil {
+		return s.errorf("%s", withoutSentinel(err))
+	}
+	for i := range c.Sink.Routes {
+		if r := &c.Sink.Routes[i]; r.Type == t {
+			if r.Broadcast {
+				return s.errorf("%s is a --broadcast route; a route is durable or broadcast, not both", t)
+			}
+			r.Durable = true
+			return nil
+		}
+	}
+	return s.errorf("no --route for %s", t)
+}
+
+// durable reports whether a route is durable: the store is needed.
+func (c *Config) durable() bool {
+	for _, r := range c.Sink.Routes {
+		if r.Durable {
+			return true
+		}
+	}
+	return false
+}
+
+// validateStore checks the store's settings against each other.
+func (c *Config) validateStore() error {
+	switch {
+	case c.Store.URL != "" && c.Store.Listen != "":
+		return errors.New("give --nats-url (an external NATS) or --nats-listen (the embedded one's port), not both")
+	case c.Store.URL == "" && c.Sink.Durable.Replicas > 1:
+		return errors.New("--nats-replicas above 1 needs --nats-url (a cluster): the embedded server is a single node")
+	case c.Store.URL == "" && c.durable() && strings.TrimSpace(c.Store.DataDir) == "":
+		return errors.New("--data-dir must not be empty for the embedded store")
+	}
+	return nil
+}
+
+func (c *Config) setSync(s setting) error {
+	if strings.EqualFold(strings.TrimSpace(s.value), "always") {
+		c.Store.SyncAlways = true
+		return nil
+	}
+	return durationVar(&c.Store.SyncInterval, false)(s)
+}
+
+// positiveSize is sizeVar refusing zero and off.
+func positiveSize(p *int64) func(setting) error {
+	return func(s setting) error {
+		if err := sizeVar(p)(s); err != nil {
+			return err
+		}
+		if *p == 0 {
+			return s.errorf("want a size above zero, such as 64MiB or 1GiB")
+		}
+		return nil
+	}
 }
 
 func (c *Config) setHistory(s setting) error {

@@ -42,6 +42,23 @@ func TestParseConfig(t *testing.T) {
 			}
 		},
 	}, {
+		name: "durable",
+		args: []string{"--route", "hello=localhost:9090", "--route", "goodbye=localhost:9090", "--durable-max-deliver", "7",
+			"--nats-url", "nats://n:4222", "--nats-replicas", "3", "--nats-sync", "always", "--idempotency-window", "5m"},
+		env: envOf("EVENTPROC_DURABLE", "hello, TYPE_GOODBYE"),
+		check: func(t *testing.T, c Config) {
+			for _, r := range c.Sink.Routes {
+				if !r.Durable {
+					t.Errorf("route %s not durable", r.Type)
+				}
+			}
+			d, st := c.Sink.Durable, c.Store
+			if d.MaxDeliver != 7 || d.Replicas != 3 || d.DedupWindow != 5*time.Minute || d.MaxBytes != 256<<20 ||
+				st.URL != "nats://n:4222" || !st.SyncAlways || st.DataDir != "eventproc-data" || st.MaxStore != 1<<30 || st.MaxMemory != 32<<20 {
+				t.Errorf("durable config %+v, store %+v", d, st)
+			}
+		},
+	}, {
 		name: "every flag",
 		args: []string{"--http-addr", "127.0.0.1:1", "--grpc-addr=[::1]:2", "--route", "TYPE_HELLO=a:1, b:2",
 			"--route", "goodbye=dns:///c:3", "--broadcast", "GOODBYE", "--timeout", "1.5", "--max-body-bytes", "10",
@@ -105,7 +122,7 @@ func TestParseConfig(t *testing.T) {
 }
 
 func equalRoute(a, b sink.Route) bool {
-	return a.Type == b.Type && a.Broadcast == b.Broadcast && slices.Equal(a.Targets, b.Targets)
+	return a.Type == b.Type && a.Broadcast == b.Broadcast && a.Durable == b.Durable && slices.Equal(a.Targets, b.Targets)
 }
 
 func equalConfig(a, b Config) bool {
@@ -155,6 +172,15 @@ func TestBadConfig(t *testing.T) {
 		{[]string{"--route", route, "--bogus"}, noEnv, "flag provided but not defined: -bogus"},
 		{[]string{"--route"}, noEnv, "flag needs an argument: -route"},
 		{[]string{"--route", route, "extra"}, noEnv, `unexpected argument "extra"`},
+		{[]string{"--route", route, "--durable", "goodbye"}, noEnv, `--durable "goodbye": no --route for TYPE_GOODBYE`},
+		{[]string{"--route", route, "--broadcast", "hello", "--durable", "hello"}, noEnv, `--durable "hello": TYPE_HELLO is a --broadcast route`},
+		{[]string{"--route", route, "--durable", "hello", "--nats-url", "nats://x:4222", "--nats-listen", ":4222"}, noEnv, "not both"},
+		{[]string{"--route", route, "--durable", "hello", "--nats-replicas", "3"}, noEnv, "--nats-replicas above 1 needs --nats-url"},
+		{[]string{"--route", route, "--durable", "hello", "--data-dir", " "}, noEnv, "--data-dir must not be empty"},
+		{[]string{"--route", route, "--nats-sync", "never"}, noEnv, `--nats-sync "never": want a duration`},
+		{[]string{"--route", route, "--nats-max-store", "0"}, noEnv, `--nats-max-store "0": want a size above zero`},
+		{[]string{"--route", route, "--durable-max-deliver", "0"}, noEnv, `--durable-max-deliver "0": want at least 1`},
+		{[]string{"--route", route}, envOf("EVENTPROC_DURABLE", "hello,goodbye"), `EVENTPROC_DURABLE "goodbye": no --route for TYPE_GOODBYE`},
 		{nil, envOf("EVENTPROC_ROUTES", "hello=a:1;bye=b:2"), `EVENTPROC_ROUTES "bye=b:2": unknown event type "bye"`},
 		{[]string{"--route", route}, envOf("EVENTPROC_TIMEOUT", "x"), `EVENTPROC_TIMEOUT "x": want a duration`},
 		{[]string{"--route", route}, envOf("EVENTPROC_MAX_PENDING", "-5"), `EVENTPROC_MAX_PENDING "-5": want at least 0`},

@@ -16,6 +16,11 @@
 // every 5s (package event/tlsfiles), so renewed ones apply to new
 // connections without a restart.
 //
+// With --durable TYPE, events of TYPE are stored in NATS JetStream and
+// answered 202, then delivered at least once: by default in a NATS server
+// embedded in the process, storing under --data-dir and started only when a
+// route is durable, or in an external deployment with --nats-url.
+//
 // It is package event/sink behind a gRPC server and package event/httpapi,
 // with configuration, logs, /metrics, the memory limit and shutdown. On
 // SIGINT or SIGTERM, /readyz and the health service turn not ready, both

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -109,6 +110,9 @@ func startSink(t *testing.T, args ...string) *sinkProc {
 	// No memory limit: the sinks of parallel tests share this process.
 	all := append([]string{"--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--log-level", "debug",
 		"--memory-budget", "off"}, args...)
+	if slices.Contains(args, "--durable") && !slices.Contains(args, "--data-dir") {
+		t.Fatal("a sink with a durable route needs --data-dir t.TempDir() in tests: the default is in the working directory")
+	}
 	go func() { s.done <- run(ctx, all, noEnv, io.Discard, s.log) }()
 	t.Cleanup(func() {
 		s.shutdown()

@@ -27,6 +27,7 @@ import (
 	"github.com/eventproc/eventproc/event/sink"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 	"github.com/eventproc/eventproc/internal/debugserver"
+	"github.com/eventproc/eventproc/internal/natsembed"
 )
 
 // streamWorkers is the number of goroutines the gRPC server runs calls on.
@@ -47,6 +48,8 @@ type server struct {
 	api    *httpapi.Handler
 	conns  *connMetrics
 	tls    *sinkTLS
+	// store is the durable routes' NATS store, nil without them.
+	store *natsembed.Store
 	// streamsCtx ends long-lived streaming calls (health Watch, reflection,
 	// Subscribe) at shutdown, so that they do not hold up GracefulStop.
 	streamsCtx context.Context
@@ -78,12 +81,37 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	if guarded {
 		scfg.Authorize, scfg.Refresh = authn.Authorize, authn.Refresh
 	}
+	var store *natsembed.Store
+	if !cfg.durable() && (cfg.Store.URL != "" || cfg.Store.Listen != "") {
+		// The scaled deployment sets EVENTPROC_NATS_URL for every sink.
+		log.Warn("NATS is not used: no route is --durable (--nats-url and --nats-listen are ignored)")
+	}
+	if cfg.durable() {
+		ocfg := cfg.Store
+		ocfg.Name, ocfg.Logger = "eventproc", log
+		if store, err = natsembed.Start(ocfg); err != nil {
+			authn.Close()
+			return nil, fmt.Errorf("durable store: %w", err)
+		}
+		scfg.Durable.Conn = store.Conn()
+		if a := store.ListenAddr(); a != nil {
+			log.Info("nats listening on "+a.String(), "addr", a.String())
+		}
+		where := cfg.Store.URL
+		if store.Embedded() {
+			where = "embedded, " + cfg.Store.DataDir
+		}
+		log.Info("durable store", "nats", where)
+	}
 	sk, err := sink.New(scfg)
 	if err != nil {
 		authn.Close()
+		if store != nil {
+			store.Close()
+		}
 		return nil, fmt.Errorf("invalid configuration: %s", withoutSentinel(err))
 	}
-	s := &server{cfg: cfg, log: log, sink: sk, auth: authn, health: health.NewServer(), conns: newConnMetrics(reg), tls: tls}
+	s := &server{cfg: cfg, log: log, sink: sk, auth: authn, health: health.NewServer(), conns: newConnMetrics(reg), tls: tls, store: store}
 	s.streamsCtx, s.endStreams = context.WithCancel(context.Background())
 	apiOpts := httpapi.Options{
 		MaxBodyBytes:      cfg.MaxBodyBytes,
@@ -149,6 +177,9 @@ const defaultMaxStreamsPerConn = 1000
 // close releases what newServer built, for when serve is never called.
 func (s *server) close() {
 	s.sink.Close()
+	if s.store != nil {
+		s.store.Close()
+	}
 	if s.grpc != nil {
 		s.grpc.Stop()
 	}
@@ -221,6 +252,9 @@ func (s *server) serve(ctx context.Context, grpcLis, httpLis, debugLis net.Liste
 	err := g.Wait()
 	s.endStreams()
 	s.sink.Close()
+	if s.store != nil {
+		s.store.Close() // after the sink: its last acks are flushed
+	}
 	s.auth.Close()
 	s.log.Info("stopped")
 	return err

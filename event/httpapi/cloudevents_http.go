@@ -76,11 +76,12 @@ func (h *Handler) cloudEvent(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
-	switch resp.GetOutcome() {
+	switch o := resp.GetOutcome(); o {
 	case eventv1.Outcome_OUTCOME_CONSUMED:
 		w.WriteHeader(http.StatusNoContent)
-	case eventv1.Outcome_OUTCOME_ACCEPTED:
-		w.WriteHeader(http.StatusAccepted)
+	case eventv1.Outcome_OUTCOME_ACCEPTED, eventv1.Outcome_OUTCOME_STORED:
+		writeJSON(w, http.StatusAccepted,
+			acceptedBody(o == eventv1.Outcome_OUTCOME_STORED, resp.GetId(), resp.GetSequence(), resp.GetDuplicate()))
 	default:
 		if structured {
 			b, err := h.ce.structured(resp.GetEvent(), nil)
@@ -106,7 +107,10 @@ const ceBatchParallel = 16
 type ceResult struct {
 	Status int             `json:"status"`
 	Event  json.RawMessage `json:"event,omitempty"`
-	Error  json.RawMessage `json:"error,omitempty"`
+	// Accepted is a 202's body: the event's id (and where a durable route
+	// stored it).
+	Accepted json.RawMessage `json:"accepted,omitempty"`
+	Error    json.RawMessage `json:"error,omitempty"`
 }
 
 // cloudEventBatch sends the events of a batch, up to ceBatchParallel at
@@ -145,11 +149,15 @@ func (h *Handler) ceSend(ctx context.Context, ev *eventv1.Event) ceResult {
 	if err != nil {
 		return h.ceError(err)
 	}
-	switch resp.GetOutcome() {
+	switch o := resp.GetOutcome(); o {
 	case eventv1.Outcome_OUTCOME_CONSUMED:
 		return ceResult{Status: http.StatusNoContent}
-	case eventv1.Outcome_OUTCOME_ACCEPTED:
-		return ceResult{Status: http.StatusAccepted}
+	case eventv1.Outcome_OUTCOME_ACCEPTED, eventv1.Outcome_OUTCOME_STORED:
+		b, err := json.Marshal(acceptedBody(o == eventv1.Outcome_OUTCOME_STORED, resp.GetId(), resp.GetSequence(), resp.GetDuplicate()))
+		if err != nil {
+			return h.ceError(err)
+		}
+		return ceResult{Status: http.StatusAccepted, Accepted: b}
 	}
 	b, err := h.ce.structured(resp.GetEvent(), nil)
 	if err != nil {

@@ -41,6 +41,10 @@ func (h *Handler) gatewayError(ctx context.Context, mux *runtime.ServeMux, _ run
 		if d := retryDelay(st); d > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
 		}
+	case codes.FailedPrecondition:
+		if hasReason(st, protocol.ReasonIdempotencyKeyReused) {
+			err = &runtime.HTTPStatusError{HTTPStatus: http.StatusUnprocessableEntity, Err: st.Err()}
+		}
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, errorMarshaler, w, r, err)
 }
@@ -62,6 +66,16 @@ func challenge(st *status.Status) string {
 		}
 	}
 	return `Bearer error="invalid_token"`
+}
+
+// hasReason reports whether st carries an eventproc ErrorInfo of reason.
+func hasReason(st *status.Status, reason string) bool {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == protocol.ErrorDomain && info.GetReason() == reason {
+			return true
+		}
+	}
+	return false
 }
 
 // retryDelay is the delay of a status's RetryInfo, or 0.

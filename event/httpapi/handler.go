@@ -21,6 +21,7 @@ import (
 	"github.com/eventproc/eventproc/event/pubsub"
 	"github.com/eventproc/eventproc/event/sink"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/protocol"
 )
 
 // Backend is the sink as the HTTP API uses it; [*sink.Sink] is one. Its
@@ -260,14 +261,17 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 // Unwrap lets [http.ResponseController] reach the underlying writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// incomingHeader passes only the W3C trace context (also in Grpc-Metadata-
-// form) to the backend as gRPC metadata: nothing reads other metadata.
+// incomingHeader passes only the W3C trace context and Idempotency-Key
+// (also in Grpc-Metadata- form) to the backend as gRPC metadata: nothing
+// reads other metadata.
 func incomingHeader(key string) (string, bool) {
 	switch textproto.CanonicalMIMEHeaderKey(key) {
 	case "Traceparent", "Grpc-Metadata-Traceparent":
 		return "traceparent", true
 	case "Tracestate", "Grpc-Metadata-Tracestate":
 		return "tracestate", true
+	case "Idempotency-Key", "Grpc-Metadata-Idempotency-Key":
+		return protocol.IdempotencyKey, true
 	}
 	return "", false
 }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -70,7 +71,9 @@ var outcomeField = (&eventv1.SendResponse{}).ProtoReflect().Descriptor().Fields(
 
 // forwardOutcome is a gateway forward-response option that picks the HTTP
 // status of a Send answer from its outcome: REPLIED is 200 with the reply
-// event as body; CONSUMED is 204 and ACCEPTED 202, without a body. It reads
+// event as body; CONSUMED is 204 without a body; ACCEPTED (broadcast) and
+// STORED (durable) are 202 with the event's id (and for STORED, where it
+// was stored) as JSON. It reads
 // the outcome through reflection, whatever Go type the gateway hands it.
 func forwardOutcome(_ context.Context, w http.ResponseWriter, m proto.Message) error {
 	msg := m.ProtoReflect()
@@ -84,10 +87,43 @@ func forwardOutcome(_ context.Context, w http.ResponseWriter, m proto.Message) e
 	switch eventv1.Outcome(msg.Get(outcomeField).Enum()) {
 	case eventv1.Outcome_OUTCOME_CONSUMED:
 		empty(http.StatusNoContent)
-	case eventv1.Outcome_OUTCOME_ACCEPTED:
-		empty(http.StatusAccepted)
+	case eventv1.Outcome_OUTCOME_ACCEPTED, eventv1.Outcome_OUTCOME_STORED:
+		// The body is written here: the gateway writes only the event
+		// (response_body), which these answers do not have.
+		body, err := json.Marshal(acceptedBody(
+			eventv1.Outcome(msg.Get(outcomeField).Enum()) == eventv1.Outcome_OUTCOME_STORED,
+			msg.Get(storedFields.ByName("id")).String(),
+			msg.Get(storedFields.ByName("sequence")).Uint(),
+			msg.Get(storedFields.ByName("duplicate")).Bool()))
+		if err != nil {
+			return err
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = w.Write(append(body, '\n'))
 	}
 	return nil
+}
+
+// storedFields are SendResponse's fields.
+var storedFields = outcomeField.ContainingMessage().Fields()
+
+// acceptedBody is the body of a 202: {"id":"…"} from a broadcast route,
+// {"id":"…","sequence":N,"duplicate":false} for a stored event.
+func acceptedBody(stored bool, id string, sequence uint64, duplicate bool) any {
+	if !stored {
+		return struct {
+			ID string `json:"id"`
+		}{id}
+	}
+	return storedBody{ID: id, Sequence: sequence, Duplicate: duplicate}
+}
+
+// storedBody is the body of a 202 for a stored event.
+type storedBody struct {
+	ID        string `json:"id"`
+	Sequence  uint64 `json:"sequence"`
+	Duplicate bool   `json:"duplicate"`
 }
 
 // errorMarshaler renders error bodies. Unlike the API's marshaler it emits

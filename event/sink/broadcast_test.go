@@ -29,8 +29,8 @@ func TestBroadcast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.GetOutcome() != eventv1.Outcome_OUTCOME_ACCEPTED {
-		t.Errorf("outcome %v, want ACCEPTED", resp.GetOutcome())
+	if resp.GetOutcome() != eventv1.Outcome_OUTCOME_ACCEPTED || resp.GetId() == "" {
+		t.Errorf("outcome %v, id %q; want ACCEPTED with the event's id", resp.GetOutcome(), resp.GetId())
 	}
 	seen := map[string]bool{}
 	for range targets {

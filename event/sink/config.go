@@ -45,6 +45,11 @@ type Route struct {
 	// Broadcast sends each event to every target instead of one; the client
 	// gets OUTCOME_ACCEPTED (HTTP 202) once every live target has taken it.
 	Broadcast bool
+	// Durable stores each event in the NATS JetStream store of
+	// Config.Durable and answers OUTCOME_STORED (HTTP 202) once it is
+	// stored; the sinks then deliver it to the route's processors at least
+	// once (docs/design.md, "Durable events"). Not with Broadcast.
+	Durable bool
 }
 
 // Config configures a [Sink]. The zero value of every field but Routes is a
@@ -104,6 +109,8 @@ type Config struct {
 	// error refusing it. Without it, such messages are refused
 	// FAILED_PRECONDITION.
 	Refresh func(ctx context.Context, credential string) (time.Time, error)
+	// Durable configures durable routes and their store.
+	Durable DurableConfig
 }
 
 // withDefaults returns c with zero fields set to their defaults, or an error
@@ -113,10 +120,12 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: no routes (want at least one TYPE=TARGET)", ErrInvalidConfig)
 	}
 	seen := make(map[eventv1.Type]bool, len(c.Routes))
+	durable := false
 	for _, r := range c.Routes {
 		if err := r.validate(); err != nil {
 			return c, err
 		}
+		durable = durable || r.Durable
 		if seen[r.Type] {
 			return c, fmt.Errorf("%w: more than one route for %s (list all targets in one route)", ErrInvalidConfig, r.Type)
 		}
@@ -156,6 +165,9 @@ func (c Config) withDefaults() (Config, error) {
 			*n.v = n.def
 		}
 	}
+	if err := c.Durable.withDefaults(durable); err != nil {
+		return c, err
+	}
 	if err := c.PubSub.Validate(); err != nil {
 		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -177,6 +189,9 @@ func (r Route) validate() error {
 	}
 	if len(r.Targets) == 0 {
 		return fmt.Errorf("%w: route for %s has no targets", ErrInvalidConfig, r.Type)
+	}
+	if r.Durable && r.Broadcast {
+		return fmt.Errorf("%w: route for %s: a route cannot be both durable and broadcast", ErrInvalidConfig, r.Type)
 	}
 	for _, t := range r.Targets {
 		if strings.TrimSpace(t) == "" || strings.ContainsAny(t, " \t\n") {

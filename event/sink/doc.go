@@ -22,6 +22,13 @@
 // Events and replies pass through the sink encoded, never decoded, in
 // envelopes generated from internal/relay/v1.
 //
+// A durable route ([Route.Durable]) takes the same path up to the send: its
+// event is stored in NATS JetStream ([DurableConfig]) and answered
+// OUTCOME_STORED, and every sink's delivery loop pulls stored events from
+// one consumer per type shared by all sinks and sends them to the route's
+// processors like any other event, acking, retrying with backoff or moving
+// them to the dead-letter stream as the processor answers.
+//
 // # Concurrency
 //
 // Exactly one goroutine sends on a gRPC stream and one receives from it.

@@ -9,6 +9,7 @@ type route struct {
 	typ       eventv1.Type
 	name      string // the type's enum name, for messages
 	broadcast bool
+	durable   bool
 	targets   []*target
 }
 

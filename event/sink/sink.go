@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/eventproc/eventproc/event/pubsub"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
@@ -25,6 +28,10 @@ type Sink struct {
 	hub     *pubsub.Hub
 	// metrics is nil when Config.Metrics is.
 	metrics *metrics
+	// js is the durable store, nil without durable routes; kv its bucket
+	// of idempotency keys, once created.
+	js jetstream.JetStream
+	kv atomic.Pointer[jetstream.KeyValue]
 
 	runOnce sync.Once
 	stop    context.CancelFunc
@@ -57,7 +64,7 @@ func New(cfg Config) (*Sink, error) {
 	sinkID := s.ids.Prefix()
 	byName := make(map[string]*target)
 	for _, r := range cfg.Routes {
-		rt := &route{typ: r.Type, name: r.Type.String(), broadcast: r.Broadcast}
+		rt := &route{typ: r.Type, name: r.Type.String(), broadcast: r.Broadcast, durable: r.Durable}
 		for _, name := range r.Targets {
 			t, ok := byName[name]
 			if !ok {
@@ -73,6 +80,11 @@ func New(cfg Config) (*Sink, error) {
 			rt.targets = append(rt.targets, t)
 		}
 		s.routes[r.Type] = rt
+	}
+	if cfg.Durable.Conn != nil {
+		if s.js, err = jetstream.New(cfg.Durable.Conn); err != nil {
+			return nil, fmt.Errorf("%w: durable store: %v", ErrInvalidConfig, err)
+		}
 	}
 	if cfg.Metrics != nil {
 		if s.metrics, err = newMetrics(cfg.Metrics, s); err != nil {
@@ -106,6 +118,9 @@ func (s *Sink) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, t := range s.targets {
 		wg.Go(func() { t.run(ctx) })
+	}
+	if s.js != nil {
+		wg.Go(func() { s.runDurable(ctx) })
 	}
 	wg.Wait()
 	return nil

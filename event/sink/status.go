@@ -8,7 +8,14 @@ type RouteStatus struct {
 	Type string `json:"type"`
 	// Broadcast is true for broadcast routes.
 	Broadcast bool `json:"broadcast,omitempty"`
-	// Ready is true when at least one target has a live stream.
+	// Durable is true for durable routes.
+	Durable bool `json:"durable,omitempty"`
+	// Store is, for a durable route, the state of the connection to its
+	// store: "connected", "reconnecting", ….
+	Store string `json:"store,omitempty"`
+	// Ready is true when at least one target has a live stream or, for a
+	// durable route, when its store is connected: events are stored while
+	// no processor is up, and delivered once one is.
 	Ready bool `json:"ready"`
 	// Targets lists the route's processor targets.
 	Targets []TargetStatus `json:"targets"`
@@ -38,7 +45,7 @@ func (s *Sink) Status() []RouteStatus {
 	out := make([]RouteStatus, 0, len(s.cfg.Routes))
 	for _, cr := range s.cfg.Routes {
 		r := s.routes[cr.Type]
-		rs := RouteStatus{Type: r.name, Broadcast: r.broadcast}
+		rs := RouteStatus{Type: r.name, Broadcast: r.broadcast, Durable: r.durable}
 		for _, t := range r.targets {
 			pools := *t.pools.Load()
 			ts := TargetStatus{Target: t.name, Streams: len(pools) * s.cfg.StreamsPerTarget, LiveStreams: t.live(), Pending: t.pending()}
@@ -60,14 +67,24 @@ func (s *Sink) Status() []RouteStatus {
 			rs.Ready = rs.Ready || ts.LiveStreams > 0
 			rs.Targets = append(rs.Targets, ts)
 		}
+		if r.durable {
+			rs.Ready, rs.Store = s.storeStatus()
+		}
 		out = append(out, rs)
 	}
 	return out
 }
 
-// Ready reports whether every route has at least one live processor stream.
+// Ready reports whether every route has at least one live processor stream,
+// or, for a durable route, a connected store.
 func (s *Sink) Ready() bool {
 	for _, r := range s.routes {
+		if r.durable {
+			if ok, _ := s.storeStatus(); !ok {
+				return false
+			}
+			continue
+		}
 		live := false
 		for _, t := range r.targets {
 			if t.live() > 0 {

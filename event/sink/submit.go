@@ -31,6 +31,8 @@ type receiver interface {
 type answer struct {
 	resp     *relayv1.ProcessResponse
 	accepted bool
+	id       string // the accepted event's id
+	stored   *storeAnswer // by the durable store
 	err      error
 }
 
@@ -53,6 +55,8 @@ type submission struct {
 	// child is set for the parts of a broadcast, which are not counted in
 	// the metrics: their broadcast is.
 	child bool
+	// idem is the idempotency key of an event of a durable route, if any.
+	idem *idempotency
 
 	mu       sync.Mutex
 	cur      *call         // the call in flight, if any
@@ -152,6 +156,11 @@ func (s *Sink) submit(sub *submission, b []byte, h header, tooDeep bool, limit t
 	} else {
 		sub.route, err = s.routeFor(sub.ctx, h.typ)
 	}
+	if err == nil && sub.route.durable {
+		if _, waits := sub.to.(waiter); waits {
+			sub.idem, err = readIdempotencyKey(sub.ctx, h.typ, b)
+		}
+	}
 	if err != nil {
 		sub.finish(answer{err: err})
 		return
@@ -177,6 +186,14 @@ func (s *Sink) submit(sub *submission, b []byte, h header, tooDeep bool, limit t
 	}
 	sub.event = b
 	s.setDeadline(sub, limit)
+	if sub.route.durable {
+		if _, waits := sub.to.(waiter); waits {
+			s.storeEvent(sub) // its caller's goroutine waits anyway
+		} else {
+			go s.storeEvent(sub) // not on a Stream's reader
+		}
+		return
+	}
 	if sub.route.broadcast {
 		sub.broadcast()
 		return
@@ -311,7 +328,7 @@ func (a answer) code() codes.Code {
 	switch {
 	case a.err != nil:
 		return status.Code(a.err)
-	case a.accepted:
+	case a.accepted, a.stored != nil:
 		return codes.OK
 	}
 	switch r := a.resp.GetResult().(type) {
@@ -428,7 +445,7 @@ func (b *broadcast) receive(part *submission, a answer) {
 	done, first := b.left == 0, b.first
 	b.mu.Unlock()
 	if done {
-		b.parent.finish(answer{accepted: first == nil, err: first})
+		b.parent.finish(answer{accepted: first == nil, id: b.parent.id, err: first})
 	}
 }
 
@@ -448,7 +465,11 @@ func fillSendResponse(a answer, out *relayv1.SendResponse) error {
 		return a.err
 	}
 	if a.accepted {
-		out.Outcome = eventv1.Outcome_OUTCOME_ACCEPTED
+		out.Outcome, out.Id = eventv1.Outcome_OUTCOME_ACCEPTED, a.id
+		return nil
+	}
+	if st := a.stored; st != nil {
+		out.Outcome, out.Id, out.Sequence, out.Duplicate = eventv1.Outcome_OUTCOME_STORED, st.id, st.sequence, st.duplicate
 		return nil
 	}
 	switch r := a.resp.GetResult().(type) {
@@ -508,7 +529,7 @@ func (s *Sink) Send(ctx context.Context, req *eventv1.SendRequest) (*eventv1.Sen
 	if err != nil {
 		return nil, err
 	}
-	out := &eventv1.SendResponse{Outcome: r.Outcome}
+	out := &eventv1.SendResponse{Outcome: r.Outcome, Id: r.Id, Sequence: r.Sequence, Duplicate: r.Duplicate}
 	if r.Event != nil {
 		out.Event = new(eventv1.Event)
 		if err := vtcodec.Unmarshal(r.Event, out.Event); err != nil { // checked already

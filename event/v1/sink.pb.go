@@ -37,6 +37,10 @@ const (
 	Outcome_OUTCOME_CONSUMED Outcome = 2
 	// A broadcast route handed the event to every live processor (HTTP 202).
 	Outcome_OUTCOME_ACCEPTED Outcome = 3
+	// A durable route stored the event; it is delivered to a processor later,
+	// at least once (HTTP 202 with {"id", "sequence", "duplicate"}). id,
+	// sequence and duplicate are set.
+	Outcome_OUTCOME_STORED Outcome = 4
 )
 
 // Enum value maps for Outcome.
@@ -46,12 +50,14 @@ var (
 		1: "OUTCOME_REPLIED",
 		2: "OUTCOME_CONSUMED",
 		3: "OUTCOME_ACCEPTED",
+		4: "OUTCOME_STORED",
 	}
 	Outcome_value = map[string]int32{
 		"OUTCOME_UNSPECIFIED": 0,
 		"OUTCOME_REPLIED":     1,
 		"OUTCOME_CONSUMED":    2,
 		"OUTCOME_ACCEPTED":    3,
+		"OUTCOME_STORED":      4,
 	}
 )
 
@@ -134,7 +140,17 @@ type SendResponse struct {
 	// The processor's reply; set only when outcome is OUTCOME_REPLIED.
 	Event *Event `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
 	// How the event was answered.
-	Outcome       Outcome `protobuf:"varint,2,opt,name=outcome,proto3,enum=event.v1.Outcome" json:"outcome,omitempty"`
+	Outcome Outcome `protobuf:"varint,2,opt,name=outcome,proto3,enum=event.v1.Outcome" json:"outcome,omitempty"`
+	// The event's id when no reply carries it: set when outcome is
+	// OUTCOME_STORED (for a duplicate, the first event's id) or
+	// OUTCOME_ACCEPTED, also when the sink assigned it.
+	Id string `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`
+	// The stored event's sequence number in the durable store; set only when
+	// outcome is OUTCOME_STORED.
+	Sequence uint64 `protobuf:"varint,4,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// True when a request with the same idempotency key stored this event
+	// before, and this one was not stored again.
+	Duplicate     bool `protobuf:"varint,5,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -181,6 +197,27 @@ func (x *SendResponse) GetOutcome() Outcome {
 		return x.Outcome
 	}
 	return Outcome_OUTCOME_UNSPECIFIED
+}
+
+func (x *SendResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SendResponse) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *SendResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
 }
 
 // SubscribeRequest selects which published events to receive.
@@ -527,10 +564,13 @@ const file_event_v1_sink_proto_rawDesc = "" +
 	"\n" +
 	"\x13event/v1/sink.proto\x12\bevent.v1\x1a\x14event/v1/event.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"4\n" +
 	"\vSendRequest\x12%\n" +
-	"\x05event\x18\x01 \x01(\v2\x0f.event.v1.EventR\x05event\"b\n" +
+	"\x05event\x18\x01 \x01(\v2\x0f.event.v1.EventR\x05event\"\xac\x01\n" +
 	"\fSendResponse\x12%\n" +
 	"\x05event\x18\x01 \x01(\v2\x0f.event.v1.EventR\x05event\x12+\n" +
-	"\aoutcome\x18\x02 \x01(\x0e2\x11.event.v1.OutcomeR\aoutcome\"\\\n" +
+	"\aoutcome\x18\x02 \x01(\x0e2\x11.event.v1.OutcomeR\aoutcome\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\tR\x02id\x12\x1a\n" +
+	"\bsequence\x18\x04 \x01(\x04R\bsequence\x12\x1c\n" +
+	"\tduplicate\x18\x05 \x01(\bR\tduplicate\"\\\n" +
 	"\x10SubscribeRequest\x12$\n" +
 	"\x05types\x18\x01 \x03(\x0e2\x0e.event.v1.TypeR\x05types\x12\"\n" +
 	"\rlast_event_id\x18\x02 \x01(\tR\vlastEventId\"n\n" +
@@ -551,12 +591,13 @@ const file_event_v1_sink_proto_rawDesc = "" +
 	"\x05error\x18\x03 \x01(\v2\x12.google.rpc.StatusH\x00R\x05error\x12K\n" +
 	"\x12credential_expires\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\x11credentialExpires\x12.\n" +
 	"\x05batch\x18\x04 \x03(\v2\x18.event.v1.StreamResponseR\x05batchB\b\n" +
-	"\x06result*c\n" +
+	"\x06result*w\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOUTCOME_REPLIED\x10\x01\x12\x14\n" +
 	"\x10OUTCOME_CONSUMED\x10\x02\x12\x14\n" +
-	"\x10OUTCOME_ACCEPTED\x10\x032\x8d\x02\n" +
+	"\x10OUTCOME_ACCEPTED\x10\x03\x12\x12\n" +
+	"\x0eOUTCOME_STORED\x10\x042\x8d\x02\n" +
 	"\vSinkService\x12W\n" +
 	"\x04Send\x12\x15.event.v1.SendRequest\x1a\x16.event.v1.SendResponse\" \x82\xd3\xe4\x93\x02\x1a:\x05eventb\x05event\"\n" +
 	"/v1/events\x12d\n" +

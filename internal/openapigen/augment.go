@@ -81,6 +81,7 @@ func augment(doc m) {
 		"ce-source", "CloudEvents binary mode", "ce-type", "CloudEvents binary mode",
 		"ce-subject", "CloudEvents binary mode", "ce-time", "CloudEvents binary mode",
 		"ce-dataschema", "CloudEvents binary mode",
+		"Idempotency-Key", "durable routes: a retry with the same key is stored once and answered as the first",
 	)
 	resps := send["responses"].(m)
 	ok := resps["200"].(m)
@@ -89,7 +90,19 @@ func augment(doc m) {
 	okContent["application/json"] = m{"schema": m{"oneOf": []any{ref("v1Event"), ref("CloudEventResults")}}}
 	okContent["application/cloudevents+json"] = m{"schema": ref("CloudEvent")}
 	okContent["*/*"] = m{"schema": m{}}
-	resps["202"] = m{"description": "A broadcast route accepted the event (every live processor of the route took it)."}
+	resps["202"] = m{
+		"description": "A broadcast route accepted the event (every live processor of the route took it; the body " +
+			"holds its id), or a durable route stored it (its id, sequence and whether it was a duplicate).",
+		"content": m{"application/json": m{"schema": m{
+			"type": "object",
+			"properties": m{
+				"id":        m{"type": "string"},
+				"sequence":  m{"type": "integer", "format": "uint64"},
+				"duplicate": m{"type": "boolean"},
+			},
+			"required": []string{"id"},
+		}}},
+	}
 	resps["204"] = m{"description": "The processor consumed the event."}
 	errors(resps, map[int]string{
 		400: "Not a valid event: malformed JSON, an unknown field, type or CloudEvents type, a missing type or attribute, " +
@@ -100,7 +113,8 @@ func augment(doc m) {
 		405: "A method other than POST on /v1/events (Allow: POST).",
 		408: "The body sent nothing for --body-read-timeout.",
 		413: "The body is larger than --max-body-bytes.",
-		429: "Over --rate-limit (Retry-After), or too many requests pending for a processor.",
+		422: "A durable route's Idempotency-Key was used before with a different event.",
+		429: "Over --rate-limit (Retry-After), too many requests pending for a processor, or a durable route's store is full (Retry-After).",
 		500: "The processor's reply cannot be written as JSON; or the processor's INTERNAL.",
 		501: "The type has no route.",
 		503: "No live processor for the type, or its stream broke while the event waited.",

@@ -88,6 +88,14 @@ const (
 	ReasonCredentialInvalid = "CREDENTIAL_INVALID"
 )
 
+// ReasonIdempotencyKeyReused is the reason of a sink's FAILED_PRECONDITION
+// for an idempotency key sent again with a different event (HTTP 422).
+const ReasonIdempotencyKeyReused = "IDEMPOTENCY_KEY_REUSED"
+
+// IdempotencyKey is the gRPC metadata key (and, as Idempotency-Key, the
+// HTTP header) of a request's idempotency key.
+const IdempotencyKey = "idempotency-key"
+
 var drainingReason = eventv1.ErrorReason_ERROR_REASON_PROCESSOR_DRAINING.String()
 
 // Draining returns the status with which a processor that is shutting down

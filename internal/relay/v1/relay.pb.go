@@ -341,7 +341,13 @@ type SendResponse struct {
 	// An encoded event.v1.Event.
 	Event []byte `protobuf:"bytes,1,opt,name=event,proto3,oneof" json:"event,omitempty"`
 	// event.v1.SendResponse.outcome.
-	Outcome       v1.Outcome `protobuf:"varint,2,opt,name=outcome,proto3,enum=event.v1.Outcome" json:"outcome,omitempty"`
+	Outcome v1.Outcome `protobuf:"varint,2,opt,name=outcome,proto3,enum=event.v1.Outcome" json:"outcome,omitempty"`
+	// event.v1.SendResponse.id.
+	Id string `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`
+	// event.v1.SendResponse.sequence.
+	Sequence uint64 `protobuf:"varint,4,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// event.v1.SendResponse.duplicate.
+	Duplicate     bool `protobuf:"varint,5,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -388,6 +394,27 @@ func (x *SendResponse) GetOutcome() v1.Outcome {
 		return x.Outcome
 	}
 	return v1.Outcome(0)
+}
+
+func (x *SendResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SendResponse) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *SendResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
 }
 
 // StreamResponse is event.v1.StreamResponse with the reply event encoded.
@@ -522,6 +549,9 @@ type EventHeader struct {
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// event.v1.Event.type.
 	Type v1.Type `protobuf:"varint,2,opt,name=type,proto3,enum=event.v1.Type" json:"type,omitempty"`
+	// event.v1.Event.metadata: entries appended to an event add to its
+	// metadata, a later entry for a key replacing an earlier one.
+	Metadata map[string]string `protobuf:"bytes,5,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// event.v1.Event.time.
 	Time          *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time,proto3" json:"time,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -572,6 +602,13 @@ func (x *EventHeader) GetType() v1.Type {
 	return v1.Type(0)
 }
 
+func (x *EventHeader) GetMetadata() map[string]string {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
 func (x *EventHeader) GetTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.Time
@@ -610,10 +647,13 @@ const file_internal_relay_v1_relay_proto_rawDesc = "" +
 	"\n" +
 	"credential\x18\x04 \x01(\tR\n" +
 	"credentialB\b\n" +
-	"\x06_event\"`\n" +
+	"\x06_event\"\xaa\x01\n" +
 	"\fSendResponse\x12\x19\n" +
 	"\x05event\x18\x01 \x01(\fH\x00R\x05event\x88\x01\x01\x12+\n" +
-	"\aoutcome\x18\x02 \x01(\x0e2\x11.event.v1.OutcomeR\aoutcomeB\b\n" +
+	"\aoutcome\x18\x02 \x01(\x0e2\x11.event.v1.OutcomeR\aoutcome\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\tR\x02id\x12\x1a\n" +
+	"\bsequence\x18\x04 \x01(\x04R\bsequence\x12\x1c\n" +
+	"\tduplicate\x18\x05 \x01(\bR\tduplicateB\b\n" +
 	"\x06_event\"\x9b\x02\n" +
 	"\x0eStreamResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12=\n" +
@@ -621,11 +661,15 @@ const file_internal_relay_v1_relay_proto_rawDesc = "" +
 	"\x05error\x18\x03 \x01(\v2\x12.google.rpc.StatusH\x00R\x05error\x12K\n" +
 	"\x12credential_expires\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\x11credentialExpires\x127\n" +
 	"\x05batch\x18\x04 \x03(\v2!.internal.relay.v1.StreamResponseR\x05batchB\b\n" +
-	"\x06result\"q\n" +
+	"\x06result\"\xf8\x01\n" +
 	"\vEventHeader\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
-	"\x04type\x18\x02 \x01(\x0e2\x0e.event.v1.TypeR\x04type\x12.\n" +
-	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04timeB:Z8github.com/eventproc/eventproc/internal/relay/v1;relayv1b\x06proto3"
+	"\x04type\x18\x02 \x01(\x0e2\x0e.event.v1.TypeR\x04type\x12H\n" +
+	"\bmetadata\x18\x05 \x03(\v2,.internal.relay.v1.EventHeader.MetadataEntryR\bmetadata\x12.\n" +
+	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x1a;\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B:Z8github.com/eventproc/eventproc/internal/relay/v1;relayv1b\x06proto3"
 
 var (
 	file_internal_relay_v1_relay_proto_rawDescOnce sync.Once
@@ -639,7 +683,7 @@ func file_internal_relay_v1_relay_proto_rawDescGZIP() []byte {
 	return file_internal_relay_v1_relay_proto_rawDescData
 }
 
-var file_internal_relay_v1_relay_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_internal_relay_v1_relay_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_internal_relay_v1_relay_proto_goTypes = []any{
 	(*ProcessRequest)(nil),        // 0: internal.relay.v1.ProcessRequest
 	(*ProcessResponse)(nil),       // 1: internal.relay.v1.ProcessResponse
@@ -648,34 +692,36 @@ var file_internal_relay_v1_relay_proto_goTypes = []any{
 	(*StreamResponse)(nil),        // 4: internal.relay.v1.StreamResponse
 	(*EventHeader)(nil),           // 5: internal.relay.v1.EventHeader
 	nil,                           // 6: internal.relay.v1.ProcessRequest.TraceContextEntry
-	(*durationpb.Duration)(nil),   // 7: google.protobuf.Duration
-	(*status.Status)(nil),         // 8: google.rpc.Status
-	(*v1.Event)(nil),              // 9: event.v1.Event
-	(v1.Outcome)(0),               // 10: event.v1.Outcome
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
-	(v1.Type)(0),                  // 12: event.v1.Type
+	nil,                           // 7: internal.relay.v1.EventHeader.MetadataEntry
+	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
+	(*status.Status)(nil),         // 9: google.rpc.Status
+	(*v1.Event)(nil),              // 10: event.v1.Event
+	(v1.Outcome)(0),               // 11: event.v1.Outcome
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(v1.Type)(0),                  // 13: event.v1.Type
 }
 var file_internal_relay_v1_relay_proto_depIdxs = []int32{
-	7,  // 0: internal.relay.v1.ProcessRequest.timeout:type_name -> google.protobuf.Duration
+	8,  // 0: internal.relay.v1.ProcessRequest.timeout:type_name -> google.protobuf.Duration
 	6,  // 1: internal.relay.v1.ProcessRequest.trace_context:type_name -> internal.relay.v1.ProcessRequest.TraceContextEntry
 	0,  // 2: internal.relay.v1.ProcessRequest.batch:type_name -> internal.relay.v1.ProcessRequest
-	8,  // 3: internal.relay.v1.ProcessResponse.error:type_name -> google.rpc.Status
-	9,  // 4: internal.relay.v1.ProcessResponse.publish:type_name -> event.v1.Event
+	9,  // 3: internal.relay.v1.ProcessResponse.error:type_name -> google.rpc.Status
+	10, // 4: internal.relay.v1.ProcessResponse.publish:type_name -> event.v1.Event
 	1,  // 5: internal.relay.v1.ProcessResponse.batch:type_name -> internal.relay.v1.ProcessResponse
-	7,  // 6: internal.relay.v1.StreamRequest.timeout:type_name -> google.protobuf.Duration
+	8,  // 6: internal.relay.v1.StreamRequest.timeout:type_name -> google.protobuf.Duration
 	2,  // 7: internal.relay.v1.StreamRequest.batch:type_name -> internal.relay.v1.StreamRequest
-	10, // 8: internal.relay.v1.SendResponse.outcome:type_name -> event.v1.Outcome
+	11, // 8: internal.relay.v1.SendResponse.outcome:type_name -> event.v1.Outcome
 	3,  // 9: internal.relay.v1.StreamResponse.response:type_name -> internal.relay.v1.SendResponse
-	8,  // 10: internal.relay.v1.StreamResponse.error:type_name -> google.rpc.Status
-	11, // 11: internal.relay.v1.StreamResponse.credential_expires:type_name -> google.protobuf.Timestamp
+	9,  // 10: internal.relay.v1.StreamResponse.error:type_name -> google.rpc.Status
+	12, // 11: internal.relay.v1.StreamResponse.credential_expires:type_name -> google.protobuf.Timestamp
 	4,  // 12: internal.relay.v1.StreamResponse.batch:type_name -> internal.relay.v1.StreamResponse
-	12, // 13: internal.relay.v1.EventHeader.type:type_name -> event.v1.Type
-	11, // 14: internal.relay.v1.EventHeader.time:type_name -> google.protobuf.Timestamp
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	13, // 13: internal.relay.v1.EventHeader.type:type_name -> event.v1.Type
+	7,  // 14: internal.relay.v1.EventHeader.metadata:type_name -> internal.relay.v1.EventHeader.MetadataEntry
+	12, // 15: internal.relay.v1.EventHeader.time:type_name -> google.protobuf.Timestamp
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_internal_relay_v1_relay_proto_init() }
@@ -703,7 +749,7 @@ func file_internal_relay_v1_relay_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_relay_v1_relay_proto_rawDesc), len(file_internal_relay_v1_relay_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
