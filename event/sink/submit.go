@@ -31,7 +31,7 @@ type receiver interface {
 type answer struct {
 	resp     *relayv1.ProcessResponse
 	accepted bool
-	id       string // the accepted event's id
+	id       string       // the accepted event's id
 	stored   *storeAnswer // by the durable store
 	err      error
 }
