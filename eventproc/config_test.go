@@ -135,6 +135,7 @@ func TestBadConfig(t *testing.T) {
 		{[]string{"--route", "hello"}, noEnv, `--route "hello": want TYPE=TARGET`},
 		{[]string{"--route", "hello="}, noEnv, `--route "hello=": route for TYPE_HELLO has no targets`},
 		{[]string{"--route", "hello=a b"}, noEnv, `--route "hello=a b": route for TYPE_HELLO: bad target "a b"`},
+		{[]string{"--route", "hello=localhost"}, noEnv, `--route "hello=localhost": route for TYPE_HELLO: bad target "localhost": want host:port or dns:///name:port (missing port in address)`},
 		{[]string{"--route", "unspecified=x:1"}, noEnv, `--route "unspecified=x:1": unknown event type`},
 		{[]string{"--route", route, "--route", "TYPE_HELLO=y:2"}, noEnv, `--route "TYPE_HELLO=y:2": second route for TYPE_HELLO`},
 		{[]string{"--route", route, "--broadcast", "goodbye"}, noEnv, `--broadcast "goodbye": no --route for TYPE_GOODBYE`},

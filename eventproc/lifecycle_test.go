@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -252,4 +253,38 @@ func TestShutdownWithoutProcessors(t *testing.T) {
 		t.Errorf("/healthz = %d %s, want 200", resp.StatusCode, body)
 	}
 	s.shutdown()
+}
+
+// TestUnreachableTargetIsLogged: a target that refuses connections and one
+// whose name does not resolve are each logged once with the reason, and
+// "not ready" is logged at start naming the routes and the reasons, which
+// /readyz carries too.
+func TestUnreachableTargetIsLogged(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	dead := deadAddr(t)
+	s := startSink(t, "--route", "hello="+dead, "--route", "goodbye=nosuchhost.invalid:9090", "--streams-per-target", "2")
+	notReady := regexp.MustCompile(`msg="not ready: TYPE_HELLO, TYPE_GOODBYE without a live processor" .*reason=".*` +
+		regexp.QuoteMeta(dead) + `: connection error: .*connection refused.*nosuchhost.invalid:9090: resolving nosuchhost.invalid: `)
+	for !notReady.MatchString(s.log.String()) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no \"not ready\" line with both reasons in the log")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	_, body := s.get(ctx, "/readyz")
+	if !strings.Contains(string(body), `"last_error":"connection error: `) || !strings.Contains(string(body), `"last_error":"resolving nosuchhost.invalid: `) {
+		t.Errorf("/readyz = %s, want each target's last_error", body)
+	}
+	s.shutdown()
+	log := s.log.String()
+	for _, target := range []string{dead, "nosuchhost.invalid:9090"} {
+		if n := strings.Count(log, `msg="processor unusable" target=`+target+" "); n != 1 {
+			t.Errorf("%d \"processor unusable\" lines for %s, want 1 (at start, not per retry)", n, target)
+		}
+	}
+	if n := strings.Count(log, `msg="not ready:`); n != 1 {
+		t.Errorf("%d \"not ready\" lines, want 1: the reasons did not change", n)
+	}
 }

@@ -179,9 +179,37 @@ func (r Route) validate() error {
 		return fmt.Errorf("%w: route for %s has no targets", ErrInvalidConfig, r.Type)
 	}
 	for _, t := range r.Targets {
-		if strings.TrimSpace(t) == "" || strings.ContainsAny(t, " \t\n") {
-			return fmt.Errorf("%w: route for %s: bad target %q", ErrInvalidConfig, r.Type, t)
+		if err := checkTarget(t); err != nil {
+			return fmt.Errorf("%w: route for %s: bad target %q: %v", ErrInvalidConfig, r.Type, t, err)
 		}
+	}
+	return nil
+}
+
+// checkTarget checks the form of a processor target: "host:port" or
+// "dns:///host:port", both with a port (gRPC would otherwise dial port
+// 443), or a target of another gRPC resolver scheme ("scheme://…",
+// "unix:path"), which is passed to gRPC as it is.
+func checkTarget(t string) error {
+	if strings.TrimSpace(t) == "" || strings.ContainsAny(t, " \t\n") {
+		return errors.New("want host:port or dns:///name:port")
+	}
+	hostPort, isDNS := strings.CutPrefix(t, "dns:///")
+	if !isDNS && (strings.Contains(t, "://") || strings.HasPrefix(t, "unix:")) {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(hostPort)
+	switch {
+	case err != nil:
+		why := err.Error()
+		if ae, ok := errors.AsType[*net.AddrError](err); ok {
+			why = ae.Err // without the address, which the caller quotes
+		}
+		return fmt.Errorf("want host:port or dns:///name:port (%s)", why)
+	case port == "":
+		return errors.New("want host:port or dns:///name:port (missing port)")
+	case isDNS && host == "":
+		return errors.New("want dns:///name:port (missing name)")
 	}
 	return nil
 }
