@@ -362,6 +362,9 @@ func (p *testProcessor) handle(ctx context.Context, ev *eventv1.Event) (*eventv1
 		// Reply with the trace context the sink passed on.
 		ev.Metadata = processor.TraceContext(ctx)
 		return ev, nil
+	case "fresh":
+		// A new event, without id or time.
+		return &eventv1.Event{Type: ev.GetType(), Payload: structpb.NewStringValue("fresh " + ev.GetId())}, nil
 	case "nan":
 		ev.Payload = structpb.NewNumberValue(math.NaN())
 		return ev, nil

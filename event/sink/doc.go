@@ -22,6 +22,11 @@
 // Events and replies pass through the sink encoded, never decoded, in
 // envelopes generated from internal/relay/v1.
 //
+// Every event the sink emits has an id and a time: those an entry hands it
+// get them before a processor sees them, and a processor's reply or
+// published event that lacks them gets a fresh id and the time of the
+// answer or publication.
+//
 // # Concurrency
 //
 // Exactly one goroutine sends on a gRPC stream and one receives from it.
