@@ -61,6 +61,9 @@ func (m eventMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
 		if err := eventjson.Unmarshal(b, *ev, m.UnmarshalOptions); err != nil {
 			return errBadJSON(err)
 		}
+		if rb, ok := r.(*requestBody); ok {
+			rb.decoded = true
+		}
 		return nil
 	})
 }
