@@ -269,6 +269,10 @@ func TestREADMEFlags(t *testing.T) {
 		}
 		fmt.Fprintf(&want, "| `--%s %s` | `%s` | %s | %s |\n", o.name, cell(o.arg), o.env, def, cell(o.usage))
 	}
+	// The Memory paragraph says what --help says, in the same words.
+	if memory, _, _ := strings.Cut(after, "\n\n## "); !strings.Contains(strings.Join(strings.Fields(memory), " "), memoryRule) {
+		t.Errorf("the README's Memory paragraph, after the flags table, lacks --help's words %q", memoryRule)
+	}
 	if got == want.String() {
 		return
 	}

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/grpclog"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -28,6 +29,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// grpc-gateway logs through grpclog (to stderr) what it also answers,
+	// such as "Marshal error: … NaN" for TestReplyNotJSON's reply, which
+	// the tests check in the answers; keep it out of the test output.
+	grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, io.Discard, io.Discard))
 	goleak.VerifyTestMain(m)
 }
 
@@ -108,7 +113,7 @@ func startSink(t *testing.T, args ...string) *sinkProc {
 	s := &sinkProc{t: t, log: newLogWriter(), stop: cancel, done: make(chan error, 1)}
 	// No memory limit: the sinks of parallel tests share this process.
 	all := append([]string{"--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--log-level", "debug",
-		"--memory-budget", "off"}, args...)
+		"--memory-budget", "off", "--shutdown-delay", "0"}, args...)
 	go func() { s.done <- run(ctx, all, noEnv, io.Discard, s.log) }()
 	t.Cleanup(func() {
 		s.shutdown()

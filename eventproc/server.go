@@ -249,12 +249,18 @@ func (s *server) warnIfOpen(addrs ...net.Addr) {
 	}
 }
 
-// shutdown stops both servers: readiness turns false, the listeners close,
-// and requests in flight get ShutdownGrace before connections are closed.
+// shutdown stops both servers: readiness turns false (/readyz 503, gRPC
+// health NOT_SERVING) while both go on serving for ShutdownDelay, then the
+// listeners close, and requests in flight get ShutdownGrace before
+// connections are closed.
 func (s *server) shutdown() {
 	s.health.Shutdown() // every service NOT_SERVING from now on, whatever followReadiness sets
 	s.endStreams()
 	s.api.Shutdown()
+	if d := s.cfg.ShutdownDelay; d > 0 {
+		s.log.Info("shutting down: not ready, still serving", "delay", d)
+		time.Sleep(d) // a second signal ends the process at once (main)
+	}
 	s.log.Info("shutting down", "grace", s.cfg.ShutdownGrace)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
 	defer cancel()

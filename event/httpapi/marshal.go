@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -93,6 +94,26 @@ func forwardOutcome(_ context.Context, w http.ResponseWriter, m proto.Message) e
 	return nil
 }
 
-// errorMarshaler renders error bodies. Unlike the API's marshaler it emits
-// unpopulated fields, so "details" is always there.
-var errorMarshaler = &runtime.JSONPb{MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true}}
+// errorMarshaler renders error bodies, compact: protojson varies its
+// spacing from build to build on purpose, and an error body should read
+// the same every time (the README quotes them). Unlike the API's
+// marshaler it emits unpopulated fields, so "details" is always there.
+var errorMarshaler = compactJSON{&runtime.JSONPb{MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true}}}
+
+// compactJSON is a marshaler whose output has no insignificant spaces.
+type compactJSON struct {
+	*runtime.JSONPb
+}
+
+// Marshal implements [runtime.Marshaler].
+func (m compactJSON) Marshal(v any) ([]byte, error) {
+	b, err := m.JSONPb.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	if err := json.Compact(&out, b); err != nil {
+		return b, nil
+	}
+	return out.Bytes(), nil
+}
