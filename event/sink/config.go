@@ -228,14 +228,15 @@ func ParseType(name string) (eventv1.Type, error) {
 	return eventv1.Type(v), nil
 }
 
+// knownTypes lists the valid type names without TYPE_, in the enum's
+// order (its numbers need not be consecutive).
 func knownTypes() string {
-	names := make([]string, 0, len(eventv1.Type_name))
-	for i := int32(1); ; i++ {
-		n, ok := eventv1.Type_name[i]
-		if !ok {
-			break
+	values := eventv1.Type(0).Descriptor().Values()
+	names := make([]string, 0, values.Len())
+	for i := range values.Len() {
+		if v := values.Get(i); v.Number() != 0 {
+			names = append(names, strings.TrimPrefix(string(v.Name()), "TYPE_"))
 		}
-		names = append(names, strings.TrimPrefix(n, "TYPE_"))
 	}
 	return strings.Join(names, ", ")
 }
