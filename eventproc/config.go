@@ -42,8 +42,9 @@ type Config struct {
 	// LogFormat is "text" or "json"; LogLevel the least severe level logged.
 	LogFormat string
 	LogLevel  slog.Level
-	// ShutdownGrace is how long in-flight requests get once shutdown starts.
-	ShutdownGrace time.Duration
+	// ShutdownDelay is how long the sink keeps serving, not ready, once
+	// shutdown starts; ShutdownGrace how long in-flight requests get after.
+	ShutdownDelay, ShutdownGrace time.Duration
 	// SSEHeartbeat is the heartbeat interval of idle Server-Sent Events.
 	SSEHeartbeat time.Duration
 	// MemoryBudget is the Go runtime's soft memory limit, in bytes, set
@@ -177,8 +178,7 @@ func options(c *Config) []option {
 		{name: "memory-budget", arg: "SIZE", env: "EVENTPROC_MEMORY_BUDGET", def: "48MiB", set: sizeVar(&c.MemoryBudget),
 			usage: "the Go runtime's soft memory limit, set once at start (e.g. 64MiB or 1GiB): the garbage collector " +
 				"runs more often as the sink's memory nears it, and lets it grow beyond when what the sink holds live " +
-				"needs more; 0 or off: no limit; when neither this flag nor its variable is set, GOMEMLIMIT applies " +
-				"if set; GOGC applies if set, else 400"},
+				"needs more; " + memoryRule},
 		{name: "auth-jwks-url", arg: "URL", env: "EVENTPROC_AUTH_JWKS_URL", set: stringVar(&c.Auth.JWKSURL),
 			usage: "authenticate clients with JWT bearer tokens signed by the keys of this JSON Web Key Set, fetched " +
 				"every 15 minutes and when a token names an unknown key (at most every 30s); needs --auth-issuer and " +
@@ -202,10 +202,21 @@ func options(c *Config) []option {
 			usage: "log format (logs go to standard error)"},
 		{name: "log-level", arg: "LEVEL", env: "EVENTPROC_LOG_LEVEL", def: "info", set: c.setLogLevel,
 			usage: "least severe level logged: debug, info, warn or error"},
+		{name: "shutdown-delay", arg: "DURATION", env: "EVENTPROC_SHUTDOWN_DELAY", def: "1s", set: durationVar(&c.ShutdownDelay, true),
+			usage: "on SIGINT or SIGTERM, how long the sink goes on serving every request, with /readyz answering 503 and " +
+				"gRPC health NOT_SERVING, before it stops accepting connections, so that probes see it not ready " +
+				"instead of refused; 0: stop accepting at once"},
 		{name: "shutdown-grace", arg: "DURATION", env: "EVENTPROC_SHUTDOWN_GRACE", def: "10s", set: durationVar(&c.ShutdownGrace, true),
-			usage: "on SIGINT or SIGTERM, how long in-flight requests may take before connections are closed"},
+			usage: "after --shutdown-delay, how long in-flight requests may take before connections are closed"},
 	})
 }
+
+// memoryRule is how --memory-budget, GOMEMLIMIT and GOGC combine, in the
+// words of --help and of the README's Memory paragraph (TestREADMEFlags
+// checks that it is there).
+const memoryRule = "when neither this flag nor EVENTPROC_MEMORY_BUDGET is given and GOMEMLIMIT is set, " +
+	"GOMEMLIMIT applies instead; 0 or off: the sink sets no limit (GOMEMLIMIT applies if set); " +
+	"GOGC applies if set, else 400"
 
 // printUsage writes the --help text.
 func printUsage(w io.Writer) {

@@ -153,6 +153,7 @@ func TestBadConfig(t *testing.T) {
 		{[]string{"--route", "hello"}, noEnv, `--route "hello": want TYPE=TARGET`},
 		{[]string{"--route", "hello="}, noEnv, `--route "hello=": route for TYPE_HELLO has no targets`},
 		{[]string{"--route", "hello=a b"}, noEnv, `--route "hello=a b": route for TYPE_HELLO: bad target "a b"`},
+		{[]string{"--route", "hello=localhost"}, noEnv, `--route "hello=localhost": route for TYPE_HELLO: bad target "localhost": want host:port or dns:///name:port (missing port in address)`},
 		{[]string{"--route", "unspecified=x:1"}, noEnv, `--route "unspecified=x:1": unknown event type`},
 		{[]string{"--route", route, "--route", "TYPE_HELLO=y:2"}, noEnv, `--route "TYPE_HELLO=y:2": second route for TYPE_HELLO`},
 		{[]string{"--route", route, "--broadcast", "goodbye"}, noEnv, `--broadcast "goodbye": no --route for TYPE_GOODBYE`},
@@ -294,6 +295,10 @@ func TestREADMEFlags(t *testing.T) {
 			def = "`" + cell(o.def) + "`"
 		}
 		fmt.Fprintf(&want, "| `--%s %s` | `%s` | %s | %s |\n", o.name, cell(o.arg), o.env, def, cell(o.usage))
+	}
+	// The Memory paragraph says what --help says, in the same words.
+	if memory, _, _ := strings.Cut(after, "\n\n## "); !strings.Contains(strings.Join(strings.Fields(memory), " "), memoryRule) {
+		t.Errorf("the README's Memory paragraph, after the flags table, lacks --help's words %q", memoryRule)
 	}
 	if got == want.String() {
 		return

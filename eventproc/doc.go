@@ -23,8 +23,9 @@
 //
 // It is package event/sink behind a gRPC server and package event/httpapi,
 // with configuration, logs, /metrics, the memory limit and shutdown. On
-// SIGINT or SIGTERM, /readyz and the health service turn not ready, both
-// servers stop accepting connections, long-lived streaming calls (health
+// SIGINT or SIGTERM, /readyz (503) and the health service turn not ready,
+// both servers go on serving for --shutdown-delay and then stop accepting
+// connections, long-lived streaming calls (health
 // Watch, subscriptions, which get UNAVAILABLE) end, and requests in flight
 // get --shutdown-grace to finish before their connections are closed; then
 // the processor streams close and the program exits 0. A second signal

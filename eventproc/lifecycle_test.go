@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -252,4 +253,103 @@ func TestShutdownWithoutProcessors(t *testing.T) {
 		t.Errorf("/healthz = %d %s, want 200", resp.StatusCode, body)
 	}
 	s.shutdown()
+}
+
+// TestUnreachableTargetIsLogged: a target that refuses connections and one
+// whose name does not resolve are each logged once with the reason, and
+// "not ready" is logged at start naming the routes and the reasons, which
+// /readyz carries too.
+func TestUnreachableTargetIsLogged(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	dead := deadAddr(t)
+	s := startSink(t, "--route", "hello="+dead, "--route", "goodbye=nosuchhost.invalid:9090", "--streams-per-target", "2")
+	notReady := regexp.MustCompile(`msg="not ready: TYPE_HELLO, TYPE_GOODBYE without a live processor" .*reason=".*` +
+		regexp.QuoteMeta(dead) + `: connection error: .*connection refused.*nosuchhost.invalid:9090: resolving nosuchhost.invalid: `)
+	for !notReady.MatchString(s.log.String()) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no \"not ready\" line with both reasons in the log")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	_, body := s.get(ctx, "/readyz")
+	if !strings.Contains(string(body), `"last_error":"connection error: `) || !strings.Contains(string(body), `"last_error":"resolving nosuchhost.invalid: `) {
+		t.Errorf("/readyz = %s, want each target's last_error", body)
+	}
+	s.shutdown()
+	log := s.log.String()
+	for _, target := range []string{dead, "nosuchhost.invalid:9090"} {
+		if n := strings.Count(log, `msg="processor unusable" target=`+target+" "); n != 1 {
+			t.Errorf("%d \"processor unusable\" lines for %s, want 1 (at start, not per retry)", n, target)
+		}
+	}
+	if n := strings.Count(log, `msg="not ready:`); n != 1 {
+		t.Errorf("%d \"not ready\" lines, want 1: the reasons did not change", n)
+	}
+}
+
+// TestShutdownDelay: once shutdown starts, for --shutdown-delay, the sink
+// answers /readyz with 503 and gRPC health NOT_SERVING, and still serves
+// events; then it stops accepting connections.
+func TestShutdownDelay(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	f := echoFixtureWith(t, ctx, "--shutdown-delay", "3s")
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	get := func(path string) (int, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.sink.url+path, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	if code, err := get("/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz before shutdown = %d, %v; want 200", code, err)
+	}
+	// A connection of its own: shutdown closes the fixture's.
+	conn, err := grpc.NewClient(f.sink.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	health := healthpb.NewHealthClient(conn)
+	if _, err := health.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		f.sink.shutdown()
+	}()
+	for {
+		code, err := get("/readyz")
+		if err != nil {
+			t.Fatalf("/readyz during the shutdown delay: %v, want an answer", err)
+		}
+		if code == http.StatusServiceUnavailable {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("/readyz never answered 503")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	got, err := health.Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || got.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("gRPC health during the delay = %v, %v; want NOT_SERVING", got, err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, f.sink.url+"/v1/events", strings.NewReader(`{"type":"TYPE_HELLO"}`))
+	if resp, err := client.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("event during the delay: %v, %v; want 200", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	<-stopped
+	if _, err := get("/readyz"); err == nil {
+		t.Errorf("/readyz answered after shutdown; want the connection refused")
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -18,6 +20,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
@@ -645,5 +648,89 @@ func checkCase(t *testing.T, ctx context.Context, f *fixture, tc *sendCase, got 
 	var ev eventv1.Event
 	if err := protojson.Unmarshal(body, &ev); err != nil || ev.GetId() != "follow-up" || ev.GetMetadata()["n"] != "next" {
 		t.Fatalf("next event: reply %s (%v), want the follow-up event back", body, err)
+	}
+}
+
+// TestReplyIDAndTime: every event the sink returns has an id and a time. A
+// processor's fresh reply without them gets a new id and the time it was
+// answered, over REST, gRPC Send and Stream (batched, whose replies share
+// a message); a reply that has them keeps them.
+func TestReplyIDAndTime(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	f := echoFixture(t, ctx)
+	before := time.Now()
+	check := func(t *testing.T, how string, reqID string, ev *eventv1.Event) {
+		t.Helper()
+		if ev.GetId() == "" || ev.GetId() == reqID || ev.GetTime() == nil || ev.GetTime().AsTime().Before(before.Add(-time.Second)) {
+			t.Errorf("%s: reply id %q time %v, want a new id (not the request's %q) and the time of the answer", how, ev.GetId(), ev.GetTime(), reqID)
+		}
+		if want := "fresh " + reqID; ev.GetPayload().GetStringValue() != want {
+			t.Errorf("%s: payload %v, want %q", how, ev.GetPayload(), want)
+		}
+	}
+
+	resp, body := f.sink.post(ctx, `{"id":"rest-1","type":"TYPE_HELLO","metadata":{"act":"fresh"}}`)
+	var got eventv1.Event
+	if err := protojson.Unmarshal(body, &got); resp.StatusCode != http.StatusOK || err != nil {
+		t.Fatalf("REST: %d %s (%v), want 200 with the reply", resp.StatusCode, body, err)
+	}
+	check(t, "REST", "rest-1", &got)
+
+	sent, err := f.sink.sinkClient().Send(ctx, &eventv1.SendRequest{Event: &eventv1.Event{Id: "grpc-1", Type: eventv1.Type_TYPE_HELLO, Metadata: map[string]string{"act": "fresh"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "gRPC Send", "grpc-1", sent.GetEvent())
+
+	ss, err := f.sink.sinkClient().Stream(metadata.AppendToOutgoingContext(ctx, "eventproc-batch", "4194304"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := new(eventv1.StreamRequest)
+	const n = 8
+	for i := range n {
+		ev := &eventv1.Event{Id: fmt.Sprint("s-", i), Type: eventv1.Type_TYPE_HELLO, Metadata: map[string]string{"act": "fresh"}}
+		if i%2 == 1 {
+			ev.Metadata = nil // echoed: keeps its id and time
+			ev.Time = timestamppb.New(before.Add(-time.Hour))
+		}
+		req.Batch = append(req.Batch, &eventv1.StreamRequest{Event: ev})
+	}
+	if err := ss.Send(req); err != nil {
+		t.Fatal(err)
+	}
+	if err := ss.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for {
+		msg, err := ss.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		answers := []*eventv1.StreamResponse{msg}
+		if len(msg.Batch) > 0 {
+			answers = msg.Batch
+		}
+		for _, a := range answers {
+			seen++
+			ev := a.GetResponse().GetEvent()
+			var i int
+			if _, err := fmt.Sscanf(a.GetId(), "s-%d", &i); err != nil {
+				t.Fatalf("answer for id %q", a.GetId())
+			}
+			if i%2 == 0 {
+				check(t, "Stream "+a.GetId(), a.GetId(), ev)
+			} else if ev.GetId() != a.GetId() || !ev.GetTime().AsTime().Equal(before.Add(-time.Hour)) {
+				t.Errorf("Stream %s: echo id %q time %v, want its own", a.GetId(), ev.GetId(), ev.GetTime().AsTime())
+			}
+		}
+	}
+	if seen != n {
+		t.Errorf("%d answers, want %d", seen, n)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -283,12 +284,18 @@ func (s *server) warnIfOpen(addrs ...net.Addr) {
 	}
 }
 
-// shutdown stops both servers: readiness turns false, the listeners close,
-// and requests in flight get ShutdownGrace before connections are closed.
+// shutdown stops both servers: readiness turns false (/readyz 503, gRPC
+// health NOT_SERVING) while both go on serving for ShutdownDelay, then the
+// listeners close, and requests in flight get ShutdownGrace before
+// connections are closed.
 func (s *server) shutdown() {
 	s.health.Shutdown() // every service NOT_SERVING from now on, whatever followReadiness sets
 	s.endStreams()
 	s.api.Shutdown()
+	if d := s.cfg.ShutdownDelay; d > 0 {
+		s.log.Info("shutting down: not ready, still serving", "delay", d)
+		time.Sleep(d) // a second signal ends the process at once (main)
+	}
 	s.log.Info("shutting down", "grace", s.cfg.ShutdownGrace)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
 	defer cancel()
@@ -317,20 +324,34 @@ func (s *server) shutdown() {
 }
 
 // followReadiness keeps gRPC health in step with the sink's readiness
-// until ctx ends, and logs each change.
+// until ctx ends, and logs each change: "ready", and "not ready" naming
+// the routes without a live processor and why (their targets' last
+// errors), again whenever that changes. At start, not ready is logged once
+// every such route has a reason, or after notReadyGrace, so that a normal
+// start, whose streams open within milliseconds, logs nothing.
 func (s *server) followReadiness(ctx context.Context) {
 	t := time.NewTicker(readinessInterval)
 	defer t.Stop()
-	was := false
+	start := time.Now()
+	was, logged := false, ""
 	for {
 		if now := s.sink.Ready(); now != was {
 			was = now
 			if now {
 				s.setHealth(healthpb.HealthCheckResponse_SERVING)
 				s.log.Info("ready: every route has a live processor")
+				logged = ""
 			} else {
 				s.setHealth(healthpb.HealthCheckResponse_NOT_SERVING)
-				s.log.Warn("not ready: a route has no live processor")
+			}
+		}
+		if !was {
+			routes, reasons, explained := notReady(s.sink.Status())
+			report := strings.Join(routes, ",") + "\x00" + strings.Join(reasons, "; ")
+			if len(routes) > 0 && report != logged && (explained || time.Since(start) >= notReadyGrace) {
+				logged = report
+				s.log.Warn("not ready: "+strings.Join(routes, ", ")+" without a live processor",
+					"routes", routes, "reason", strings.Join(reasons, "; "))
 			}
 		}
 		select {
@@ -339,6 +360,31 @@ func (s *server) followReadiness(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// notReadyGrace is how long after start the sink may be not ready without
+// a known reason before it says so.
+const notReadyGrace = 2 * time.Second
+
+// notReady lists the routes without a live processor stream and, per
+// target, why ("target: last error", or "target: no live stream yet"); it
+// reports whether every such target has a last error.
+func notReady(routes []sink.RouteStatus) (names, reasons []string, explained bool) {
+	explained = true
+	for _, r := range routes {
+		if r.Ready {
+			continue
+		}
+		names = append(names, r.Type)
+		for _, t := range r.Targets {
+			why := t.LastError
+			if why == "" {
+				why, explained = "no live stream yet", false
+			}
+			reasons = append(reasons, t.Target+": "+why)
+		}
+	}
+	return names, slices.Compact(reasons), explained
 }
 
 func (s *server) setHealth(st healthpb.HealthCheckResponse_ServingStatus) {

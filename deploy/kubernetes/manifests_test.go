@@ -418,8 +418,9 @@ func (m manifests) checkSink(t *testing.T, flags map[string]flagInfo, c *corev1.
 		t.Errorf("--memory-budget or EVENTPROC_MEMORY_BUDGET is %q: GOMEMLIMIT would not apply", v)
 	}
 
-	// Shutdown: preStop pause, then --shutdown-grace, within the grace period.
-	grace := parseDuration(t, setting(t, c, flags, "shutdown-grace"))
+	// Shutdown: preStop pause, then --shutdown-delay and --shutdown-grace,
+	// within the grace period.
+	grace := parseDuration(t, setting(t, c, flags, "shutdown-delay")) + parseDuration(t, setting(t, c, flags, "shutdown-grace"))
 	checkGrace(t, d, c, grace)
 }
 
@@ -584,7 +585,7 @@ func readmeFlags(t *testing.T) map[string]flagInfo {
 	for _, m := range row.FindAllStringSubmatch(string(b), -1) {
 		flags[m[1]] = flagInfo{env: m[2], def: m[3]}
 	}
-	for _, f := range []string{"http-addr", "grpc-addr", "shutdown-grace", "memory-budget"} {
+	for _, f := range []string{"http-addr", "grpc-addr", "shutdown-delay", "shutdown-grace", "memory-budget"} {
 		if _, ok := flags[f]; !ok {
 			t.Fatalf("README.md: no --%s in the flags table", f)
 		}

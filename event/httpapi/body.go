@@ -32,6 +32,9 @@ type requestBody struct {
 	done     bool      // read to the end: no deadline any more
 	exceeded bool      // longer than MaxBodyBytes
 	timedOut bool      // a read waited longer than timeout
+	// decoded is set once the body was decoded as an event: the backend
+	// gets it, and counts its answer.
+	decoded bool
 }
 
 // limitBody replaces r.Body, when there is one, with a requestBody. w must

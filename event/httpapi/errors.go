@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/eventproc/eventproc/event/sink"
+	"github.com/eventproc/eventproc/internal/eventmetrics"
 	"github.com/eventproc/eventproc/internal/protocol"
 )
 
@@ -33,7 +34,12 @@ func (h *Handler) gatewayError(ctx context.Context, mux *runtime.ServeMux, _ run
 		p.Message = strings.ToValidUTF8(p.Message, "\uFFFD")
 		err = status.FromProto(p).Err()
 	}
-	switch st := status.Convert(unwrapHTTPStatus(err)); st.Code() {
+	st := status.Convert(unwrapHTTPStatus(err))
+	if r.Method == http.MethodPost && r.URL.Path == sendPath && !decoded(r) {
+		// Answered before the backend saw an event, which counts its own.
+		h.events.WithLabelValues(eventmetrics.TypeUnknown, st.Code().String()).Inc()
+	}
+	switch st.Code() {
 	case codes.Unauthenticated:
 		// The gateway would put the message in WWW-Authenticate.
 		w = &challengeWriter{ResponseWriter: w, challenge: challenge(st)}
@@ -47,6 +53,15 @@ func (h *Handler) gatewayError(ctx context.Context, mux *runtime.ServeMux, _ run
 		}
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, errorMarshaler, w, r, err)
+}
+
+// sendPath is where events are sent (POST).
+const sendPath = "/v1/events"
+
+// decoded reports whether r's body was decoded as an event.
+func decoded(r *http.Request) bool {
+	b, ok := r.Body.(*requestBody)
+	return ok && b.decoded
 }
 
 func unwrapHTTPStatus(err error) error {

@@ -22,6 +22,7 @@ import (
 	"github.com/eventproc/eventproc/event/sink"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 	"github.com/eventproc/eventproc/internal/protocol"
+	"github.com/eventproc/eventproc/internal/eventmetrics"
 )
 
 // Backend is the sink as the HTTP API uses it; [*sink.Sink] is one. Its
@@ -62,7 +63,12 @@ type Options struct {
 	Metrics http.Handler
 	// MetricsRegisterer, when set, gets the handler's metrics:
 	// eventproc_http_requests_cut_total{reason}, the requests cut off by
-	// the body limits (body_too_large, body_read_timeout).
+	// the body limits (body_too_large, body_read_timeout), and
+	// eventproc_events_total{type="unknown",code}, the answers to POST
+	// /v1/events given before the backend got an event (a body that is not
+	// a valid event, too large or too slow, a refused credential). With
+	// the registry of a [sink.Sink], that counter is the sink's own, which
+	// counts every other answer.
 	MetricsRegisterer prometheus.Registerer
 	// Logger gets debug logs of requests and subscriptions; nil discards.
 	Logger *slog.Logger
@@ -92,6 +98,7 @@ type Handler struct {
 	backend Backend
 	opts    Options
 	cut     *prometheus.CounterVec // requests cut off, by reason
+	events  *prometheus.CounterVec // eventproc_events_total
 	allow   map[string]string      // path → the method it serves, for 405s
 	public  map[string]bool        // paths served without Authenticate
 	ce      ceTypes                // CloudEvents type names
@@ -122,7 +129,11 @@ func New(backend Backend, opts Options) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{backend: backend, opts: opts, cut: cut, ce: ce, allow: map[string]string{"/v1/events": http.MethodPost}}
+	events, err := eventmetrics.Events(opts.MetricsRegisterer)
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{backend: backend, opts: opts, cut: cut, events: events, ce: ce, allow: map[string]string{sendPath: http.MethodPost}}
 	h.stopping, h.stop = context.WithCancelCause(context.Background())
 	h.mux = runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, eventMarshaler{&runtime.JSONPb{}}),

@@ -62,6 +62,9 @@ func (m eventMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
 		if err := eventjson.Unmarshal(b, *ev, m.UnmarshalOptions); err != nil {
 			return errBadJSON(err)
 		}
+		if rb, ok := r.(*requestBody); ok {
+			rb.decoded = true
+		}
 		return nil
 	})
 }
@@ -126,6 +129,26 @@ type storedBody struct {
 	Duplicate bool   `json:"duplicate"`
 }
 
-// errorMarshaler renders error bodies. Unlike the API's marshaler it emits
-// unpopulated fields, so "details" is always there.
-var errorMarshaler = &runtime.JSONPb{MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true}}
+// errorMarshaler renders error bodies, compact: protojson varies its
+// spacing from build to build on purpose, and an error body should read
+// the same every time (the README quotes them). Unlike the API's
+// marshaler it emits unpopulated fields, so "details" is always there.
+var errorMarshaler = compactJSON{&runtime.JSONPb{MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true}}}
+
+// compactJSON is a marshaler whose output has no insignificant spaces.
+type compactJSON struct {
+	*runtime.JSONPb
+}
+
+// Marshal implements [runtime.Marshaler].
+func (m compactJSON) Marshal(v any) ([]byte, error) {
+	b, err := m.JSONPb.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	if err := json.Compact(&out, b); err != nil {
+		return b, nil
+	}
+	return out.Bytes(), nil
+}

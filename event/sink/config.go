@@ -194,9 +194,37 @@ func (r Route) validate() error {
 		return fmt.Errorf("%w: route for %s: a route cannot be both durable and broadcast", ErrInvalidConfig, r.Type)
 	}
 	for _, t := range r.Targets {
-		if strings.TrimSpace(t) == "" || strings.ContainsAny(t, " \t\n") {
-			return fmt.Errorf("%w: route for %s: bad target %q", ErrInvalidConfig, r.Type, t)
+		if err := checkTarget(t); err != nil {
+			return fmt.Errorf("%w: route for %s: bad target %q: %v", ErrInvalidConfig, r.Type, t, err)
 		}
+	}
+	return nil
+}
+
+// checkTarget checks the form of a processor target: "host:port" or
+// "dns:///host:port", both with a port (gRPC would otherwise dial port
+// 443), or a target of another gRPC resolver scheme ("scheme://…",
+// "unix:path"), which is passed to gRPC as it is.
+func checkTarget(t string) error {
+	if strings.TrimSpace(t) == "" || strings.ContainsAny(t, " \t\n") {
+		return errors.New("want host:port or dns:///name:port")
+	}
+	hostPort, isDNS := strings.CutPrefix(t, "dns:///")
+	if !isDNS && (strings.Contains(t, "://") || strings.HasPrefix(t, "unix:")) {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(hostPort)
+	switch {
+	case err != nil:
+		why := err.Error()
+		if ae, ok := errors.AsType[*net.AddrError](err); ok {
+			why = ae.Err // without the address, which the caller quotes
+		}
+		return fmt.Errorf("want host:port or dns:///name:port (%s)", why)
+	case port == "":
+		return errors.New("want host:port or dns:///name:port (missing port)")
+	case isDNS && host == "":
+		return errors.New("want dns:///name:port (missing name)")
 	}
 	return nil
 }
@@ -215,14 +243,15 @@ func ParseType(name string) (eventv1.Type, error) {
 	return eventv1.Type(v), nil
 }
 
+// knownTypes lists the valid type names without TYPE_, in the enum's
+// order (its numbers need not be consecutive).
 func knownTypes() string {
-	names := make([]string, 0, len(eventv1.Type_name))
-	for i := int32(1); ; i++ {
-		n, ok := eventv1.Type_name[i]
-		if !ok {
-			break
+	values := eventv1.Type(0).Descriptor().Values()
+	names := make([]string, 0, values.Len())
+	for i := range values.Len() {
+		if v := values.Get(i); v.Number() != 0 {
+			names = append(names, strings.TrimPrefix(string(v.Name()), "TYPE_"))
 		}
-		names = append(names, strings.TrimPrefix(n, "TYPE_"))
 	}
 	return strings.Join(names, ", ")
 }

@@ -2,6 +2,8 @@ package sink
 
 import (
 	"context"
+	"net"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
@@ -26,7 +28,17 @@ func (p *pool) watchConn(ctx context.Context) {
 			_, err := hc.Check(cctx, &healthpb.HealthCheckRequest{}) // fails fast: gRPC's default
 			cancel()
 			if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable && ctx.Err() == nil {
-				p.setLastError(errorString(st.Message()))
+				msg := st.Message()
+				if p.lookupHost != "" {
+					// gRPC's balancer says only that it has no address
+					// ("no children to pick from"); ask DNS why.
+					lctx, cancel := context.WithTimeout(ctx, p.cfg.KeepaliveTimeout)
+					if _, lerr := p.cfg.Resolver.LookupHost(lctx, p.lookupHost); lerr != nil && ctx.Err() == nil {
+						msg = "resolving " + p.lookupHost + ": " + lerr.Error()
+					}
+					cancel()
+				}
+				p.setLastError(errorString(msg))
 			}
 			wait, stop = context.WithTimeout(ctx, p.cfg.Keepalive) // look again while it stays failed
 		}
@@ -36,6 +48,20 @@ func (p *pool) watchConn(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// hostToLookUp is the host name of a "host:port" target, which gRPC
+// resolves, for watchConn to look up when the connection fails; "" for an
+// IP address or a target with a scheme.
+func hostToLookUp(dialTarget string) string {
+	if strings.Contains(dialTarget, ":/") || strings.HasPrefix(dialTarget, "unix:") {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(dialTarget)
+	if err != nil || net.ParseIP(host) != nil {
+		return ""
+	}
+	return host
 }
 
 // errorString is an error with a fixed message.

@@ -29,6 +29,11 @@
 // processors like any other event, acking, retrying with backoff or moving
 // them to the dead-letter stream as the processor answers.
 //
+// Every event the sink emits has an id and a time: those an entry hands it
+// get them before a processor sees them, and a processor's reply or
+// published event that lacks them gets a fresh id and the time of the
+// answer or publication.
+//
 // # Concurrency
 //
 // Exactly one goroutine sends on a gRPC stream and one receives from it.

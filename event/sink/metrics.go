@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/eventmetrics"
 )
 
 // metrics holds the sink's Prometheus metrics. Per-event series are looked
@@ -15,22 +16,23 @@ import (
 type metrics struct {
 	events   map[eventv1.Type]*[codes.Unauthenticated + 1]prometheus.Counter
 	latency  map[eventv1.Type]prometheus.Observer
-	rejected *[codes.Unauthenticated + 1]prometheus.Counter // events without a route
+	unrouted *[codes.Unauthenticated + 1]prometheus.Counter // events of a valid type without a route
+	unknown  *[codes.Unauthenticated + 1]prometheus.Counter // events without a valid type
 }
 
 // newMetrics registers the sink's metrics with reg.
 func newMetrics(reg prometheus.Registerer, s *Sink) (*metrics, error) {
-	events := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "eventproc_events_total",
-		Help: "Events answered by the sink, by event type and gRPC status code.",
-	}, []string{"type", "code"})
+	events, err := eventmetrics.Events(reg)
+	if err != nil {
+		return nil, err
+	}
 	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:                        "eventproc_event_duration_seconds",
 		Help:                        "Time from receiving an event to answering it, by route (event type).",
 		Buckets:                     []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		NativeHistogramBucketFactor: 1.1,
 	}, []string{"type"})
-	collectors := []prometheus.Collector{events, latency}
+	collectors := []prometheus.Collector{latency}
 	for _, p := range s.targets {
 		opts := func(name, help string) prometheus.Opts {
 			return prometheus.Opts{Name: name, Help: help, ConstLabels: prometheus.Labels{"target": p.name}}
@@ -85,7 +87,8 @@ func newMetrics(reg prometheus.Registerer, s *Sink) (*metrics, error) {
 		m.events[t] = byCode(r.name)
 		m.latency[t] = latency.WithLabelValues(r.name)
 	}
-	m.rejected = byCode("unrouted")
+	m.unrouted = byCode(eventmetrics.TypeUnrouted)
+	m.unknown = byCode(eventmetrics.TypeUnknown)
 	return m, nil
 }
 
@@ -99,7 +102,11 @@ func (m *metrics) observe(t eventv1.Type, code codes.Code, start time.Time) {
 	}
 	byCode, ok := m.events[t]
 	if !ok {
-		m.rejected[code].Inc()
+		if _, known := eventv1.Type_name[int32(t)]; known && t != eventv1.Type_TYPE_UNSPECIFIED {
+			m.unrouted[code].Inc()
+		} else {
+			m.unknown[code].Inc()
+		}
 		return
 	}
 	byCode[code].Inc()

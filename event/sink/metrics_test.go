@@ -22,6 +22,8 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	_, _ = send(s, ctx, &eventv1.Event{Type: eventv1.Type_TYPE_GOODBYE})
+	_, _ = send(s, ctx, &eventv1.Event{})
+	_, _ = send(s, ctx, &eventv1.Event{Type: 9999})
 	tests := []struct {
 		name   string
 		labels string
@@ -30,6 +32,8 @@ func TestMetrics(t *testing.T) {
 		{"eventproc_events_total", `code="OK",type="TYPE_HELLO"`, 3},
 		{"eventproc_events_total", `code="Unavailable",type="TYPE_HELLO"`, 0},
 		{"eventproc_events_total", `code="Unimplemented",type="unrouted"`, 1},
+		{"eventproc_events_total", `code="InvalidArgument",type="unrouted"`, 0},
+		{"eventproc_events_total", `code="InvalidArgument",type="unknown"`, 2},
 		{"eventproc_streams_live", `target="` + addr + `"`, float64(s.cfg.StreamsPerTarget)},
 		{"eventproc_inflight_requests", `target="` + addr + `"`, 0},
 		{"eventproc_subscribers", ``, 0},

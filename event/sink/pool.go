@@ -44,6 +44,9 @@ type pool struct {
 	slots []atomic.Pointer[stream] // the live stream of each slot, nil while down
 	next  atomic.Uint32            // rotates the start of the least-loaded scan
 
+	// lookupHost is the host name gRPC resolves for this pool, if any.
+	lookupHost string
+
 	errMu   sync.Mutex
 	lastErr string // the latest connection or stream error; "" while a stream is live
 }
@@ -81,15 +84,16 @@ func newPool(name, dialTarget string, stats *target, cfg *Config, sinkID string,
 		return nil, err
 	}
 	return &pool{
-		target:    name,
-		stats:     stats,
-		cfg:       cfg,
-		log:       cfg.Logger.With("target", name),
-		sinkID:    sinkID,
-		onPublish: onPublish,
-		onChange:  onChange,
-		conn:      conn,
-		slots:     make([]atomic.Pointer[stream], cfg.StreamsPerTarget),
+		target:     name,
+		stats:      stats,
+		cfg:        cfg,
+		log:        cfg.Logger.With("target", name),
+		sinkID:     sinkID,
+		onPublish:  onPublish,
+		onChange:   onChange,
+		conn:       conn,
+		lookupHost: hostToLookUp(dialTarget),
+		slots:      make([]atomic.Pointer[stream], cfg.StreamsPerTarget),
 	}, nil
 }
 

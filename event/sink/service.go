@@ -33,6 +33,7 @@ func (s *Sink) Register(r grpc.ServiceRegistrar) {
 func (s *Sink) sendHandler(_ any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 	req := new(eventv1.SendRequest)
 	if err := dec(req); err != nil {
+		s.metrics.observe(eventv1.Type_TYPE_UNSPECIFIED, status.Code(err), time.Now()) // type unknown
 		return nil, err
 	}
 	handle := func(ctx context.Context, req any) (any, error) {

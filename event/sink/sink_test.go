@@ -487,6 +487,11 @@ func TestParseRoute(t *testing.T) {
 		{"unspecified=a:1", Route{}, "unknown event type"},
 		{"hello=", Route{}, "no targets"},
 		{"hello=a b", Route{}, "bad target"},
+		{"hello=localhost", Route{}, `bad target "localhost": want host:port or dns:///name:port (missing port in address)`},
+		{"hello=a:1,dns:///b", Route{}, `bad target "dns:///b": want host:port or dns:///name:port (missing port in address)`},
+		{"hello=dns:///:9", Route{}, `bad target "dns:///:9": want dns:///name:port (missing name)`},
+		{"hello=localhost:", Route{}, `bad target "localhost:": want host:port or dns:///name:port (missing port)`},
+		{"hello=unix:///run/proc.sock", Route{Type: eventv1.Type_TYPE_HELLO, Targets: []string{"unix:///run/proc.sock"}}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

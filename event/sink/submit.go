@@ -165,26 +165,9 @@ func (s *Sink) submit(sub *submission, b []byte, h header, tooDeep bool, limit t
 		sub.finish(answer{err: err})
 		return
 	}
-	// Fill in what the client left out: an encoded header appended to the
-	// event sets its fields (a later occurrence wins).
-	var fill relayv1.EventHeader
-	var now timestamppb.Timestamp
-	if h.id == "" {
-		sub.id = s.ids.Next()
-		fill.Id = sub.id
-	}
-	if !h.hasTime {
-		now.Seconds, now.Nanos = sub.start.Unix(), int32(sub.start.Nanosecond())
-		fill.Time = &now
-	}
-	if fill.Id != "" || fill.Time != nil {
-		// Into b's spare capacity if it has room (an event the sink
-		// encoded itself), else a copy.
-		extra := fill.SizeVT()
-		b = append(b, make([]byte, extra)...)
-		_, _ = fill.MarshalToSizedBufferVT(b[len(b)-extra:])
-	}
-	sub.event = b
+	// Fill in what the client left out, into b's spare capacity if it has
+	// room (an event the sink encoded itself), else a copy.
+	sub.event, sub.id = s.fillHeader(b, h, sub.start)
 	s.setDeadline(sub, limit)
 	if sub.route.durable {
 		if _, waits := sub.to.(waiter); waits {
@@ -200,6 +183,31 @@ func (s *Sink) submit(sub *submission, b []byte, h header, tooDeep bool, limit t
 	}
 	sub.first = call{sub: sub}
 	sub.send(&sub.first)
+}
+
+// fillHeader returns the encoded event b with an id and a time, which it
+// fills in when its header h says they are missing (a fresh id; at), and
+// the event's id. An encoded header appended to the event sets its fields
+// (a later occurrence wins), so b is not decoded. The header goes into b's
+// spare capacity: pass b[:len(b):len(b)] to have it copied.
+func (s *Sink) fillHeader(b []byte, h header, at time.Time) ([]byte, string) {
+	if h.id != "" && h.hasTime {
+		return b, h.id
+	}
+	var fill relayv1.EventHeader
+	var ts timestamppb.Timestamp
+	if h.id == "" {
+		h.id = s.ids.Next()
+		fill.Id = h.id
+	}
+	if !h.hasTime {
+		ts.Seconds, ts.Nanos = at.Unix(), int32(at.Nanosecond())
+		fill.Time = &ts
+	}
+	extra := fill.SizeVT()
+	b = append(b, make([]byte, extra)...)
+	_, _ = fill.MarshalToSizedBufferVT(b[len(b)-extra:])
+	return b, h.id
 }
 
 // routeFor validates an event's type, asks Config.Authorize, and returns
@@ -311,14 +319,18 @@ func (sub *submission) complete(c *call, r result) {
 		sub.finish(answer{err: sub.s.streamError(sub.route, r.err)})
 		return
 	}
-	if reply := r.resp.GetReply(); reply != nil {
-		if _, tooDeep, err := checkEvent(reply); tooDeep || err != nil {
+	if rr, ok := r.resp.GetResult().(*relayv1.ProcessResponse_Reply); ok && rr.Reply != nil {
+		h, tooDeep, err := checkEvent(rr.Reply)
+		if tooDeep || err != nil {
 			if err == nil {
 				err = errTooDeep
 			}
 			sub.finish(answer{err: status.Errorf(codes.Internal, "processor's reply event cannot be relayed: %v", err)})
 			return
 		}
+		// Every event the sink emits has an id and a time. A copy: the
+		// reply may share its array with the rest of a batch.
+		rr.Reply, _ = sub.s.fillHeader(rr.Reply[:len(rr.Reply):len(rr.Reply)], h, time.Now())
 	}
 	sub.finish(answer{resp: r.resp})
 }

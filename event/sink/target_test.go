@@ -98,7 +98,7 @@ func TestDNSTargetReplicas(t *testing.T) {
 
 func TestBadDNSTarget(t *testing.T) {
 	_, err := New(Config{Routes: helloRoute("dns:///no-port")})
-	if err == nil || !strings.Contains(err.Error(), "dns:///host:port") {
+	if err == nil || !strings.Contains(err.Error(), "want host:port or dns:///name:port (missing port in address)") {
 		t.Fatalf("err %v, want one explaining the dns target form", err)
 	}
 }
