@@ -21,8 +21,8 @@ import (
 	"github.com/eventproc/eventproc/event/pubsub"
 	"github.com/eventproc/eventproc/event/sink"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
-	"github.com/eventproc/eventproc/internal/protocol"
 	"github.com/eventproc/eventproc/internal/eventmetrics"
+	"github.com/eventproc/eventproc/internal/protocol"
 )
 
 // Backend is the sink as the HTTP API uses it; [*sink.Sink] is one. Its
