@@ -124,3 +124,35 @@ func TestDurableGRPC(t *testing.T) {
 		t.Errorf("Send of another event with the key: %v, want FAILED_PRECONDITION", err)
 	}
 }
+
+// TestDurableCloudEvents: on a durable route a CloudEvent's source and id
+// are its idempotency key: the same CloudEvent sent again, structured or
+// in a batch, is stored once; another id is stored anew.
+func TestDurableCloudEvents(t *testing.T) {
+	ctx := testContext(t)
+	s := startSink(t, "--route", "hello="+deadAddr(t), "--durable", "hello", "--data-dir", t.TempDir())
+	s.waitRoute(ctx, "TYPE_HELLO", true)
+	post := func(contentType, body string) string {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/v1/events", strings.NewReader(body))
+		req.Header.Set("Content-Type", contentType)
+		resp, b := s.do(ctx, req)
+		if resp.StatusCode/100 != 2 {
+			t.Fatalf("POST %s: %d %s", body, resp.StatusCode, b)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	ce := func(id string) string {
+		return `{"specversion":"1.0","id":"` + id + `","source":"/shop","type":"TYPE_HELLO","data":1}`
+	}
+	first := post("application/cloudevents+json", ce("a"))
+	again := post("application/cloudevents+json", ce("a"))
+	if first != `{"id":"a","sequence":1,"duplicate":false}` || again != `{"id":"a","sequence":1,"duplicate":true}` {
+		t.Errorf("first %s, again %s; want sequence 1 stored once", first, again)
+	}
+	batch := post("application/cloudevents-batch+json", "["+ce("a")+","+ce("b")+"]")
+	want := `[{"status":202,"accepted":{"id":"a","sequence":1,"duplicate":true}},{"status":202,"accepted":{"id":"b","sequence":2,"duplicate":false}}]`
+	if batch != want {
+		t.Errorf("batch %s, want %s", batch, want)
+	}
+}

@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"mime"
@@ -11,9 +13,11 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/protocol"
 )
 
 // isCloudEvent reports whether r posts CloudEvents: a ce-specversion
@@ -71,7 +75,7 @@ func (h *Handler) cloudEvent(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
-	resp, err := h.backend.Send(ctx, &eventv1.SendRequest{Event: ev})
+	resp, err := h.backend.Send(withDedupKey(ctx, ev, false), &eventv1.SendRequest{Event: ev})
 	if err != nil {
 		h.writeError(w, r, err)
 		return
@@ -143,9 +147,25 @@ func (h *Handler) cloudEventBatch(ctx context.Context, w http.ResponseWriter, r 
 	writeJSON(w, http.StatusOK, results)
 }
 
+// withDedupKey gives a CloudEvent the idempotency key of its source and
+// id, which CloudEvents producers keep unique, so that a durable route
+// stores a CloudEvent sent again once (the key is ignored elsewhere). An
+// Idempotency-Key header wins, except in a batch, whose events each need
+// their own key.
+func withDedupKey(ctx context.Context, ev *eventv1.Event, batch bool) context.Context {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if !batch && len(md.Get(protocol.IdempotencyKey)) > 0 {
+		return ctx
+	}
+	sum := sha256.Sum256([]byte(ev.GetMetadata()[CloudEventMetadataPrefix+"source"] + "\x00" + ev.GetId()))
+	md = md.Copy()
+	md.Set(protocol.IdempotencyKey, "ce:"+hex.EncodeToString(sum[:]))
+	return metadata.NewIncomingContext(ctx, md)
+}
+
 // ceSend sends one event of a batch.
 func (h *Handler) ceSend(ctx context.Context, ev *eventv1.Event) ceResult {
-	resp, err := h.backend.Send(ctx, &eventv1.SendRequest{Event: ev})
+	resp, err := h.backend.Send(withDedupKey(ctx, ev, true), &eventv1.SendRequest{Event: ev})
 	if err != nil {
 		return h.ceError(err)
 	}
