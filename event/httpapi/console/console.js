@@ -374,30 +374,35 @@ function renderRoutes(routes) {
 // ---- live metrics -----------------------------------------------------------
 
 // The charts poll GET /v1/stats, a snapshot of the sink's cumulative
-// metrics, and turn each pair of successive snapshots into a point: rates
-// from the counters' growth, latency quantiles from the histogram buckets
-// that filled between them, gauges as they are.
+// metrics, and turn each new snapshot into a point: rates from the
+// counters' growth since the previous one, latency quantiles from the
+// histogram buckets that filled in the last LATENCY_WINDOW_MS (one
+// interval holds too few events for a p99), gauges as they are.
 
 const STATS_EVERY_MS = 2000;
 const CHART_WINDOW_MS = 120000; // two minutes of points
+const LATENCY_WINDOW_MS = 10000;
 const PALETTE = 6; // series colours .s0 … .s5 in console.css
 const SVG_NS = "http://www.w3.org/2000/svg";
 const PLOT_W = 300; // the charts' viewBox
 const PLOT_H = 100;
 
-const stats = { prev: null, points: [], timer: 0, paused: false, colors: new Map(), charts: {} };
+// snaps are the recent snapshots, oldest first, reaching back at least
+// LATENCY_WINDOW_MS; points the charts' points of the last CHART_WINDOW_MS.
+const stats = { snaps: [], points: [], timer: 0, paused: false, colors: new Map(), charts: {} };
 
-// The charts: each picks its series out of a point and formats values.
+// The charts: each picks its series out of a point and formats values;
+// series of a group share colours across charts.
 const CHART_SPECS = [
-  { id: "events", title: "Events/s", empty: "No events in the last 2 minutes",
+  { id: "events", title: "Events/s", empty: "No events in the last 2 minutes", group: "type",
     series: (p) => named(p.rates), total: true, format: formatRate, unit: "/s" },
-  { id: "latency", title: "Latency p99 · p50", empty: "No events to time in the last 2 minutes",
+  { id: "latency", title: "Latency p99 · p50", empty: "No events to time in the last 2 minutes", group: "type",
     series: (p) => latencySeries(p), format: formatMs, unit: "" },
-  { id: "errors", title: "Errors/s by code", empty: "No errors in the last 2 minutes",
+  { id: "errors", title: "Errors/s by code", empty: "No errors in the last 2 minutes", group: "code",
     series: (p) => named(p.errors), total: true, format: formatRate, unit: "/s" },
-  { id: "subscribers", title: "Subscribers", empty: "", gauge: true, noLegend: true,
+  { id: "subscribers", title: "Subscribers", empty: "", gauge: true, noLegend: true, group: "subscribers",
     series: (p) => [{ key: "subscribers", label: "subscribers", value: p.subscribers }], format: formatCount, unit: "" },
-  { id: "streams", title: "Processor streams", empty: "No processor targets", gauge: true, emptyWhenNone: true,
+  { id: "streams", title: "Processor streams", empty: "No processor targets", gauge: true, emptyWhenNone: true, group: "target",
     series: (p) => named(p.streams), total: true, format: formatCount, unit: "" },
 ];
 
@@ -427,10 +432,12 @@ function formatCount(v) {
   return String(Math.round(v));
 }
 
-// colorOf gives each series name a stable colour class.
-function colorOf(key) {
-  if (!stats.colors.has(key)) stats.colors.set(key, stats.colors.size % PALETTE);
-  return "s" + stats.colors.get(key);
+// colorOf gives each series of a group a stable colour class.
+function colorOf(group, key) {
+  if (!stats.colors.has(group)) stats.colors.set(group, new Map());
+  const colors = stats.colors.get(group);
+  if (!colors.has(key)) colors.set(key, colors.size % PALETTE);
+  return "s" + colors.get(key);
 }
 
 // quantile estimates the q-quantile of the events in a histogram's bucket
@@ -457,12 +464,14 @@ function sumEvents(events) {
   return n;
 }
 
-// pointBetween turns two snapshots into one chart point, or null when a
-// counter went down (the sink restarted): then the next pair starts afresh.
-function pointBetween(prev, cur) {
+// pointBetween turns snapshots into one chart point: rates between prev
+// and cur, latency between older and cur. It returns null when a counter
+// went down (the sink restarted).
+function pointBetween(older, prev, cur) {
   const dt = (cur.t - prev.t) / 1000;
   if (dt <= 0) return null;
   const before = new Map(prev.body.types.map((t) => [t.type, t]));
+  const earlier = new Map(older.body.types.map((t) => [t.type, t]));
   const point = { t: cur.t, rates: {}, latency: {}, errors: {}, streams: {}, subscribers: cur.body.subscribers };
   for (const t of cur.body.types) {
     const old = before.get(t.type) || { events: {} };
@@ -475,9 +484,10 @@ function pointBetween(prev, cur) {
       point.errors[code] = (point.errors[code] || 0) + d / dt;
     }
     if (t.latency) {
-      const was = old.latency;
+      const was = (earlier.get(t.type) || {}).latency;
       const total = t.latency.count - (was ? was.count : 0);
       const counts = t.latency.counts.map((c, i) => c - (was ? was.counts[i] || 0 : 0));
+      if (total < 0) return null;
       point.latency[t.type] = {
         p50: quantile(0.5, t.latency.bounds, counts, total),
         p99: quantile(0.99, t.latency.bounds, counts, total),
@@ -568,7 +578,7 @@ function renderChart(spec, points) {
     if (d === "") continue;
     const path = document.createElementNS(SVG_NS, "path");
     path.setAttribute("d", d);
-    path.setAttribute("class", colorOf(s.key) + (s.dashed ? " dashed" : ""));
+    path.setAttribute("class", colorOf(spec.group, s.key) + (s.dashed ? " dashed" : ""));
     path.setAttribute("vector-effect", "non-scaling-stroke");
     path.dataset.series = s.label;
     paths.push(path);
@@ -595,7 +605,7 @@ function renderChart(spec, points) {
     let text = value(s.latest);
     const p50 = [...series.values()].find((o) => o.dashed && o.key === s.key);
     if (p50) text += " · " + value(p50.latest);
-    const li = el("li", colorOf(s.key));
+    const li = el("li", colorOf(spec.group, s.key));
     li.append(el("i", "swatch"), document.createTextNode(s.key + " "), el("b", "", text));
     legend.push(li);
   }
@@ -640,11 +650,14 @@ async function fetchStats() {
   if (!resp.ok) throw new Error("GET /v1/stats: HTTP " + resp.status);
   const body = await resp.json();
   const cur = { t: Date.parse(body.time), body };
-  if (stats.prev) {
-    const point = pointBetween(stats.prev, cur);
+  const snaps = stats.snaps;
+  if (snaps.length > 0) {
+    const point = pointBetween(snaps[0], snaps[snaps.length - 1], cur);
     if (point) stats.points.push(point);
+    else snaps.length = 0; // the sink restarted: start afresh
   }
-  stats.prev = cur;
+  snaps.push(cur);
+  while (snaps.length > 1 && cur.t - snaps[1].t >= LATENCY_WINDOW_MS) snaps.shift();
   const from = cur.t - CHART_WINDOW_MS;
   while (stats.points.length && stats.points[0].t < from) stats.points.shift();
   renderCharts();
