@@ -396,7 +396,7 @@ const stats = { snaps: [], points: [], timer: 0, paused: false, colors: new Map(
 const CHART_SPECS = [
   { id: "events", title: "Events/s", empty: "No events in the last 2 minutes", group: "type",
     series: (p) => named(p.rates), total: true, format: formatRate, unit: "/s" },
-  { id: "latency", title: "Latency p99 · p50", empty: "No events to time in the last 2 minutes", group: "type",
+  { id: "latency", title: "Latency", prefix: "p99 ", empty: "No events to time in the last 2 minutes", group: "type",
     series: (p) => latencySeries(p), format: formatMs, unit: "" },
   { id: "errors", title: "Errors/s by code", empty: "No errors in the last 2 minutes", group: "code",
     series: (p) => named(p.errors), total: true, format: formatRate, unit: "/s" },
@@ -596,7 +596,7 @@ function renderChart(spec, points) {
   fig.dataset.points = String(points.length);
   fig.dataset.latest = latest === null ? "" : String(latest);
   fig.querySelector(".y-max").textContent = points.length ? spec.format(top) + spec.unit : "";
-  fig.querySelector(".chart-value").textContent = latest === null ? "–" : spec.format(latest) + spec.unit;
+  fig.querySelector(".chart-value").textContent = latest === null ? "–" : (spec.prefix || "") + spec.format(latest) + spec.unit;
 
   const legend = [];
   for (const s of series.values()) {
@@ -604,7 +604,7 @@ function renderChart(spec, points) {
     const value = (v) => (v === null ? "–" : spec.format(v) + spec.unit);
     let text = value(s.latest);
     const p50 = [...series.values()].find((o) => o.dashed && o.key === s.key);
-    if (p50) text += " · " + value(p50.latest);
+    if (p50) text = "p99 " + text + " · p50 " + value(p50.latest);
     const li = el("li", colorOf(spec.group, s.key));
     li.append(el("i", "swatch"), document.createTextNode(s.key + " "), el("b", "", text));
     legend.push(li);
