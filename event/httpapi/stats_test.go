@@ -183,4 +183,6 @@ func TestStatsOptional(t *testing.T) {
 
 type failingGatherer struct{}
 
-func (failingGatherer) Gather() ([]*dto.MetricFamily, error) { return nil, errors.New("registry broke") }
+func (failingGatherer) Gather() ([]*dto.MetricFamily, error) {
+	return nil, errors.New("registry broke")
+}
