@@ -512,7 +512,7 @@ func TestRateLimitAnswers(t *testing.T) {
 
 // TestAuthPaths checks which paths need what once authentication is on:
 // probes and the console's page need nothing, /v1/types a credential,
-// /metrics the read:metrics scope.
+// /metrics and /v1/stats the read:metrics scope.
 func TestAuthPaths(t *testing.T) {
 	s := startAuthSink(t)
 	ctx := testContext(t)
@@ -530,6 +530,9 @@ func TestAuthPaths(t *testing.T) {
 		{"/metrics", "", http.StatusUnauthorized},
 		{"/metrics", noMetrics, http.StatusForbidden},
 		{"/metrics", "key-hello", http.StatusOK},
+		{"/v1/stats", "", http.StatusUnauthorized},
+		{"/v1/stats", noMetrics, http.StatusForbidden},
+		{"/v1/stats", "key-hello", http.StatusOK},
 	} {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.url+tc.path, nil)
 		if tc.credential != "" {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -129,8 +131,9 @@ func (c *consoleLog) sync(t *testing.T, ctx context.Context, tab context.Context
 
 // TestConsoleInBrowser drives the console in headless Chromium against the
 // real sink and a publishing processor: send an event and see the reply,
-// subscribe and see the published copy of the next one arrive live, with
-// nothing written to the browser console. With UPDATE_SCREENSHOT=1 it also
+// subscribe and see the published copy of the next one arrive live, see
+// the live charts draw and move while events flow, with nothing written to
+// the browser console. With UPDATE_SCREENSHOT=1 it also
 // saves the screenshot in docs/console.png.
 func TestConsoleInBrowser(t *testing.T) {
 	if testing.Short() {
@@ -185,6 +188,14 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("type choices %q lack %s", got, want)
 	}
 
+	// The charts: idle at first, the events chart says there is no
+	// traffic; the streams chart shows the processor's live streams.
+	waitFor("the charts have a point", `Number(document.getElementById("chart-events").dataset.points) > 0`)
+	if got := text("chart-events"); !strings.Contains(got, "No events in the last 2 minutes") {
+		t.Errorf("idle events chart %q, want its empty state", got)
+	}
+	waitFor("the streams chart shows live streams", `Number(document.getElementById("chart-streams").dataset.latest) > 0`)
+
 	// Send, and see the reply.
 	send("TYPE_HELLO", `{"greeting": "hello from the browser"}`)
 	waitFor("the reply is shown", `document.getElementById("reply").dataset.status === "200"`)
@@ -216,8 +227,33 @@ func TestConsoleInBrowser(t *testing.T) {
 	if got := text("count-received"); got != "2" {
 		t.Errorf("received counter %q, want 2", got)
 	}
+	waitFor("the subscribers chart counts the console", `document.getElementById("chart-subscribers").dataset.latest === "1"`)
 
-	if os.Getenv("UPDATE_SCREENSHOT") == "1" {
+	// While events flow, the charts draw them and move on.
+	screenshot := os.Getenv("UPDATE_SCREENSHOT") == "1"
+	flow := startTraffic(ctx, s, screenshot)
+	waitFor("the events chart shows the traffic",
+		`document.getElementById("chart-events").dataset.empty === "false" && Number(document.getElementById("chart-events").dataset.latest) > 0`)
+	waitFor("the latency chart shows the traffic", `Number(document.getElementById("chart-latency").dataset.latest) > 0`)
+	const eventsPath = `document.querySelector("#chart-events path[data-series=TYPE_HELLO]").getAttribute("d")`
+	drawn, err := chromedp.Run(tab, chromedp.Evaluate[string](eventsPath))
+	if err != nil || !strings.HasPrefix(drawn, "M") {
+		t.Fatalf("events chart path %q (%v), want a line", drawn, err)
+	}
+	waitFor("the events chart updates", eventsPath+` !== `+strconv.Quote(drawn))
+	if screenshot {
+		// Enough points for the charts to show a shape.
+		time.Sleep(40 * time.Second)
+	}
+	sent, errs := flow.end()
+	if len(errs) > 0 {
+		t.Errorf("traffic: %d of %d posts failed: %v", len(errs), sent, errs[0])
+	}
+	if got := text("chart-errors"); !screenshot && !strings.Contains(got, "No errors in the last 2 minutes") {
+		t.Errorf("errors chart %q, want its empty state", got)
+	}
+
+	if screenshot {
 		png, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
 		if err != nil {
 			t.Fatalf("screenshot: %v", err)
@@ -238,8 +274,8 @@ func TestConsoleInBrowser(t *testing.T) {
 
 // TestConsoleWithCredential drives the console against a sink that
 // authenticates: it asks for a credential after a 401, then sends with it
-// as a header and subscribes with a ticket minted with it; the credential
-// never appears in a URL the page requests.
+// as a header (for its charts too) and subscribes with a ticket minted with
+// it; the credential never appears in a URL the page requests.
 func TestConsoleWithCredential(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a browser")
@@ -248,7 +284,7 @@ func TestConsoleWithCredential(t *testing.T) {
 	ctx := testContext(t)
 	keys := filepath.Join(t.TempDir(), "keys.json")
 	authtest.WriteAPIKeys(t, keys, map[string]auth.APIKey{
-		"console-key": {Principal: "operator", Scopes: []string{"send:*", "subscribe:*"}},
+		"console-key": {Principal: "operator", Scopes: []string{"send:*", "subscribe:*", "read:metrics"}},
 	})
 	s := publishFixture(t, ctx, "--auth-api-keys", keys)
 	tab := startBrowser(t, ctx)
@@ -275,6 +311,8 @@ func TestConsoleWithCredential(t *testing.T) {
 	run("sending", chromedp.SetValue(chromedp.ID("send-type"), "TYPE_HELLO"), chromedp.Click(chromedp.ID("send")))
 	waitFor("the reply is shown", `document.getElementById("reply").dataset.status === "200"`)
 	waitFor("the published event is listed", `document.querySelectorAll("#events li.event").length === 1`)
+	// The charts resumed with the credential (/v1/stats needs read:metrics).
+	waitFor("the events chart shows the event", `document.getElementById("chart-events").dataset.empty === "false"`)
 
 	// Every URL the page requested, and the live EventSource's.
 	urls, err := chromedp.Run(tab, chromedp.Evaluate[[]string](

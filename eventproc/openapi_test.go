@@ -165,6 +165,7 @@ func TestOpenAPIRows(t *testing.T) {
 		{name: "subscribe stream (SSE, ends at its deadline)", method: "GET", path: "/v1/events:subscribe?types=hello",
 			header: map[string]string{"Request-Timeout": "50ms", "Accept": "text/event-stream"}, want: 200},
 		{name: "types", method: "GET", path: "/v1/types", want: 200},
+		{name: "stats", method: "GET", path: "/v1/stats", want: 200},
 		{name: "readyz: 503 (goodbye has no live processor)", method: "GET", path: "/readyz", want: 503},
 		{name: "healthz", method: "GET", path: "/healthz", want: 200},
 		{name: "tickets without authentication: 404", path: "/v1/tickets", want: 404},
@@ -174,6 +175,9 @@ func TestOpenAPIRows(t *testing.T) {
 		{name: "ticket", sink: authed.sinkProc, path: "/v1/tickets", header: map[string]string{"x-api-key": "key-gone"}, want: 200},
 		{name: "rate limited: 429", sink: authed.sinkProc, body: `{"type":"TYPE_HELLO"}`,
 			header: map[string]string{"x-api-key": "key-hello"}, tries: 3, want: 429},
+		{name: "stats without a credential: 401", sink: authed.sinkProc, method: "GET", path: "/v1/stats", want: 401},
+		{name: "stats with read:metrics", sink: authed.sinkProc, method: "GET", path: "/v1/stats",
+			header: map[string]string{"x-api-key": "key-hello"}, want: 200},
 		{name: "readyz needs no credential", sink: authed.sinkProc, method: "GET", path: "/readyz", want: 200},
 	}
 	for _, r := range rows {

@@ -122,6 +122,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}),
+		Stats:           reg,
 		Logger:          log,
 		CloudEventTypes: cfg.CloudEventTypes,
 	}

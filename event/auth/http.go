@@ -12,6 +12,7 @@ import (
 const (
 	subscribePath = "/v1/events:subscribe"
 	metricsPath   = "/metrics"
+	statsPath     = "/v1/stats" // the metrics as JSON, for the console's charts
 )
 
 // HTTP authenticates an HTTP request; it is event/httpapi's
@@ -21,7 +22,8 @@ const (
 //
 // The credential is an Authorization: Bearer header, an X-Api-Key header
 // or, on GET /v1/events:subscribe only, a ticket (?ticket=…, see
-// [Authenticator.IssueTicket]). GET /metrics needs the read:metrics scope.
+// [Authenticator.IssueTicket]). GET /metrics, and /v1/stats (the same
+// metrics as JSON), need the read:metrics scope.
 func (a *Authenticator) HTTP(r *http.Request) (context.Context, error) {
 	c := credential{
 		authorization: r.Header.Get("Authorization"),
@@ -39,7 +41,7 @@ func (a *Authenticator) HTTP(r *http.Request) (context.Context, error) {
 	}
 	ctx := r.Context()
 	switch {
-	case r.URL.Path == metricsPath && !p.Scopes.Metrics:
+	case (r.URL.Path == metricsPath || r.URL.Path == statsPath) && !p.Scopes.Metrics:
 		a.metrics.denied.WithLabelValues("metrics").Inc()
 		return nil, status.Errorf(codes.PermissionDenied, "%s may not read metrics (scope %s)", p.Name, MetricsScope)
 	case subscribe && !p.Expires.IsZero():

@@ -28,6 +28,8 @@
 //	                          processor stream), with every route's status
 //	GET  /, /console.js, ...  the browser console, embedded
 //	GET  /metrics             Options.Metrics, when set
+//	GET  /v1/stats            a JSON snapshot of the sink's metrics, which the
+//	                          console charts (Options.Stats, when set)
 //
 // Every error is its gRPC status as JSON, with the HTTP status grpc-gateway
 // maps its code to (405 with Allow for a wrong method, 413 for a body over

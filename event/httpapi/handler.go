@@ -61,6 +61,11 @@ type Options struct {
 	Heartbeat time.Duration
 	// Metrics, when set, is served at GET /metrics.
 	Metrics http.Handler
+	// Stats, when set, is the registry of the sink's metrics (its
+	// Config.Metrics): GET /v1/stats answers a JSON snapshot of them, which
+	// the console charts. When authentication is on, it needs what /metrics
+	// needs ((*auth.Authenticator).HTTP asks for the read:metrics scope).
+	Stats prometheus.Gatherer
 	// MetricsRegisterer, when set, gets the handler's metrics:
 	// eventproc_http_requests_cut_total{reason}, the requests cut off by
 	// the body limits (body_too_large, body_read_timeout), and
@@ -160,6 +165,9 @@ func New(backend Backend, opts Options) (*Handler, error) {
 	}
 	if opts.Metrics != nil {
 		paths["/metrics"] = opts.Metrics.ServeHTTP
+	}
+	if opts.Stats != nil {
+		paths[statsPath] = h.stats
 	}
 	h.public = map[string]bool{"/healthz": true, "/readyz": true, openapiPath: true}
 	if err := consolePaths(paths, h.public); err != nil {

@@ -175,6 +175,30 @@ func augment(doc m) {
 			"items": m{"type": "object", "properties": m{"name": m{"type": "string"}, "number": m{"type": "integer"},
 				"routed": m{"type": "boolean"}}}}}})}, map[int]string{401: "Authentication is on and the credential is missing or invalid.", 405: "A method other than GET."}),
 	}}
+	num := m{"type": "number"}
+	counts := m{"type": "object", "description": "Events answered, by canonical gRPC code name; codes never seen are left out.",
+		"additionalProperties": m{"type": "integer"}}
+	latency := m{"type": "object", "description": "The cumulative latency histogram in seconds: counts[i] events took at most bounds[i].",
+		"properties": m{"count": m{"type": "integer"}, "sum": num,
+			"bounds": m{"type": "array", "items": num}, "counts": m{"type": "array", "items": m{"type": "integer"}}}}
+	paths["/v1/stats"] = m{"get": m{
+		"summary": "A snapshot of the sink's metrics, for the console's charts: cumulative counts per type and code, " +
+			"latency histograms, subscribers, live streams and requests in flight per target. Needs the read:metrics scope.",
+		"operationId": "Stats_Get",
+		"responses": errors(m{"200": jsonResponse("The snapshot.", m{"type": "object", "properties": m{
+			"time": m{"type": "string", "format": "date-time"},
+			"types": m{"type": "array", "items": m{"type": "object", "properties": m{
+				"type": m{"type": "string"}, "events": counts, "latency": latency}}},
+			"subscribers": num,
+			"targets": m{"type": "array", "items": m{"type": "object", "properties": m{
+				"target": m{"type": "string"}, "streams_live": num, "inflight": num}}},
+		}})}, map[int]string{
+			401: "Authentication is on and the credential is missing or invalid.",
+			403: "The credential's scopes do not include read:metrics.",
+			405: "A method other than GET.",
+			500: "The metrics registry failed.",
+		}),
+	}}
 	paths["/healthz"] = m{"get": m{
 		"summary": "Liveness: the process is up.", "operationId": "Health_Live",
 		"responses": errors(m{"200": m{"description": "ok", "content": m{"text/plain": m{"schema": m{"type": "string"}}}}},

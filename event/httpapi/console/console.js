@@ -1,5 +1,5 @@
 // eventproc console: send events, watch published ones live (Server-Sent
-// Events), and follow the routes' health. Plain browser JavaScript, no
+// Events), chart the sink's metrics, and follow the routes' health. Plain browser JavaScript, no
 // build step; the page's Content-Security-Policy allows only same-origin
 // scripts, styles and requests.
 "use strict";
@@ -61,6 +61,7 @@ async function useCredential(ev) {
   try {
     await loadTypes();
     $("auth-form").hidden = true;
+    resumeStats();
     setState("muted", "not subscribed");
     document.body.dataset.ready = "true";
   } catch (e) {
@@ -370,6 +371,308 @@ function renderRoutes(routes) {
   tbody.replaceChildren(...rows);
 }
 
+// ---- live metrics -----------------------------------------------------------
+
+// The charts poll GET /v1/stats, a snapshot of the sink's cumulative
+// metrics, and turn each new snapshot into a point: rates from the
+// counters' growth since the previous one, latency quantiles from the
+// histogram buckets that filled in the last LATENCY_WINDOW_MS (one
+// interval holds too few events for a p99), gauges as they are.
+
+const STATS_EVERY_MS = 2000;
+const CHART_WINDOW_MS = 120000; // two minutes of points
+const LATENCY_WINDOW_MS = 10000;
+const PALETTE = 6; // series colours .s0 … .s5 in console.css
+const SVG_NS = "http://www.w3.org/2000/svg";
+const PLOT_W = 300; // the charts' viewBox
+const PLOT_H = 100;
+
+// snaps are the recent snapshots, oldest first, reaching back at least
+// LATENCY_WINDOW_MS; points the charts' points of the last CHART_WINDOW_MS.
+const stats = { snaps: [], points: [], timer: 0, paused: false, colors: new Map(), charts: {} };
+
+// The charts: each picks its series out of a point and formats values;
+// series of a group share colours across charts.
+const CHART_SPECS = [
+  { id: "events", title: "Events/s", empty: "No events in the last 2 minutes", group: "type",
+    series: (p) => named(p.rates), total: true, format: formatRate, unit: "/s" },
+  { id: "latency", title: "Latency", prefix: "p99 ", empty: "No events to time in the last 2 minutes", group: "type",
+    series: (p) => latencySeries(p), format: formatMs, unit: "" },
+  { id: "errors", title: "Errors/s by code", empty: "No errors in the last 2 minutes", group: "code",
+    series: (p) => named(p.errors), total: true, format: formatRate, unit: "/s" },
+  { id: "subscribers", title: "Subscribers", empty: "", gauge: true, noLegend: true, group: "subscribers",
+    series: (p) => [{ key: "subscribers", label: "subscribers", value: p.subscribers }], format: formatCount, unit: "" },
+  { id: "streams", title: "Processor streams", empty: "No processor targets", gauge: true, emptyWhenNone: true, group: "target",
+    series: (p) => named(p.streams), total: true, format: formatCount, unit: "" },
+];
+
+function named(values) {
+  return Object.entries(values).map(([name, value]) => ({ key: name, label: name, value }));
+}
+
+// latencySeries is p99 (solid) and p50 (dashed) of every type, in ms.
+function latencySeries(p) {
+  const out = [];
+  for (const [type, q] of Object.entries(p.latency)) {
+    out.push({ key: type, label: type + " p99", value: q.p99, legend: true });
+    out.push({ key: type, label: type + " p50", value: q.p50, dashed: true });
+  }
+  return out;
+}
+
+function formatRate(v) {
+  return v === 0 ? "0" : v < 10 ? v.toFixed(1) : String(Math.round(v));
+}
+
+function formatMs(v) {
+  return v < 1 ? v.toFixed(2) + " ms" : v < 10 ? v.toFixed(1) + " ms" : Math.round(v) + " ms";
+}
+
+function formatCount(v) {
+  return String(Math.round(v));
+}
+
+// colorOf gives each series of a group a stable colour class.
+function colorOf(group, key) {
+  if (!stats.colors.has(group)) stats.colors.set(group, new Map());
+  const colors = stats.colors.get(group);
+  if (!colors.has(key)) colors.set(key, colors.size % PALETTE);
+  return "s" + colors.get(key);
+}
+
+// quantile estimates the q-quantile of the events in a histogram's bucket
+// deltas (bounds in seconds, cumulative counts, total), interpolating
+// linearly within the bucket as Prometheus' histogram_quantile does; ms.
+function quantile(q, bounds, counts, total) {
+  if (total <= 0) return null;
+  const rank = q * total;
+  for (let i = 0; i < bounds.length; i++) {
+    if (counts[i] >= rank) {
+      const lower = i === 0 ? 0 : bounds[i - 1];
+      const below = i === 0 ? 0 : counts[i - 1];
+      const inBucket = counts[i] - below;
+      const frac = inBucket > 0 ? (rank - below) / inBucket : 1;
+      return (lower + (bounds[i] - lower) * frac) * 1000;
+    }
+  }
+  return bounds.length ? bounds[bounds.length - 1] * 1000 : null; // beyond the last bound
+}
+
+function sumEvents(events) {
+  let n = 0;
+  for (const v of Object.values(events || {})) n += v;
+  return n;
+}
+
+// pointBetween turns snapshots into one chart point: rates between prev
+// and cur, latency between older and cur. It returns null when a counter
+// went down (the sink restarted).
+function pointBetween(older, prev, cur) {
+  const dt = (cur.t - prev.t) / 1000;
+  if (dt <= 0) return null;
+  const before = new Map(prev.body.types.map((t) => [t.type, t]));
+  const earlier = new Map(older.body.types.map((t) => [t.type, t]));
+  const point = { t: cur.t, rates: {}, latency: {}, errors: {}, streams: {}, subscribers: cur.body.subscribers };
+  for (const t of cur.body.types) {
+    const old = before.get(t.type) || { events: {} };
+    const n = sumEvents(t.events) - sumEvents(old.events);
+    if (n < 0) return null;
+    point.rates[t.type] = n / dt;
+    for (const [code, count] of Object.entries(t.events)) {
+      if (code === "OK") continue;
+      const d = count - ((old.events || {})[code] || 0);
+      point.errors[code] = (point.errors[code] || 0) + d / dt;
+    }
+    if (t.latency) {
+      const was = (earlier.get(t.type) || {}).latency;
+      const total = t.latency.count - (was ? was.count : 0);
+      const counts = t.latency.counts.map((c, i) => c - (was ? was.counts[i] || 0 : 0));
+      if (total < 0) return null;
+      point.latency[t.type] = {
+        p50: quantile(0.5, t.latency.bounds, counts, total),
+        p99: quantile(0.99, t.latency.bounds, counts, total),
+      };
+    }
+  }
+  for (const target of cur.body.targets) point.streams[target.target] = target.streams_live;
+  return point;
+}
+
+function buildCharts() {
+  const box = $("charts");
+  const tpl = $("chart").content.firstElementChild;
+  for (const spec of CHART_SPECS) {
+    const fig = tpl.cloneNode(true);
+    fig.dataset.chart = spec.id;
+    fig.id = "chart-" + spec.id;
+    fig.querySelector(".chart-title").textContent = spec.title;
+    fig.querySelector("svg").setAttribute("aria-label", spec.title + ", last 2 minutes");
+    const grid = fig.querySelector(".gridlines");
+    for (const y of [0, PLOT_H / 2, PLOT_H]) {
+      const line = document.createElementNS(SVG_NS, "line");
+      line.setAttribute("x1", "0");
+      line.setAttribute("x2", String(PLOT_W));
+      line.setAttribute("y1", String(y));
+      line.setAttribute("y2", String(y));
+      line.setAttribute("vector-effect", "non-scaling-stroke");
+      grid.append(line);
+    }
+    fig.querySelector(".chart-empty").textContent = "Collecting…";
+    box.append(fig);
+    stats.charts[spec.id] = fig;
+  }
+}
+
+// niceMax rounds a chart's top up to 1, 2 or 5 times a power of ten.
+function niceMax(v) {
+  if (!(v > 0)) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const m of [1, 2, 5, 10]) if (v <= m * p) return m * p;
+  return 10 * p;
+}
+
+// pathOf draws one series: a line through its points, broken where a
+// value is missing (no events to time).
+function pathOf(values, x, y) {
+  let d = "";
+  let pen = false;
+  for (const [t, v] of values) {
+    if (v === null || v === undefined) {
+      pen = false;
+      continue;
+    }
+    d += (pen ? "L" : "M") + x(t).toFixed(1) + " " + y(v).toFixed(1);
+    pen = true;
+  }
+  return d;
+}
+
+function renderChart(spec, points) {
+  const fig = stats.charts[spec.id];
+  const now = points.length ? points[points.length - 1].t : Date.now();
+  const from = now - CHART_WINDOW_MS;
+  // Every series seen in the window, with its values in time order.
+  const series = new Map();
+  for (const p of points) {
+    for (const s of spec.series(p)) {
+      if (!series.has(s.label)) series.set(s.label, { ...s, values: [] });
+      series.get(s.label).values.push([p.t, s.value]);
+    }
+  }
+  let max = 0;
+  let latest = null;
+  for (const s of series.values()) {
+    for (const [, v] of s.values) if (v > max) max = v;
+    const [t, v] = s.values[s.values.length - 1];
+    s.latest = t === now ? v : spec.gauge ? null : 0; // a series gone from the last point
+    if (s.latest !== null && !s.dashed) latest = spec.total ? (latest || 0) + s.latest : Math.max(latest || 0, s.latest);
+  }
+  const top = niceMax(max);
+  const x = (t) => ((t - from) / CHART_WINDOW_MS) * PLOT_W;
+  const y = (v) => PLOT_H - (v / top) * PLOT_H;
+
+  const lines = fig.querySelector(".lines");
+  const paths = [];
+  for (const s of series.values()) {
+    const d = pathOf(s.values, x, y);
+    if (d === "") continue;
+    const path = document.createElementNS(SVG_NS, "path");
+    path.setAttribute("d", d);
+    path.setAttribute("class", colorOf(spec.group, s.key) + (s.dashed ? " dashed" : ""));
+    path.setAttribute("vector-effect", "non-scaling-stroke");
+    path.dataset.series = s.label;
+    paths.push(path);
+  }
+  lines.replaceChildren(...paths);
+
+  // Empty: nothing but zeros (or no points yet) in the window.
+  // For streams, zero is news (every target down); no targets is empty.
+  const none = spec.emptyWhenNone ? series.size === 0 : max === 0;
+  const empty = points.length === 0 ? "Collecting…" : none && spec.empty ? spec.empty : "";
+  const note = fig.querySelector(".chart-empty");
+  note.textContent = empty;
+  note.hidden = empty === "";
+  fig.dataset.empty = String(empty !== "");
+  fig.dataset.points = String(points.length);
+  fig.dataset.latest = latest === null ? "" : String(latest);
+  fig.querySelector(".y-max").textContent = points.length ? spec.format(top) + spec.unit : "";
+  fig.querySelector(".chart-value").textContent = latest === null ? "–" : (spec.prefix || "") + spec.format(latest) + spec.unit;
+
+  const legend = [];
+  for (const s of series.values()) {
+    if (s.dashed || (s.latest === null && !s.legend) || spec.noLegend) continue;
+    const value = (v) => (v === null ? "–" : spec.format(v) + spec.unit);
+    let text = value(s.latest);
+    const p50 = [...series.values()].find((o) => o.dashed && o.key === s.key);
+    if (p50) text = "p99 " + text + " · p50 " + value(p50.latest);
+    const li = el("li", colorOf(spec.group, s.key));
+    li.append(el("i", "swatch"), document.createTextNode(s.key + " "), el("b", "", text));
+    legend.push(li);
+  }
+  fig.querySelector(".legend").replaceChildren(...legend);
+}
+
+function renderCharts() {
+  for (const spec of CHART_SPECS) renderChart(spec, stats.points);
+}
+
+// pollStats fetches one snapshot and schedules the next, unless the sink
+// has no stats (404), the credential may not read them (403), or it
+// needs a credential first (401: useCredential resumes).
+async function pollStats() {
+  stats.timer = 0;
+  let next = true;
+  try {
+    if (!document.hidden) next = await fetchStats();
+  } catch (e) {
+    $("charts-note").textContent = "sink unreachable; retrying";
+  }
+  if (next) stats.timer = setTimeout(pollStats, STATS_EVERY_MS);
+}
+
+async function fetchStats() {
+  const resp = await fetch("v1/stats", { headers: withCredential({ Accept: "application/json" }), cache: "no-store" });
+  if (resp.status === 401) {
+    stats.paused = true;
+    needCredential();
+    $("charts-note").textContent = "waiting for a credential";
+    return false;
+  }
+  if (resp.status === 404) {
+    $("charts-card").hidden = true; // this sink serves no stats
+    return false;
+  }
+  if (resp.status === 403) {
+    $("charts-note").textContent = "this credential may not read metrics (scope read:metrics)";
+    for (const fig of Object.values(stats.charts)) fig.querySelector(".chart-empty").textContent = "No access";
+    return false;
+  }
+  if (!resp.ok) throw new Error("GET /v1/stats: HTTP " + resp.status);
+  const body = await resp.json();
+  const cur = { t: Date.parse(body.time), body };
+  const snaps = stats.snaps;
+  if (snaps.length > 0) {
+    const point = pointBetween(snaps[0], snaps[snaps.length - 1], cur);
+    if (point) stats.points.push(point);
+    else snaps.length = 0; // the sink restarted: start afresh
+  }
+  snaps.push(cur);
+  while (snaps.length > 1 && cur.t - snaps[1].t >= LATENCY_WINDOW_MS) snaps.shift();
+  const from = cur.t - CHART_WINDOW_MS;
+  while (stats.points.length && stats.points[0].t < from) stats.points.shift();
+  renderCharts();
+  $("charts-note").textContent = "last 2 minutes, from the sink's own metrics · updated " + new Date(cur.t).toLocaleTimeString();
+  return true;
+}
+
+// resumeStats restarts polling after a credential was entered.
+function resumeStats() {
+  if (stats.paused && stats.timer === 0) {
+    stats.paused = false;
+    pollStats();
+  }
+}
+
 // ---- start ----------------------------------------------------------------
 
 async function start() {
@@ -381,6 +684,9 @@ async function start() {
   $("auth-form").addEventListener("submit", useCredential);
   addMetadataRow("source", "console");
   checkPayload();
+  buildCharts();
+  renderCharts();
+  pollStats();
   refreshStatus();
   setInterval(refreshStatus, STATUS_EVERY_MS);
   try {
