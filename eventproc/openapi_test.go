@@ -140,6 +140,8 @@ func TestOpenAPIRows(t *testing.T) {
 	ctx := testContext(t)
 	plain := echoFixtureWith(t, ctx, "--route", "goodbye=127.0.0.1:1", "--broadcast", "hello", "--body-read-timeout", "100ms")
 	authed := startAuthSink(t, "--rate-limit", "0.001", "--rate-burst", "1")
+	durable := startSink(t, "--route", "hello="+deadAddr(t), "--durable", "hello", "--data-dir", t.TempDir())
+	durable.waitRoute(ctx, "TYPE_HELLO", true)
 	type row struct {
 		name, method, path, body string
 		header                   map[string]string
@@ -179,6 +181,10 @@ func TestOpenAPIRows(t *testing.T) {
 		{name: "stats with read:metrics", sink: authed.sinkProc, method: "GET", path: "/v1/stats",
 			header: map[string]string{"x-api-key": "key-hello"}, want: 200},
 		{name: "readyz needs no credential", sink: authed.sinkProc, method: "GET", path: "/readyz", want: 200},
+		{name: "durable route: 202", sink: durable, body: `{"type":"TYPE_HELLO","payload":1}`,
+			header: map[string]string{"Idempotency-Key": "k1"}, want: 202},
+		{name: "durable route, key reused for another event: 422", sink: durable, body: `{"type":"TYPE_HELLO","payload":2}`,
+			header: map[string]string{"Idempotency-Key": "k1"}, want: 422},
 	}
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) {
