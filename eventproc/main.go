@@ -11,16 +11,23 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/grpclog"
 
 	"github.com/eventproc/eventproc/internal/vtcodec"
 )
 
 func main() {
-	// Before any gRPC use, as package encoding requires.
+	// Before any gRPC use, as packages encoding and grpclog require.
 	encoding.RegisterCodecV2(vtcodec.Codec{})
+	// gRPC's and grpc-gateway's own log goes to the process log, errors
+	// only, as gRPC's default logger does (their info and warning lines are
+	// about connections coming and going, which the sink logs itself).
+	grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, io.Discard, grpcLogWriter{slog.LevelError}))
 	if os.Getenv("GOGC") == "" {
 		// Fewer collections (docs/design.md, Memory); the budget bounds the heap.
 		debug.SetGCPercent(gcPercent)
@@ -51,7 +58,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	srv, err := newServer(cfg, newLogger(cfg, stderr))
+	log := newLogger(cfg, stderr)
+	processLog.Store(log)
+	srv, err := newServer(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -88,4 +97,17 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// processLog is the logger of the last run, which grpcLogWriter writes to.
+var processLog atomic.Pointer[slog.Logger]
+
+// grpcLogWriter writes grpclog's lines to the process log at its level.
+type grpcLogWriter struct{ level slog.Level }
+
+func (w grpcLogWriter) Write(p []byte) (int, error) {
+	if log := processLog.Load(); log != nil {
+		log.Log(context.Background(), w.level, strings.TrimSpace(string(p)), "source", "grpc")
+	}
+	return len(p), nil
 }
