@@ -28,7 +28,7 @@ const (
 // safe for concurrent use and do nothing on a nil receiver (no registry).
 type durableMetrics struct {
 	stored, duplicates, delivered, deliveredAgain *prometheus.CounterVec
-	redelivered, dead, storeErrors                *prometheus.CounterVec
+	redelivered, dead, storeErrors, replayed      *prometheus.CounterVec
 }
 
 // newDurableMetrics registers the durable routes' metrics with reg.
@@ -49,10 +49,12 @@ func newDurableMetrics(reg prometheus.Registerer) (*durableMetrics, error) {
 			"Deliveries that failed and were scheduled again, by reason (the gRPC code, snake case).", "reason"),
 		dead: counter("eventproc_durable_dead_lettered_total",
 			"Stored events moved to the dead letters, by reason: max_deliveries, undecodable, or a permanent error's gRPC code (snake case).", "reason"),
+		replayed: counter("eventproc_durable_replayed_total",
+			"Dead letters stored again for delivery (POST /v1/deadletters:replay)."),
 		storeErrors: counter("eventproc_durable_store_errors_total",
 			"Failed operations on the durable store, by operation: publish, idempotency, fetch, ack, dead_letter.", "op"),
 	}
-	for _, c := range []prometheus.Collector{m.stored, m.duplicates, m.delivered, m.deliveredAgain, m.redelivered, m.dead, m.storeErrors} {
+	for _, c := range []prometheus.Collector{m.stored, m.duplicates, m.delivered, m.deliveredAgain, m.redelivered, m.dead, m.storeErrors, m.replayed} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -69,6 +71,7 @@ func (m *durableMetrics) init(typ string) {
 	m.duplicates.WithLabelValues(typ)
 	m.delivered.WithLabelValues(typ)
 	m.deliveredAgain.WithLabelValues(typ)
+	m.replayed.WithLabelValues(typ)
 	for _, op := range []string{opPublish, opIdempotency, opFetch, opAck, opDeadLetter} {
 		m.storeErrors.WithLabelValues(typ, op)
 	}
@@ -83,6 +86,7 @@ const (
 	cRedelivered
 	cDead
 	cStoreErrors
+	cReplayed
 )
 
 // inc adds one to counter c's series with labels.
@@ -91,7 +95,7 @@ func (m *durableMetrics) inc(c durableCounter, labels ...string) {
 		return
 	}
 	v := [...]*prometheus.CounterVec{cDelivered: m.delivered, cDeliveredAgain: m.deliveredAgain,
-		cRedelivered: m.redelivered, cDead: m.dead, cStoreErrors: m.storeErrors}[c]
+		cRedelivered: m.redelivered, cDead: m.dead, cStoreErrors: m.storeErrors, cReplayed: m.replayed}[c]
 	v.WithLabelValues(labels...).Inc()
 }
 
