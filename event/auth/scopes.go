@@ -9,13 +9,13 @@ import (
 )
 
 // Scopes is what a credential allows: sending and subscribing to event
-// types, and reading /metrics.
+// types, listing and replaying their dead letters, and reading /metrics.
 //
-// A scope is "send:<type>" or "subscribe:<type>", <type> named as in a
-// route (hello, TYPE_HELLO, any case) or "*" for every type, or
-// "read:metrics".
+// A scope is "send:<type>", "subscribe:<type>" or "replay:<type>", <type>
+// named as in a route (hello, TYPE_HELLO, any case) or "*" for every type,
+// or "read:metrics".
 type Scopes struct {
-	send, subscribe typeSet
+	send, subscribe, replay typeSet
 	// Metrics allows GET /metrics.
 	Metrics bool
 }
@@ -37,7 +37,7 @@ func (s *typeSet) add(t eventv1.Type) {
 
 // allScopes allows everything: the scopes of callers when authentication
 // is off.
-var allScopes = Scopes{send: typeSet{all: true}, subscribe: typeSet{all: true}, Metrics: true}
+var allScopes = Scopes{send: typeSet{all: true}, subscribe: typeSet{all: true}, replay: typeSet{all: true}, Metrics: true}
 
 // MetricsScope allows GET /metrics.
 const MetricsScope = "read:metrics"
@@ -59,10 +59,12 @@ func ParseScopes(list []string, strict bool) (Scopes, error) {
 			set = &s.send
 		case "subscribe":
 			set = &s.subscribe
+		case "replay":
+			set = &s.replay
 		}
 		if !ok || set == nil {
 			if strict {
-				return s, fmt.Errorf("unknown scope %q (want send:<type>, subscribe:<type> or %s; <type> may be *)", scope, MetricsScope)
+				return s, fmt.Errorf("unknown scope %q (want send:<type>, subscribe:<type>, replay:<type> or %s; <type> may be *)", scope, MetricsScope)
 			}
 			continue
 		}
@@ -89,6 +91,8 @@ func (s Scopes) Allows(action sink.Action, t eventv1.Type) bool {
 		return s.send.has(t)
 	case sink.ActionSubscribe:
 		return s.subscribe.has(t)
+	case sink.ActionReplay:
+		return s.replay.has(t)
 	}
 	return false
 }

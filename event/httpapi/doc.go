@@ -30,6 +30,11 @@
 //	GET  /metrics             Options.Metrics, when set
 //	GET  /v1/stats            a JSON snapshot of the sink's metrics, which the
 //	                          console charts (Options.Stats, when set)
+//	GET  /v1/deadletters?type=T[&after=SEQ][&limit=N]
+//	                          a durable route's dead letters, when the
+//	                          backend keeps them (DeadLetterBackend)
+//	POST /v1/deadletters:replay  {"type":T,"sequences":[...]}: stores them
+//	                          again for delivery
 //
 // Every error is its gRPC status as JSON, with the HTTP status grpc-gateway
 // maps its code to (405 with Allow for a wrong method, 413 for a body over

@@ -181,6 +181,15 @@ func New(backend Backend, opts Options) (*Handler, error) {
 			return nil, fmt.Errorf("POST %s: %w", ticketsPath, err)
 		}
 	}
+	if dl, ok := backend.(DeadLetterBackend); ok {
+		paths[deadLettersPath] = func(w http.ResponseWriter, r *http.Request) { h.listDeadLetters(dl, w, r) }
+		h.allow[replayPath] = http.MethodPost
+		if err := h.mux.HandlePath(http.MethodPost, replayPath, func(w http.ResponseWriter, r *http.Request, _ map[string]string) {
+			h.replayDeadLetters(dl, w, r)
+		}); err != nil {
+			return nil, fmt.Errorf("POST %s: %w", replayPath, err)
+		}
+	}
 	for path, fn := range paths {
 		h.allow[path] = http.MethodGet
 		if err := h.mux.HandlePath(http.MethodGet, path, func(w http.ResponseWriter, r *http.Request, _ map[string]string) {

@@ -290,6 +290,9 @@ const (
 	// ActionSubscribe is subscribing to published events (Subscribe over
 	// gRPC, Server-Sent Events or NDJSON), asked once per type.
 	ActionSubscribe
+	// ActionReplay is listing and replaying the dead letters of a durable
+	// route ([Sink.DeadLetters], [Sink.ReplayDeadLetters]).
+	ActionReplay
 )
 
 func (a Action) String() string {
@@ -298,6 +301,8 @@ func (a Action) String() string {
 		return "send"
 	case ActionSubscribe:
 		return "subscribe"
+	case ActionReplay:
+		return "replay"
 	}
 	return fmt.Sprintf("Action(%d)", int(a))
 }

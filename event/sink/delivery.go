@@ -100,6 +100,7 @@ func (s *Sink) deliverRoute(ctx context.Context, r *route) {
 			<-credit
 		}
 		if err != nil && ctx.Err() == nil {
+			s.durm.inc(cStoreErrors, r.name, opFetch)
 			s.cfg.Logger.Warn("durable store: cannot pull events", "type", r.name, "err", err, "retry_in", backoff)
 			if !sleep(ctx, backoff) {
 				return
@@ -166,6 +167,7 @@ func (s *Sink) fetch(ctx context.Context, r *route, name string, n int, credit c
 // acks it, retries it later or moves it to the dead letters.
 type delivery struct {
 	s    *Sink
+	typ  string // the route's type name, for the metrics
 	msg  jetstream.Msg
 	meta *jetstream.MsgMetadata
 	done func()
@@ -174,7 +176,7 @@ type delivery struct {
 // deliver sends a stored event to r's processors. done is called once it
 // was answered and the store told.
 func (s *Sink) deliver(ctx context.Context, r *route, msg jetstream.Msg, done func()) {
-	d := &delivery{s: s, msg: msg, done: done}
+	d := &delivery{s: s, typ: r.name, msg: msg, done: done}
 	meta, err := msg.Metadata()
 	if err != nil {
 		s.cfg.Logger.Warn("durable store: a message without metadata; terminated", "type", r.name, "err", err)
@@ -183,16 +185,19 @@ func (s *Sink) deliver(ctx context.Context, r *route, msg jetstream.Msg, done fu
 		return
 	}
 	d.meta = meta
+	if meta.NumDelivered > 1 {
+		s.durm.inc(cDeliveredAgain, r.name)
+	}
 	data := msg.Data()
 	h, tooDeep, err := checkEvent(data)
 	switch {
 	case err != nil || tooDeep:
-		go d.dead(codes.InvalidArgument, "stored event does not decode")
+		go d.dead(codes.InvalidArgument, deadUndecodable, "stored event does not decode")
 		return
 	case meta.NumDelivered > uint64(s.cfg.Durable.MaxDeliver):
 		// Earlier deliveries went unanswered: their sink stopped, or the
 		// answer or the ack was lost.
-		go d.dead(codes.DeadlineExceeded, "delivered "+strconv.FormatUint(meta.NumDelivered-1, 10)+
+		go d.dead(codes.DeadlineExceeded, deadMaxDeliveries, "delivered "+strconv.FormatUint(meta.NumDelivered-1, 10)+
 			" times without an answer")
 		return
 	}
@@ -227,19 +232,23 @@ func (d *delivery) receive(sub *submission, a answer) {
 				d.s.publish(ev)
 			}
 		}
+		d.s.durm.inc(cDelivered, d.typ)
 		if err := d.msg.Ack(); err != nil {
+			d.s.durm.inc(cStoreErrors, d.typ, opAck)
 			d.s.cfg.Logger.Warn("durable store: ack failed; the event will be delivered again", "id", sub.id, "err", err)
 		}
 		d.done()
 	case retryable(code) && d.meta.NumDelivered < uint64(d.s.cfg.Durable.MaxDeliver):
+		d.s.durm.inc(cRedelivered, d.typ, codeReason(code))
 		_ = d.msg.NakWithDelay(d.s.cfg.Durable.retryDelay(d.meta.NumDelivered))
 		d.done()
 	default:
-		msg := a.errMessage()
+		msg, reason := a.errMessage(), codeReason(code)
 		if retryable(code) {
 			msg = "after " + strconv.FormatUint(d.meta.NumDelivered, 10) + " deliveries: " + msg
+			reason = deadMaxDeliveries
 		}
-		go d.dead(code, msg) // not on the processor stream's reader
+		go d.dead(code, reason, msg) // not on the processor stream's reader
 	}
 }
 
@@ -255,8 +264,8 @@ func (a answer) errMessage() string {
 }
 
 // dead moves the delivered event to the dead-letter stream with the reason,
-// then removes it from the durable stream.
-func (d *delivery) dead(code codes.Code, reason string) {
+// then removes it from the durable stream; label is the reason as counted.
+func (d *delivery) dead(code codes.Code, label, reason string) {
 	defer d.done()
 	m := &nats.Msg{Subject: deadSubject + d.msg.Subject()[len(durableSubject):], Data: d.msg.Data(), Header: nats.Header{}}
 	m.Header.Set(HeaderDeadCode, code.String())
@@ -269,11 +278,15 @@ func (d *delivery) dead(code codes.Code, reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := d.s.js.PublishMsg(ctx, m); err != nil {
+		d.s.durm.inc(cStoreErrors, d.typ, opDeadLetter)
 		d.s.cfg.Logger.Warn("durable store: cannot store a dead letter; retrying later", "subject", d.msg.Subject(), "err", err)
 		_ = d.msg.NakWithDelay(d.s.cfg.Durable.retryDelay(d.meta.NumDelivered))
 		return
 	}
 	d.s.cfg.Logger.Warn("durable event moved to the dead letters", "subject", d.msg.Subject(),
 		"sequence", d.meta.Sequence.Stream, "code", code.String(), "reason", reason)
-	_ = d.msg.Ack()
+	d.s.durm.inc(cDead, d.typ, label)
+	if err := d.msg.Ack(); err != nil {
+		d.s.durm.inc(cStoreErrors, d.typ, opAck)
+	}
 }

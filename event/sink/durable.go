@@ -134,6 +134,7 @@ type storeAnswer struct {
 func (s *Sink) storeEvent(sub *submission) {
 	nc := s.cfg.Durable.Conn
 	if st := nc.Status(); st != nats.CONNECTED {
+		s.durm.inc(cStoreErrors, sub.route.name, opPublish)
 		sub.finish(answer{err: status.Errorf(codes.Unavailable, "durable store unavailable (NATS connection %s); retry later", st)})
 		return
 	}
@@ -142,6 +143,9 @@ func (s *Sink) storeEvent(sub *submission) {
 	var opts []jetstream.PublishOpt
 	if sub.idem != nil {
 		if err := s.claim(ctx, sub); err != nil {
+			if status.Code(err) != codes.FailedPrecondition {
+				s.durm.inc(cStoreErrors, sub.route.name, opIdempotency)
+			}
 			sub.finish(answer{err: err})
 			return
 		}
@@ -151,9 +155,11 @@ func (s *Sink) storeEvent(sub *submission) {
 	msg := &nats.Msg{Subject: durableSubject + sub.typ.String(), Data: sub.event}
 	ack, err := s.js.PublishMsg(ctx, msg, opts...)
 	if err != nil {
+		s.durm.inc(cStoreErrors, sub.route.name, opPublish)
 		sub.finish(answer{err: storeError(ctx, sub.typ, err)})
 		return
 	}
+	s.durm.storedOne(sub.route.name, ack.Duplicate)
 	sub.finish(answer{stored: &storeAnswer{id: sub.id, sequence: ack.Sequence, duplicate: ack.Duplicate}})
 }
 

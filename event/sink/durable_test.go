@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -45,6 +46,12 @@ func startStore(t *testing.T) *natsembed.Store {
 // until its store is set up (not for processors).
 func startDurableSink(t *testing.T, st *natsembed.Store, addr string, d DurableConfig) *Sink {
 	t.Helper()
+	return startDurableSinkMetrics(t, st, addr, d, nil)
+}
+
+// startDurableSinkMetrics is startDurableSink with metrics in reg.
+func startDurableSinkMetrics(t *testing.T, st *natsembed.Store, addr string, d DurableConfig, reg prometheus.Registerer) *Sink {
+	t.Helper()
 	d.Conn = st.Conn()
 	s, err := New(Config{
 		Routes:       []Route{{Type: eventv1.Type_TYPE_HELLO, Targets: []string{addr}, Durable: true}},
@@ -52,6 +59,7 @@ func startDurableSink(t *testing.T, st *natsembed.Store, addr string, d DurableC
 		Durable:      d,
 		Logger:       discard(),
 		Timeout:      2 * time.Second,
+		Metrics:      reg,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +204,8 @@ func TestDurableDeadLetters(t *testing.T) {
 	ctx := testCtx(t)
 	st := startStore(t)
 	addr := freeAddr(t)
-	s := startDurableSink(t, st, addr, DurableConfig{MaxDeliver: 3, RetryDelay: 10 * time.Millisecond})
+	reg := prometheus.NewPedanticRegistry()
+	s := startDurableSinkMetrics(t, st, addr, DurableConfig{MaxDeliver: 3, RetryDelay: 10 * time.Millisecond}, reg)
 	rec := newRecorder(func(ev *eventv1.Event) *eventv1.ProcessResponse {
 		switch ev.GetPayload().GetStringValue() {
 		case "poison":
@@ -262,6 +271,22 @@ func TestDurableDeadLetters(t *testing.T) {
 				p, m.Subject, m.Header, w.code, w.deliveries)
 		}
 	}
+
+	got := gather(t, reg)
+	for key, want := range map[string]float64{
+		`eventproc_durable_stored_total{type="TYPE_HELLO"}`:                                  5,
+		`eventproc_durable_duplicates_total{type="TYPE_HELLO"}`:                              0,
+		`eventproc_durable_delivered_total{type="TYPE_HELLO"}`:                               3,
+		`eventproc_durable_deliveries_again_total{type="TYPE_HELLO"}`:                        2,
+		`eventproc_durable_redelivered_total{reason="unavailable",type="TYPE_HELLO"}`:        2,
+		`eventproc_durable_dead_lettered_total{reason="max_deliveries",type="TYPE_HELLO"}`:   1,
+		`eventproc_durable_dead_lettered_total{reason="invalid_argument",type="TYPE_HELLO"}`: 1,
+		`eventproc_durable_store_errors_total{op="publish",type="TYPE_HELLO"}`:               0,
+	} {
+		if v, ok := got[key]; !ok || v != want {
+			t.Errorf("%s = %v (exported: %v), want %v", key, v, ok, want)
+		}
+	}
 }
 
 // A full store answers RESOURCE_EXHAUSTED with a retry delay; a closed one
@@ -269,7 +294,8 @@ func TestDurableDeadLetters(t *testing.T) {
 func TestDurableStoreFullOrDown(t *testing.T) {
 	ctx := testCtx(t)
 	st := startStore(t)
-	s := startDurableSink(t, st, freeAddr(t), DurableConfig{MaxBytes: 2048})
+	reg := prometheus.NewPedanticRegistry()
+	s := startDurableSinkMetrics(t, st, freeAddr(t), DurableConfig{MaxBytes: 2048}, reg)
 	var err error
 	for i := 0; i < 100 && err == nil; i++ {
 		_, err = send(s, ctx, hello("0123456789012345678901234567890123456789"))
@@ -287,6 +313,10 @@ func TestDurableStoreFullOrDown(t *testing.T) {
 	start := time.Now()
 	_, err = send(s, ctx, hello("x"))
 	wantCode(t, err, codes.Unavailable)
+	// One refused as full, one with the store down.
+	if n := gather(t, reg)[`eventproc_durable_store_errors_total{op="publish",type="TYPE_HELLO"}`]; n != 2 {
+		t.Errorf("store errors on publish = %v, want 2", n)
+	}
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("answered after %v with the store closed, want at once", d)
 	}

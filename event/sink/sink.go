@@ -26,8 +26,10 @@ type Sink struct {
 	targets []*target // every configured target, once each
 	ids     *eventid.Generator
 	hub     *pubsub.Hub
-	// metrics is nil when Config.Metrics is.
+	// metrics is nil when Config.Metrics is; durm too, and without a
+	// durable route.
 	metrics *metrics
+	durm    *durableMetrics
 	// js is the durable store, nil without durable routes; kv its bucket
 	// of idempotency keys, once created.
 	js jetstream.JetStream
@@ -90,8 +92,28 @@ func New(cfg Config) (*Sink, error) {
 		if s.metrics, err = newMetrics(cfg.Metrics, s); err != nil {
 			return nil, fmt.Errorf("%w: registering metrics: %v", ErrInvalidConfig, err)
 		}
+		if s.js != nil && s.anyDurable() {
+			if s.durm, err = newDurableMetrics(cfg.Metrics); err != nil {
+				return nil, fmt.Errorf("%w: registering metrics: %v", ErrInvalidConfig, err)
+			}
+			for _, r := range s.routes {
+				if r.durable {
+					s.durm.init(r.name)
+				}
+			}
+		}
 	}
 	return s, nil
+}
+
+// anyDurable reports whether a route is durable.
+func (s *Sink) anyDurable() bool {
+	for _, r := range s.routes {
+		if r.durable {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Sink) closeTargets() {

@@ -227,6 +227,34 @@ func restCaller(client *http.Client, url, token string) caller {
 	}
 }
 
+// restStoredCaller posts the hello event to a durable route at url and
+// checks for a 202 whose body says where it was stored.
+func restStoredCaller(client *http.Client, url string) caller {
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(restBody))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return fmt.Errorf("reading the body: %w", err)
+		}
+		if resp.StatusCode != http.StatusAccepted {
+			return fmt.Errorf("HTTP %d: %.200s, want 202", resp.StatusCode, body)
+		}
+		if !bytes.Contains(body, []byte(`"sequence"`)) {
+			return fmt.Errorf("202 without a sequence: %.200s", body)
+		}
+		return nil
+	}
+}
+
 // checkEcho checks that ev echoes the payload sent.
 func checkEcho(ev *eventv1.Event) error {
 	if got := ev.GetPayload().GetStringValue(); got != payload {
@@ -417,6 +445,12 @@ func refStreamMux(ctx context.Context, conn *grpc.ClientConn, queue int) (*strea
 // sinkStreamMux opens SinkService.Stream on conn and multiplexes callers
 // over it, correlating answers by event id.
 func sinkStreamMux(ctx context.Context, conn *grpc.ClientConn, queue int) (*streamMux, error) {
+	return sinkStreamMuxWant(ctx, conn, queue, eventv1.Outcome_OUTCOME_REPLIED)
+}
+
+// sinkStreamMuxWant is sinkStreamMux expecting the outcome want: a reply
+// echoing the payload, or OUTCOME_STORED with a stream sequence.
+func sinkStreamMuxWant(ctx context.Context, conn *grpc.ClientConn, queue int, want eventv1.Outcome) (*streamMux, error) {
 	ss, err := eventv1.NewSinkServiceClient(conn).Stream(ctx)
 	if err != nil {
 		return nil, err
@@ -444,8 +478,14 @@ func sinkStreamMux(ctx context.Context, conn *grpc.ClientConn, queue int) (*stre
 			case *eventv1.StreamResponse_Error:
 				return id, status.FromProto(r.Error).Err(), nil
 			case *eventv1.StreamResponse_Response:
-				if o := r.Response.GetOutcome(); o != eventv1.Outcome_OUTCOME_REPLIED {
-					return id, fmt.Errorf("outcome %v, want OUTCOME_REPLIED", o), nil
+				if o := r.Response.GetOutcome(); o != want {
+					return id, fmt.Errorf("outcome %v, want %v", o, want), nil
+				}
+				if want == eventv1.Outcome_OUTCOME_STORED {
+					if r.Response.GetSequence() == 0 {
+						return id, errors.New("stored without a sequence"), nil
+					}
+					return id, nil, nil
 				}
 				return id, checkEcho(r.Response.GetEvent()), nil
 			default:

@@ -392,4 +392,6 @@ var (
 	// (slog, text or JSON); take the address that follows.
 	sinkGRPCRE = regexp.MustCompile(`grpc listening on ([^\s"]+)`)
 	sinkHTTPRE = regexp.MustCompile(`http listening on ([^\s"]+)`)
+	// sinkNATSRE matches the sink's log line of its embedded NATS port.
+	sinkNATSRE = regexp.MustCompile(`nats listening on ([^\s"]+)`)
 )

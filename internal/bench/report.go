@@ -218,6 +218,12 @@ func (r *report) rrTable() (*table, []targetCheck) {
 				return fmt.Sprintf("≥ %.2f× %s", minThr, refName), v >= minThr
 			})
 			verdicts = append(verdicts, "req/s "+passMiss(ok))
+			if minDel := m.scenario.minDelivery; minDel > 0 {
+				ok := check(line+" delivered/s", m.deliveryRate()/ref.load.rate(), isNoisy, func(v float64) (string, bool) {
+					return fmt.Sprintf("≥ %.2f× %s req/s", minDel, refName), v >= minDel
+				})
+				verdicts = append(verdicts, "delivered "+passMiss(ok))
+			}
 			if maxP99 := m.scenario.maxP99; maxP99 > 0 {
 				ok := check(line+" p99", p99, isNoisy, func(v float64) (string, bool) {
 					return fmt.Sprintf("≤ %.2f× %s", maxP99, refName), v <= maxP99
@@ -268,6 +274,45 @@ func (r *report) rrTable() (*table, []targetCheck) {
 		checks = append(checks, targetCheck{line: name, want: want, got: got, ok: ok, noisy: noisy[name]})
 	}
 	return t, checks
+}
+
+// durableTable builds the durable lines' table: intake against delivery.
+func (r *report) durableTable() *table {
+	t := &table{header: []string{"scenario", "C", "intake req/s", "intake p99", "delivered/s", "waiting at end",
+		"× ref req/s", "delivered × ref req/s"}}
+	for _, m := range r.rr {
+		if !m.scenario.durable {
+			continue
+		}
+		c := fmt.Sprint(m.workers)
+		if m.round > 1 || r.rounds > 1 && m.workers == r.maxWorkers() {
+			c = fmt.Sprintf("%d #%d", m.workers, m.round)
+		}
+		if m.err != nil {
+			t.add(m.scenario.name, c, "failed", "", "", "", "", "")
+			continue
+		}
+		thr, del := "–", "–"
+		if ref := r.reference(m); ref != nil && ref.load.rate() > 0 {
+			thr = fmt.Sprintf("%.3f", m.load.rate()/ref.load.rate())
+			del = fmt.Sprintf("%.3f", m.deliveryRate()/ref.load.rate())
+		}
+		t.add(m.scenario.name, c, fmtRate(m.load.rate()), fmtMs(m.load.percentile(.99)), fmtRate(m.deliveryRate()),
+			fmt.Sprint(m.backlog), thr, del)
+	}
+	if len(t.rows) == 0 {
+		return nil
+	}
+	return t
+}
+
+// maxWorkers is the largest concurrency measured.
+func (r *report) maxWorkers() int {
+	n := 0
+	for _, m := range r.rr {
+		n = max(n, m.workers)
+	}
+	return n
 }
 
 // median returns the median of vs.
@@ -343,6 +388,10 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "\nRequest-response (%v measured per line after %v warm-up; CPU and RSS are of the server process: reference server or sink)\n\n", r.duration, r.warmup)
 		rr.text(w)
 	}
+	if dt := r.durableTable(); dt != nil {
+		fmt.Fprintf(w, "\nDurable intake and delivery (events delivered to the processor and acked during the same window)\n\n")
+		dt.text(w)
+	}
 	if len(r.fanout) > 0 {
 		fmt.Fprintf(w, "\nPub/sub fan-out (gRPC Subscribe clients; events sent with unary Send to a processor that publishes each)\n\n")
 		r.fanoutTable().text(w)
@@ -387,11 +436,21 @@ func (r *report) markdown(w io.Writer) {
 		fmt.Fprintf(w, "`server CPU/req` and the RSS columns are of the measured server process: the reference server, "+
 			"or the sink (`eventproc`) for `*-sink` lines; `proc CPU/req` is the echo processor's. "+
 			"`× ref` compares a sink line with its reference at the same C in this run "+
-			"(rest-sink/http-echo, grpc-sink/grpc-echo, stream-sink/stream-echo, and stream-batch-sink/stream-echo for comparison only: it batches, the reference does not); "+
+			"(rest-sink/http-echo, grpc-sink/grpc-echo, stream-sink/stream-echo, rest-durable/rest-sink, stream-durable/stream-sink, and stream-batch-sink/stream-echo for comparison only: it batches, the reference does not); "+
 			"`× ref CPU` is the sink's CPU per request over the reference server's, which puts the absolute CPU target in context. "+
 			"`other load` is the CPU (in cores) that processes outside the benchmark used during the window: "+
 			"anything well above 0 means the line was disturbed by other work on the machine.\n\n")
 		rr.markdown(w)
+	}
+	if dt := r.durableTable(); dt != nil {
+		fmt.Fprintf(w, "\n## Durable intake and delivery\n\n")
+		fmt.Fprintf(w, "`*-durable` lines send to a durable route (`--durable hello`, the embedded JetStream store in a fresh "+
+			"`--data-dir`, the echo processor up): intake is answered once the event is stored (202, `OUTCOME_STORED`), "+
+			"and the sink delivers stored events to the processor meanwhile. `delivered/s` counts the events delivered and acked "+
+			"during the measured window (read from the durable stream's state: stored minus still waiting); `waiting at end` is "+
+			"the backlog when the window closed. Both are compared with the request-response line of the same path "+
+			"(rest-sink, stream-sink) in the same round. The sink CPU target does not apply: the sink process hosts the store.\n\n")
+		dt.markdown(w)
 	}
 	if len(r.fanout) > 0 {
 		fmt.Fprintf(w, "\n## Pub/sub fan-out\n\n")

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"slices"
 	"sync"
 	"time"
 
@@ -44,6 +45,10 @@ type servers struct {
 	// the JWT they authenticate with.
 	tls   *tls.Config
 	token string
+	// natsAddr is where a durable sink's embedded NATS server accepts
+	// clients ("" for other servers): the benchmark reads the durable
+	// stream's state there to count deliveries.
+	natsAddr string
 }
 
 // stop stops the server first, then the processor.
@@ -81,21 +86,45 @@ func (e *env) startRef(cmd string) (*servers, error) {
 // startSink starts an echo processor (with procArgs) and the sink routing
 // TYPE_HELLO to it, and waits until the sink reports ready.
 func (e *env) startSink(procArgs ...string) (*servers, error) {
+	return e.startSinkWith(nil, procArgs...)
+}
+
+// startDurableSink is startSink with TYPE_HELLO's route durable, its
+// embedded store in a fresh directory, and the store's NATS port open to
+// the benchmark (to count deliveries).
+func (e *env) startDurableSink() (*servers, error) {
+	dir, err := os.MkdirTemp(e.bins.dir, "data")
+	if err != nil {
+		return nil, err
+	}
+	return e.startSinkWith([]string{"--durable", "hello", "--data-dir", dir, "--nats-listen", "127.0.0.1:0"})
+}
+
+// startSinkWith is startSink with extra sink arguments; with --nats-listen
+// among them it also waits for the store's address.
+func (e *env) startSinkWith(sinkArgs []string, procArgs ...string) (*servers, error) {
 	args := append([]string{"--addr", "127.0.0.1:0", "--shutdown-grace", "1s"}, procArgs...)
 	p, got, err := startChild("proc", e.bins.proc, args, []*regexp.Regexp{listeningRE}, startTimeout)
 	if err != nil {
 		return nil, err
 	}
 	procAddr := got[0]
-	sk, got, err := startChild("eventproc", e.bins.eventproc, []string{
+	want := []*regexp.Regexp{sinkHTTPRE, sinkGRPCRE}
+	if slices.Contains(sinkArgs, "--nats-listen") {
+		want = append(want, sinkNATSRE)
+	}
+	sk, got, err := startChild("eventproc", e.bins.eventproc, append([]string{
 		"--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
 		"--route", "hello=" + procAddr, "--shutdown-grace", "1s",
-	}, []*regexp.Regexp{sinkHTTPRE, sinkGRPCRE}, startTimeout)
+	}, sinkArgs...), want, startTimeout)
 	if err != nil {
 		p.stop()
 		return nil, err
 	}
 	s := &servers{server: sk, proc: p, httpAddr: got[0], grpcAddr: got[1]}
+	if len(got) > 2 {
+		s.natsAddr = got[2]
+	}
 	if err := waitReady(s, startTimeout); err != nil {
 		s.stop()
 		return nil, fmt.Errorf("eventproc: %w; its output:\n%s", err, sk.out.tail())
@@ -139,8 +168,14 @@ type scenario struct {
 	// (stream-batch-sink batches, which the ping-pong reference does not).
 	noTargets string
 	// noCPUTarget exempts a sink scenario from the sink CPU target (the
-	// secure ones pay for TLS).
+	// secure ones pay for TLS, the durable ones for the embedded store).
 	noCPUTarget bool
+	// durable marks a durable intake line: answers are 202 / OUTCOME_STORED,
+	// and the events delivered to the processor during the window are
+	// counted too. minDelivery is the target of their rate relative to
+	// the reference's throughput.
+	durable     bool
+	minDelivery float64
 	start       func(e *env) (*servers, error)
 	// client connects to s and returns a caller factory for c workers and
 	// a function that releases the connections.
@@ -194,6 +229,26 @@ func scenarios() []scenario {
 			ref: "stream-echo", noTargets: "batches",
 			start:  func(e *env) (*servers, error) { return e.startSink() },
 			client: goClient,
+		},
+		{
+			name: "rest-durable", about: "POST /v1/events → durable route: stored (embedded JetStream), answered 202; delivered to the echo processor meanwhile",
+			ref: "rest-sink", minThroughput: 0.8, minDelivery: 0.5, noCPUTarget: true, durable: true,
+			start: func(e *env) (*servers, error) { return e.startDurableSink() },
+			client: func(ctx context.Context, s *servers, c int) (func(int) caller, func(), error) {
+				client := newHTTPClient(c, s.tls)
+				url := s.url("/v1/events")
+				return func(int) caller { return restStoredCaller(client, url) }, client.CloseIdleConnections, nil
+			},
+		},
+		{
+			name: "stream-durable", about: "one SinkService.Stream → durable route: stored, answered OUTCOME_STORED; delivered to the echo processor meanwhile",
+			ref: "stream-sink", minThroughput: 0.8, minDelivery: 0.5, noCPUTarget: true, durable: true,
+			start: func(e *env) (*servers, error) { return e.startDurableSink() },
+			client: func(ctx context.Context, s *servers, c int) (func(int) caller, func(), error) {
+				return streamClient(ctx, s, c, func(ctx context.Context, conn *grpc.ClientConn, queue int) (*streamMux, error) {
+					return sinkStreamMuxWant(ctx, conn, queue, eventv1.Outcome_OUTCOME_STORED)
+				})
+			},
 		},
 		{
 			name: "rest-sink-secure", about: "as rest-sink, over TLS (HTTP/1.1) with a JWT per request, and mutual TLS from the sink to the processor",
@@ -276,7 +331,20 @@ type measurement struct {
 	// otherLoad is the CPU used by processes other than the benchmark's
 	// own during the window, in cores: noise from the rest of the machine.
 	otherLoad float64
-	err       error // the run could not be done at all
+	// For a durable line: events delivered to the processor (and acked)
+	// during the window, and events stored and not yet delivered at its
+	// end.
+	delivered, backlog uint64
+	err                error // the run could not be done at all
+}
+
+// deliveryRate is a durable line's events delivered per second in the
+// window.
+func (m measurement) deliveryRate() float64 {
+	if m.load.elapsed <= 0 {
+		return 0
+	}
+	return float64(m.delivered) / m.load.elapsed.Seconds()
 }
 
 // measure starts sc's servers fresh, loads them with workers workers and
@@ -294,31 +362,45 @@ func (e *env) measure(ctx context.Context, sc *scenario, workers int, warmup, d 
 		m.err = err
 		return m
 	}
+	var store *storeWatch
+	if sc.durable {
+		if store, err = watchStore(s.natsAddr); err != nil {
+			release()
+			m.err = err
+			return m
+		}
+		defer store.close()
+	}
 	var srv0, srv1, proc0, proc1, self0, self1 procStat
+	var st0, st1 storeState
 	var busy0, busy1 time.Duration
 	var sampleErr error
-	sample := func(srv, proc, self *procStat, busy *time.Duration) {
-		var err1, err2, err3, err4 error
+	sample := func(srv, proc, self *procStat, st *storeState, busy *time.Duration) {
+		var err1, err2, err3, err4, err5 error
 		*srv, err1 = s.server.sample()
 		if s.proc != nil {
 			*proc, err2 = s.proc.sample()
 		}
 		*self, err3 = sampleProc(os.Getpid())
 		*busy, err4 = machineBusy()
-		sampleErr = errors.Join(sampleErr, err1, err2, err3, err4)
+		if store != nil {
+			*st, err5 = store.sample()
+		}
+		sampleErr = errors.Join(sampleErr, err1, err2, err3, err4, err5)
 	}
 	m.load = runLoad(ctx, loadPlan{
 		workers: workers, warmup: warmup, measure: d,
-		atStart: func() { sample(&srv0, &proc0, &self0, &busy0) },
-		atEnd:   func() { sample(&srv1, &proc1, &self1, &busy1) },
+		atStart: func() { sample(&srv0, &proc0, &self0, &st0, &busy0) },
+		atEnd:   func() { sample(&srv1, &proc1, &self1, &st1, &busy1) },
 	}, newCaller)
 	release()
+	m.delivered, m.backlog = st1.done()-st0.done(), st1.waiting
 	if err := s.died(); err != nil {
 		m.err = err
 		return m
 	}
 	if sampleErr != nil {
-		m.err = fmt.Errorf("sampling /proc: %w", sampleErr)
+		m.err = fmt.Errorf("sampling: %w", sampleErr)
 		return m
 	}
 	if n := m.load.n; n > 0 {
