@@ -64,6 +64,7 @@ func TestDeadLettersListReplay(t *testing.T) {
 		req.Header.Set("X-Api-Key", key)
 		req.Header.Set("Content-Type", "application/json")
 		resp, b := s.do(ctx, req)
+		checkOpenAPI(t, ctx, s, req, []byte(body), resp, b)
 		return resp.StatusCode, b
 	}
 	for _, p := range []string{"poison", "fine"} {

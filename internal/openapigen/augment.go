@@ -199,6 +199,44 @@ func augment(doc m) {
 			500: "The metrics registry failed.",
 		}),
 	}}
+	str, seq := m{"type": "string"}, m{"type": "integer", "format": "uint64"}
+	deadErrors := map[int]string{
+		400: "No or an unknown type, or a bad after, limit or body.",
+		401: "Authentication is on and the credential is missing or invalid.",
+		403: "The credential's scopes do not include replay:<type>.",
+		404: "The type has no durable route, or nothing to replay.",
+		405: "Another method.",
+		503: "The durable store is unreachable.",
+	}
+	paths["/v1/deadletters"] = m{"get": m{
+		"summary": "The dead letters of a durable route: events that failed for good, with why. Needs the replay:<type> scope.",
+		"operationId": "DeadLetters_List",
+		"parameters": []any{
+			m{"name": "type", "in": "query", "required": true, "description": "The event type, as in --route.", "schema": str},
+			query("after", "List those after this dead-letter sequence (the previous page's next)."),
+			query("limit", "At most this many."),
+		},
+		"responses": errors(m{"200": jsonResponse("A page of dead letters.", m{"type": "object", "properties": m{
+			"type": str, "next": seq,
+			"deadletters": m{"type": "array", "items": m{"type": "object", "properties": m{
+				"sequence": seq, "code": str, "reason": str, "deliveries": m{"type": "integer"},
+				"accepted": m{"type": "string", "format": "date-time"}, "dead_at": m{"type": "string", "format": "date-time"},
+				"stored_sequence": seq, "event": m{"nullable": true, "allOf": []any{ref("v1Event")}},
+			}}},
+		}})}, deadErrors),
+	}}
+	paths["/v1/deadletters:replay"] = m{"post": m{
+		"summary": "Stores dead letters again for delivery (the oldest 1000 without sequences) and removes them from the dead letters. Needs the replay:<type> scope.",
+		"operationId": "DeadLetters_Replay",
+		"requestBody": m{"required": true, "content": m{"application/json": m{"schema": m{"type": "object",
+			"required": []string{"type"},
+			"properties": m{"type": str, "sequences": m{"type": "array", "items": seq}}}}}},
+		"responses": errors(m{"200": jsonResponse("What was replayed, and why it stopped early, if it did.", m{"type": "object", "properties": m{
+			"error": str,
+			"replayed": m{"type": "array", "items": m{"type": "object", "properties": m{
+				"dead_sequence": seq, "sequence": seq, "duplicate": m{"type": "boolean"}}}},
+		}})}, deadErrors),
+	}}
 	paths["/healthz"] = m{"get": m{
 		"summary": "Liveness: the process is up.", "operationId": "Health_Live",
 		"responses": errors(m{"200": m{"description": "ok", "content": m{"text/plain": m{"schema": m{"type": "string"}}}}},
