@@ -78,6 +78,9 @@ func (s *Sink) Status() []RouteStatus {
 // Ready reports whether every route has at least one live processor stream,
 // or, for a durable route, a connected store.
 func (s *Sink) Ready() bool {
+	if !s.sharedPubSubReady() {
+		return false
+	}
 	for _, r := range s.routes {
 		if r.durable {
 			if ok, _ := s.storeStatus(); !ok {
