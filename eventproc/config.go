@@ -61,7 +61,8 @@ type Config struct {
 	CloudEventTypes map[eventv1.Type]string
 	// Store configures the NATS JetStream store of durable routes:
 	// embedded (DataDir, Listen, caps, sync) or external (URL). It is
-	// started only when a route is durable.
+	// started when a route is durable, or to share pub/sub (URL or
+	// Listen set).
 	Store natsembed.Options
 }
 
@@ -120,10 +121,12 @@ func options(c *Config) []option {
 				"one sink per directory"},
 		{name: "nats-listen", arg: "ADDR", env: "EVENTPROC_NATS_LISTEN", set: addrVar(&c.Store.Listen),
 			usage: "also accept NATS clients (other sinks with --nats-url, the nats CLI) on this address; by default " +
-				"the embedded server has no port, only an in-process connection"},
+				"the embedded server has no port, only an in-process connection; published events then go through " +
+				"a JetStream stream shared with those sinks, so that subscribers resume on any of them"},
 		{name: "nats-url", arg: "URL", env: "EVENTPROC_NATS_URL", set: stringVar(&c.Store.URL),
 			usage: "use this external NATS deployment with JetStream (nats://host:4222, several separated by ',') " +
-				"for durable routes instead of the embedded server"},
+				"for durable routes instead of the embedded server, and share published events through it with " +
+				"every sink using it, so that subscribers resume on any of them"},
 		{name: "nats-replicas", arg: "N", env: "EVENTPROC_NATS_REPLICAS", def: "1", set: intVar(&c.Sink.Durable.Replicas, 1),
 			usage: "replicas of the streams the sink creates: 1 for the embedded server, 3 on a cluster"},
 		{name: "nats-max-memory", arg: "SIZE", env: "EVENTPROC_NATS_MAX_MEMORY", def: "32MiB", set: positiveSize(&c.Store.MaxMemory),
@@ -163,7 +166,8 @@ func options(c *Config) []option {
 			set:   durationVar(&c.Sink.KeepaliveTimeout, false),
 			usage: "how long a ping may go unanswered before the processor connection counts as dead"},
 		{name: "history", arg: "N", env: "EVENTPROC_HISTORY", def: strconv.Itoa(pubsub.DefaultHistorySize), set: c.setHistory,
-			usage: "published events of each type kept so that a subscriber can resume after its Last-Event-ID; 0 keeps none"},
+			usage: "published events of each type kept so that a subscriber can resume after its Last-Event-ID; 0 keeps none; " +
+				"with --nats-url or --nats-listen also the shared stream's history (give every sink the same value)"},
 		{name: "subscriber-buffer", arg: "N", env: "EVENTPROC_SUBSCRIBER_BUFFER", def: strconv.Itoa(pubsub.DefaultBufferSize),
 			set:   intVar(&c.Sink.PubSub.BufferSize, 1),
 			usage: "published events waiting for one subscriber before --slow-subscriber applies"},
@@ -467,6 +471,11 @@ func (c *Config) durable() bool {
 	return false
 }
 
+// sharedPubSub reports whether pub/sub goes through the NATS store, shared
+// with other sinks: whenever NATS is shared at all (--nats-url or
+// --nats-listen). A lone sink keeps it in memory.
+func (c *Config) sharedPubSub() bool { return c.Store.URL != "" || c.Store.Listen != "" }
+
 // validateStore checks the store's settings against each other.
 func (c *Config) validateStore() error {
 	switch {
@@ -474,7 +483,7 @@ func (c *Config) validateStore() error {
 		return errors.New("give --nats-url (an external NATS) or --nats-listen (the embedded one's port), not both")
 	case c.Store.URL == "" && c.Sink.Durable.Replicas > 1:
 		return errors.New("--nats-replicas above 1 needs --nats-url (a cluster): the embedded server is a single node")
-	case c.Store.URL == "" && c.durable() && strings.TrimSpace(c.Store.DataDir) == "":
+	case c.Store.URL == "" && (c.durable() || c.sharedPubSub()) && strings.TrimSpace(c.Store.DataDir) == "":
 		return errors.New("--data-dir must not be empty for the embedded store")
 	}
 	return nil

@@ -62,7 +62,7 @@ type logWriter struct {
 	notified bool
 }
 
-var listeningRE = regexp.MustCompile(`(http|grpc|debug) listening on ([^\s"]+)`)
+var listeningRE = regexp.MustCompile(`(http|grpc|debug|nats) listening on ([^\s"]+)`)
 
 func newLogWriter() *logWriter {
 	return &logWriter{addrs: make(map[string]string), ready: make(chan struct{})}

@@ -49,7 +49,8 @@ type server struct {
 	api    *httpapi.Handler
 	conns  *connMetrics
 	tls    *sinkTLS
-	// store is the durable routes' NATS store, nil without them.
+	// store is the NATS store of durable routes and shared pub/sub, nil
+	// without either.
 	store *natsembed.Store
 	// streamsCtx ends long-lived streaming calls (health Watch, reflection,
 	// Subscribe) at shutdown, so that they do not hold up GracefulStop.
@@ -83,18 +84,19 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		scfg.Authorize, scfg.Refresh = authn.Authorize, authn.Refresh
 	}
 	var store *natsembed.Store
-	if !cfg.durable() && (cfg.Store.URL != "" || cfg.Store.Listen != "") {
-		// The scaled deployment sets EVENTPROC_NATS_URL for every sink.
-		log.Warn("NATS is not used: no route is --durable (--nats-url and --nats-listen are ignored)")
-	}
-	if cfg.durable() {
+	if cfg.durable() || cfg.sharedPubSub() {
 		ocfg := cfg.Store
 		ocfg.Name, ocfg.Logger = "eventproc", log
 		if store, err = natsembed.Start(ocfg); err != nil {
 			authn.Close()
 			return nil, fmt.Errorf("durable store: %w", err)
 		}
-		scfg.Durable.Conn = store.Conn()
+		if cfg.durable() {
+			scfg.Durable.Conn = store.Conn()
+		}
+		if cfg.sharedPubSub() {
+			scfg.SharedPubSub = store.Conn()
+		}
 		if a := store.ListenAddr(); a != nil {
 			log.Info("nats listening on "+a.String(), "addr", a.String())
 		}
@@ -102,7 +104,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		if store.Embedded() {
 			where = "embedded, " + cfg.Store.DataDir
 		}
-		log.Info("durable store", "nats", where)
+		log.Info("nats store", "nats", where, "durable", cfg.durable(), "shared_pubsub", cfg.sharedPubSub())
 	}
 	sk, err := sink.New(scfg)
 	if err != nil {

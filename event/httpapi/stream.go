@@ -26,7 +26,12 @@ const streamWriteTimeout = 10 * time.Second
 //	event: missed                        only when events were missed just
 //	data: {"missed":3}                   before the next one
 //
-//	id: 42                               the event's sequence number
+//	event: reset                         only first, when the Last-Event-ID
+//	data: {"reset":true}                 belongs to another history (shared
+//	                                     pub/sub: its stream was recreated)
+//
+//	id: 42                               the event's sequence number, or
+//	                                     EPOCH-42 with shared pub/sub
 //	event: TYPE_HELLO                    its type
 //	data: {"id":"...","type":"TYPE_HELLO","payload":...}
 //
@@ -48,7 +53,8 @@ const streamWriteTimeout = 10 * time.Second
 // With format=cloudevents (ce set) each event is a CloudEvent in the JSON
 // format instead: in SSE the data of a block named by its CloudEvents type,
 // in NDJSON a line of its own with the extension attributes sequence (the
-// sequence number, a string) and, after a loss, missed (a number):
+// sequence number, a string), after a loss missed (a number), with shared
+// pub/sub lasteventid (EPOCH-SEQUENCE), and after a reset historyreset:
 //
 //	{"specversion":"1.0","id":"...","type":"TYPE_HELLO",...,"sequence":"45","missed":2}
 type eventWriter struct {
@@ -85,13 +91,20 @@ func (e *eventWriter) event(resp *eventv1.SubscribeResponse) error {
 	b := e.buf[:0]
 	var err error
 	if e.sse {
+		if resp.GetHistoryReset() {
+			b = append(b, "event: reset\ndata: {\"reset\":true}\n\n"...)
+		}
 		if n := resp.GetMissed(); n > 0 {
 			b = append(b, "event: missed\ndata: {\"missed\":"...)
 			b = strconv.AppendUint(b, n, 10)
 			b = append(b, "}\n\n"...)
 		}
 		b = append(b, "id: "...)
-		b = strconv.AppendUint(b, resp.GetSequence(), 10)
+		if id := resp.GetLastEventId(); id != "" {
+			b = append(b, id...)
+		} else {
+			b = strconv.AppendUint(b, resp.GetSequence(), 10)
+		}
 		b = append(b, "\nevent: "...)
 		var data []byte
 		if e.ce != nil {
@@ -110,6 +123,12 @@ func (e *eventWriter) event(resp *eventv1.SubscribeResponse) error {
 		extra := map[string]any{"sequence": strconv.FormatUint(resp.GetSequence(), 10)}
 		if n := resp.GetMissed(); n > 0 {
 			extra["missed"] = n
+		}
+		if id := resp.GetLastEventId(); id != "" {
+			extra["lasteventid"] = id
+		}
+		if resp.GetHistoryReset() {
+			extra["historyreset"] = true
 		}
 		data, err := e.ce.structured(resp.GetEvent(), extra)
 		if err != nil {

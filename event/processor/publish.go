@@ -9,6 +9,7 @@ import (
 	"github.com/eventproc/eventproc/internal/protocol"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // SinkIDMetadataKey is the gRPC metadata key by which a sink names itself
@@ -17,7 +18,9 @@ import (
 const SinkIDMetadataKey = protocol.SinkIDHeader
 
 // Publish sends ev to every connected sink, once per sink, on its newest
-// live stream (a ProcessResponse with id 0). It may be called from any
+// live stream (a ProcessResponse with id 0). An event without an id is
+// given one first, the same for every sink, so that sinks sharing pub/sub
+// store it once. It may be called from any
 // goroutine, handlers included; ev must not be modified afterwards. It
 // returns once ev is queued for each sink. It fails with UNAVAILABLE when no
 // sink is connected, and with ctx's status when ctx ends first (some sinks
@@ -26,8 +29,13 @@ func (s *Server) Publish(ctx context.Context, ev *eventv1.Event) error {
 	if ev == nil {
 		return status.Error(codes.InvalidArgument, "processor: Publish of a nil event")
 	}
+	groups := s.sinkGroups()
+	if ev.GetId() == "" && len(groups) > 1 {
+		ev = proto.CloneOf(ev)
+		ev.Id = s.ids.Next()
+	}
 	sent := 0
-	for _, group := range s.sinkGroups() {
+	for _, group := range groups {
 		ok, err := publishOnce(ctx, group, ev)
 		if err != nil {
 			return err

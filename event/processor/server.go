@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/eventid"
 	"github.com/eventproc/eventproc/internal/protocol"
 	"google.golang.org/grpc"
 )
@@ -44,6 +45,8 @@ type Server struct {
 	drained chan struct{}      // closed when draining and procs is 0
 	streams map[*stream]uint64 // live streams, by open order, for Publish
 	nextSeq uint64             // order of the next stream to open
+
+	ids *eventid.Generator // ids of published events that have none
 }
 
 // NewServer returns a Server that answers events with h. It panics if h is
@@ -55,6 +58,7 @@ func NewServer(h Handler, opts Options) *Server {
 	opts = opts.withDefaults()
 	inliner, _ := h.(Inliner)
 	return &Server{
+		ids:     eventid.New(),
 		handler: h,
 		inliner: inliner,
 		opts:    opts,

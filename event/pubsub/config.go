@@ -58,6 +58,12 @@ type Config struct {
 	// MaxSubscribers caps live subscriptions (ErrTooManySubscribers beyond).
 	// Zero means DefaultMaxSubscribers; negative is invalid.
 	MaxSubscribers int
+	// External makes the hub number events from outside: PublishAt takes
+	// each event with its sequence number (a shared store's), Publish must
+	// not be used, and resume points carry the epoch set by Reset. A
+	// resuming subscriber skips live events up to its resume point, which
+	// may lie ahead of this hub's latest event.
+	External bool
 }
 
 // Validate reports every problem in c, each wrapping ErrInvalidConfig, or nil

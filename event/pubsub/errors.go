@@ -19,6 +19,10 @@ var (
 	// ErrSlowSubscriber ends a subscription whose buffer overflowed under
 	// the Disconnect policy.
 	ErrSlowSubscriber = errors.New("pubsub: subscriber too slow")
+	// ErrReset ends every subscription of a hub whose history Reset
+	// replaced (the shared stream was recreated): the client resubscribes
+	// from its last event id and is told of the reset.
+	ErrReset = errors.New("pubsub: history reset")
 	// ErrClosed ends a subscription closed by Subscription.Close or
 	// Hub.Close, and is returned by Subscribe once the hub is closed.
 	ErrClosed = errors.New("pubsub: closed")

@@ -41,10 +41,16 @@ func (h *history) add(e entry) {
 		return
 	}
 	if seq, ok := h.evicted.push(old.seq); ok {
-		h.forgotten++
+		if h.forgotten < unknownLost {
+			h.forgotten++
+		}
 		h.lastForgotten = seq
 	}
 }
+
+// unknownLost as a history's forgotten count means any number: lostAfter
+// then bounds the loss by the sequence numbers alone.
+const unknownLost = 1 << 62
 
 // appendAfter appends to dst the retained events after after, oldest first.
 func (h *history) appendAfter(dst []entry, after uint64) []entry {

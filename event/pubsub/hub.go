@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -19,6 +20,7 @@ type Hub struct {
 
 	mu     sync.Mutex
 	seq    uint64                  // last sequence number assigned
+	epoch  string                  // the history's epoch (External only)
 	topics map[eventv1.Type]*topic // by event type, created on first use
 	closed bool
 
@@ -71,10 +73,34 @@ func (h *Hub) Publish(ev *eventv1.Event) uint64 {
 		return 0
 	}
 	h.seq++
+	h.publishLocked(entry{seq: h.seq, ev: ev})
+	return h.seq
+}
+
+// PublishAt is Publish for a hub with Config.External: ev comes with its
+// sequence number seq. It reports false, doing nothing, when ev is nil, the
+// hub is closed, or seq is not above the latest sequence number (a
+// repeat).
+func (h *Hub) PublishAt(seq uint64, ev *eventv1.Event) bool {
+	if ev == nil {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed || seq <= h.seq {
+		return false
+	}
+	h.seq = seq
+	h.publishLocked(entry{seq: seq, ev: ev})
+	return true
+}
+
+// publishLocked records e, the event numbered h.seq, and fans it out.
+func (h *Hub) publishLocked(e entry) {
+	ev := e.ev
 	h.published.Store(h.seq)
-	e := entry{seq: h.seq, ev: ev}
 	if !validType(ev.GetType()) {
-		return e.seq // nobody can subscribe to it
+		return // nobody can subscribe to it
 	}
 	t := h.topicLocked(ev.GetType())
 	t.hist.add(e)
@@ -83,6 +109,9 @@ func (h *Hub) Publish(ev *eventv1.Event) uint64 {
 		dropped uint64
 	)
 	for _, s := range t.subs {
+		if s.skip >= e.seq {
+			continue // replayed already, or before its resume point
+		}
 		switch s.push(e, h.cfg.Policy) {
 		case pushedDrop:
 			dropped++
@@ -100,7 +129,6 @@ func (h *Hub) Publish(ev *eventv1.Event) uint64 {
 	if len(slow) > 0 {
 		h.disconnect.Add(uint64(len(slow)))
 	}
-	return e.seq
 }
 
 // Subscribe starts a subscription to the events of the given types. It ends
@@ -120,10 +148,6 @@ func (h *Hub) Publish(ev *eventv1.Event) uint64 {
 // ErrTooManySubscribers or ErrClosed, or ctx.Err() when ctx is already done.
 func (h *Hub) Subscribe(ctx context.Context, types []eventv1.Type, lastEventID string) (*Subscription, error) {
 	types, err := normalizeTypes(types)
-	if err != nil {
-		return nil, err
-	}
-	after, resume, err := parseLastEventID(lastEventID)
 	if err != nil {
 		return nil, err
 	}
@@ -148,9 +172,26 @@ func (h *Hub) Subscribe(ctx context.Context, types []eventv1.Type, lastEventID s
 		h.mu.Unlock()
 		return nil, fmt.Errorf("%w: limit of %d reached", ErrTooManySubscribers, h.cfg.MaxSubscribers)
 	}
-	if resume {
+	var (
+		after, reset bool
+		pos          uint64
+	)
+	if h.cfg.External {
+		s.epoch = h.epoch
+		pos, after, reset, err = parseExternalID(lastEventID, h.epoch)
+	} else {
+		pos, after, err = parseLastEventID(lastEventID)
+	}
+	if err != nil {
+		h.mu.Unlock()
+		return nil, err
+	}
+	if after {
 		// Under h.mu the snapshot and the registration meet exactly.
-		h.replayLocked(s, after)
+		h.replayLocked(s, pos, reset)
+		if h.cfg.External {
+			s.skip = max(pos, h.seq)
+		}
 	}
 	for i, typ := range types {
 		t := h.topicLocked(typ)
@@ -214,8 +255,9 @@ func (h *Hub) topicLocked(typ eventv1.Type) *topic {
 }
 
 // replayLocked queues for s, in sequence order, the retained events of its
-// types after the sequence number after, and counts those evicted.
-func (h *Hub) replayLocked(s *Subscription, after uint64) {
+// types after the sequence number after, and counts those evicted; reset
+// marks the first event delivered as the start of a new history.
+func (h *Hub) replayLocked(s *Subscription, after uint64, reset bool) {
 	var (
 		runs         = make([][]entry, 0, len(s.types))
 		total        int
@@ -240,7 +282,7 @@ func (h *Hub) replayLocked(s *Subscription, after uint64) {
 		s.missed.Add(lost)
 	}
 	if total == 0 {
-		s.carry = lost
+		s.carry, s.carryReset = lost, reset
 		return
 	}
 	s.replay = make([]item, 0, total)
@@ -254,7 +296,7 @@ func (h *Hub) replayLocked(s *Subscription, after uint64) {
 		s.replay = append(s.replay, item{seq: runs[k][0].seq, ev: runs[k][0].ev})
 		runs[k] = runs[k][1:]
 	}
-	s.replay[0].missed = lost
+	s.replay[0].missed, s.replay[0].reset = lost, reset
 }
 
 // endLocked ends s with err unless it has already ended: it releases s's
@@ -314,6 +356,79 @@ func normalizeTypes(types []eventv1.Type) ([]eventv1.Type, error) {
 func validType(typ eventv1.Type) bool {
 	_, ok := eventv1.Type_name[int32(typ)]
 	return ok && typ != eventv1.Type_TYPE_UNSPECIFIED
+}
+
+// Reset starts a new history for a hub with Config.External, as when its
+// shared stream was created anew: it ends every subscription with ErrReset,
+// forgets the history and the latest sequence number, and makes epoch the
+// one resume points carry. A resume point of another epoch is then
+// answered with the whole retained history, the first event marked reset.
+func (h *Hub) Reset(epoch string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	var all []*Subscription
+	for _, t := range h.topics {
+		all = append(all, t.subs...)
+	}
+	for _, s := range all {
+		h.endLocked(s, ErrReset)
+	}
+	h.topics = make(map[eventv1.Type]*topic)
+	h.seq, h.epoch = 0, epoch
+	h.published.Store(0)
+}
+
+// LostBefore tells a hub with Config.External that events of typ numbered
+// below seq may have been evicted from the shared history before this hub
+// saw them, in unknown number: a subscriber resuming before seq is told it
+// missed events (at most as many as the sequence numbers in between).
+func (h *Hub) LostBefore(typ eventv1.Type, seq uint64) {
+	if !validType(typ) || seq <= 1 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	t := h.topicLocked(typ)
+	t.hist.forgotten = unknownLost
+	t.hist.lastForgotten = max(t.hist.lastForgotten, seq-1)
+}
+
+// EventID returns the resume point of the event numbered seq: its decimal
+// sequence number, preceded by the epoch and a dash for a hub with
+// Config.External.
+func EventID(epoch string, seq uint64) string {
+	if epoch == "" {
+		return strconv.FormatUint(seq, 10)
+	}
+	return epoch + "-" + strconv.FormatUint(seq, 10)
+}
+
+// parseExternalID parses a last event id for a hub of the given epoch:
+// "EPOCH-SEQ" of this epoch resumes after SEQ; one of another epoch, or a
+// bare decimal number (an id from a hub that numbered its own events),
+// resumes from the start of the retained history with reset set.
+func parseExternalID(id, epoch string) (after uint64, resume, reset bool, err error) {
+	if id == "" {
+		return 0, false, false, nil
+	}
+	e, seq, found := strings.Cut(id, "-")
+	if !found {
+		e, seq = "", id
+	}
+	after, err = strconv.ParseUint(seq, 10, 64)
+	if err != nil || (found && e == "") {
+		return 0, false, false, fmt.Errorf("%w: %q is neither EPOCH-SEQUENCE nor a decimal sequence number", ErrInvalidLastEventID, id)
+	}
+	if e != epoch {
+		return 0, true, true, nil
+	}
+	return after, true, false, nil
 }
 
 // parseLastEventID parses a last event id: resume is false for the empty

@@ -13,6 +13,7 @@ type item struct {
 	seq    uint64
 	ev     *eventv1.Event
 	missed uint64 // matching events lost just before this one
+	reset  bool   // the first event of a history new to the subscriber
 }
 
 // Subscription is one subscriber's stream of events, created by
@@ -26,6 +27,9 @@ type Subscription struct {
 	// Guarded by hub.mu.
 	pos        []int // pos[i] is the index of s in the hub's list for types[i]
 	registered bool
+	skip       uint64 // live events up to this sequence number are not for s
+
+	epoch string // of the hub's history when s subscribed (Config.External)
 
 	notify chan struct{} // capacity 1: something was pushed while waiting
 	done   chan struct{} // closed when the subscription ends
@@ -33,13 +37,14 @@ type Subscription struct {
 	missed atomic.Uint64 // total events missed
 
 	// Guarded by mu; the fields push uses come first, to share cache lines.
-	mu      sync.Mutex
-	buf     ring[item]  // live events; limit Config.BufferSize
-	carry   uint64      // missed count owed to the next item pushed
-	waiting bool        // Next found nothing and waits on notify
-	err     error       // why the subscription ended; nil while live
-	replay  []item      // history to deliver before buf
-	stop    func() bool // stops the context.AfterFunc that ends s
+	mu         sync.Mutex
+	buf        ring[item]  // live events; limit Config.BufferSize
+	carry      uint64      // missed count owed to the next item pushed
+	carryReset bool        // reset owed to the next item pushed
+	waiting    bool        // Next found nothing and waits on notify
+	err        error       // why the subscription ended; nil while live
+	replay     []item      // history to deliver before buf
+	stop       func() bool // stops the context.AfterFunc that ends s
 }
 
 // Next returns the next event, waiting until one is published, ctx is done
@@ -65,7 +70,11 @@ func (s *Subscription) Next(ctx context.Context) (*eventv1.SubscribeResponse, er
 		s.waiting = !ok
 		s.mu.Unlock()
 		if ok {
-			return &eventv1.SubscribeResponse{Event: it.ev, Sequence: it.seq, Missed: it.missed}, nil
+			resp := &eventv1.SubscribeResponse{Event: it.ev, Sequence: it.seq, Missed: it.missed, HistoryReset: it.reset}
+			if s.epoch != "" {
+				resp.LastEventId = EventID(s.epoch, it.seq)
+			}
+			return resp, nil
 		}
 		select {
 		case <-s.notify:
@@ -130,13 +139,15 @@ func (s *Subscription) push(e entry, policy Policy) pushResult {
 		return pushFull
 	}
 	result := pushed
-	if old, full := s.buf.push(item{seq: e.seq, ev: e.ev, missed: s.carry}); full {
+	if old, full := s.buf.push(item{seq: e.seq, ev: e.ev, missed: s.carry, reset: s.carryReset}); full {
 		// The item now oldest reports the dropped one and what it reported.
-		s.buf.front().missed += old.missed + 1
+		front := s.buf.front()
+		front.missed += old.missed + 1
+		front.reset = front.reset || old.reset
 		s.missed.Add(1)
 		result = pushedDrop
 	}
-	s.carry = 0
+	s.carry, s.carryReset = 0, false
 	// Signal only a waiting Next, sparing the channel while it is busy.
 	wake := s.waiting
 	s.waiting = false

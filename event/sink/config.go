@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -80,6 +81,14 @@ type Config struct {
 	// to subscribers: history kept for resume, per-subscriber buffer, and
 	// what happens to a subscriber that falls behind.
 	PubSub pubsub.Config
+	// SharedPubSub, when set, is a NATS connection with JetStream through
+	// which published events go, so that every sink using the same NATS
+	// sees the same events under the same sequence numbers and a
+	// subscriber resumes on any of them (docs/design.md, "Pub/sub across
+	// sinks"). PubSub.HistorySize is then also the stream's per-type
+	// history. Nil keeps pub/sub in this sink's memory. The sink does not
+	// close it.
+	SharedPubSub *nats.Conn
 	// Resolver resolves dns:/// targets; net.DefaultResolver when nil.
 	Resolver Resolver
 	// ResolveInterval is how often dns:/// targets are resolved again.
@@ -167,6 +176,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if err := c.Durable.withDefaults(durable); err != nil {
 		return c, err
+	}
+	if c.SharedPubSub != nil {
+		c.PubSub.External = true
 	}
 	if err := c.PubSub.Validate(); err != nil {
 		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)

@@ -34,6 +34,11 @@ type Sink struct {
 	// of idempotency keys, once created.
 	js jetstream.JetStream
 	kv atomic.Pointer[jetstream.KeyValue]
+	// ps is the shared pub/sub stream's JetStream, nil without
+	// Config.SharedPubSub; psReady is closed once the hub caught up with
+	// the stream.
+	ps      jetstream.JetStream
+	psReady chan struct{}
 
 	runOnce sync.Once
 	stop    context.CancelFunc
@@ -86,6 +91,11 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.Durable.Conn != nil {
 		if s.js, err = jetstream.New(cfg.Durable.Conn); err != nil {
 			return nil, fmt.Errorf("%w: durable store: %v", ErrInvalidConfig, err)
+		}
+	}
+	if cfg.SharedPubSub != nil {
+		if err = s.newSharedPubSub(); err != nil {
+			return nil, err
 		}
 	}
 	if cfg.Metrics != nil {
@@ -144,6 +154,9 @@ func (s *Sink) Run(ctx context.Context) error {
 	if s.js != nil {
 		wg.Go(func() { s.runDurable(ctx) })
 	}
+	if s.ps != nil {
+		wg.Go(func() { s.runSharedPubSub(ctx) })
+	}
 	wg.Wait()
 	return nil
 }
@@ -198,6 +211,10 @@ func (s *Sink) publish(ev *eventv1.Event) {
 	}
 	if ev.Time == nil {
 		ev.Time = timestamppb.Now()
+	}
+	if s.ps != nil {
+		s.publishShared(ev)
+		return
 	}
 	s.hub.Publish(ev)
 }

@@ -15,7 +15,8 @@ type RouteStatus struct {
 	Store string `json:"store,omitempty"`
 	// Ready is true when at least one target has a live stream or, for a
 	// durable route, when its store is connected: events are stored while
-	// no processor is up, and delivered once one is.
+	// no processor is up, and delivered once one is. With shared pub/sub
+	// no route is ready until the sink has caught up with the stream.
 	Ready bool `json:"ready"`
 	// Targets lists the route's processor targets.
 	Targets []TargetStatus `json:"targets"`
@@ -43,6 +44,7 @@ type TargetStatus struct {
 // Status reports every route's health, in the order routes were configured.
 func (s *Sink) Status() []RouteStatus {
 	out := make([]RouteStatus, 0, len(s.cfg.Routes))
+	pubsubReady := s.sharedPubSubReady()
 	for _, cr := range s.cfg.Routes {
 		r := s.routes[cr.Type]
 		rs := RouteStatus{Type: r.name, Broadcast: r.broadcast, Durable: r.durable}
@@ -70,6 +72,7 @@ func (s *Sink) Status() []RouteStatus {
 		if r.durable {
 			rs.Ready, rs.Store = s.storeStatus()
 		}
+		rs.Ready = rs.Ready && pubsubReady
 		out = append(out, rs)
 	}
 	return out
@@ -78,6 +81,9 @@ func (s *Sink) Status() []RouteStatus {
 // Ready reports whether every route has at least one live processor stream,
 // or, for a durable route, a connected store.
 func (s *Sink) Ready() bool {
+	if !s.sharedPubSubReady() {
+		return false
+	}
 	for _, r := range s.routes {
 		if r.durable {
 			if ok, _ := s.storeStatus(); !ok {

@@ -25,6 +25,9 @@ func (s *Sink) SubscribeEvents(ctx context.Context, types []eventv1.Type, lastEv
 			return nil, err
 		}
 	}
+	if !s.sharedPubSubReady() {
+		return nil, status.Error(codes.Unavailable, "shared pub/sub is catching up with its stream (NATS JetStream); retry later")
+	}
 	sub, err := s.hub.Subscribe(ctx, types, lastEventID)
 	if err != nil {
 		return nil, SubscriptionError(err)
@@ -68,6 +71,8 @@ func SubscriptionError(err error) error {
 		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, pubsub.ErrSlowSubscriber):
 		return status.Error(codes.ResourceExhausted, "subscriber too slow: it fell behind by more than its buffer of events and was disconnected")
+	case errors.Is(err, pubsub.ErrReset):
+		return status.Error(codes.Unavailable, "the shared pub/sub history was reset (its stream was created anew): subscribe again with your last event id")
 	case errors.Is(err, pubsub.ErrClosed):
 		return status.Error(codes.Unavailable, "sink is shutting down")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

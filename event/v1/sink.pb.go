@@ -225,8 +225,10 @@ type SubscribeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The types to receive; at least one.
 	Types []Type `protobuf:"varint,1,rep,packed,name=types,proto3,enum=event.v1.Type" json:"types,omitempty"`
-	// Resume after this sequence number (the SSE Last-Event-ID) from the
-	// sink's bounded per-type history. Empty starts with new events only.
+	// Resume after this event (the SSE Last-Event-ID) from the bounded
+	// per-type history: the last_event_id of the last SubscribeResponse
+	// received, or else its sequence in decimal. Empty starts with new events
+	// only.
 	LastEventId   string `protobuf:"bytes,2,opt,name=last_event_id,json=lastEventId,proto3" json:"last_event_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -285,7 +287,17 @@ type SubscribeResponse struct {
 	Sequence uint64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	// How many matching events this subscriber missed just before this one,
 	// because it was too slow or resumed from beyond the retained history.
-	Missed        uint64 `protobuf:"varint,3,opt,name=missed,proto3" json:"missed,omitempty"`
+	Missed uint64 `protobuf:"varint,3,opt,name=missed,proto3" json:"missed,omitempty"`
+	// Where to resume after this event (SubscribeRequest.last_event_id, the
+	// SSE id), set when the sink shares pub/sub with other sinks through NATS
+	// JetStream: "EPOCH-SEQUENCE", valid on every sink sharing the stream.
+	// Empty otherwise: the sequence in decimal is the resume point.
+	LastEventId string `protobuf:"bytes,4,opt,name=last_event_id,json=lastEventId,proto3" json:"last_event_id,omitempty"`
+	// The subscriber's last_event_id belongs to another history (the shared
+	// stream was recreated, or the id came from a sink that did not share
+	// it): what it missed cannot be known. Set on the first response, which
+	// starts the events this history retains.
+	HistoryReset  bool `protobuf:"varint,5,opt,name=history_reset,json=historyReset,proto3" json:"history_reset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -339,6 +351,20 @@ func (x *SubscribeResponse) GetMissed() uint64 {
 		return x.Missed
 	}
 	return 0
+}
+
+func (x *SubscribeResponse) GetLastEventId() string {
+	if x != nil {
+		return x.LastEventId
+	}
+	return ""
+}
+
+func (x *SubscribeResponse) GetHistoryReset() bool {
+	if x != nil {
+		return x.HistoryReset
+	}
+	return false
 }
 
 // StreamRequest is one event sent on SinkService.Stream.
@@ -573,11 +599,13 @@ const file_event_v1_sink_proto_rawDesc = "" +
 	"\tduplicate\x18\x05 \x01(\bR\tduplicate\"\\\n" +
 	"\x10SubscribeRequest\x12$\n" +
 	"\x05types\x18\x01 \x03(\x0e2\x0e.event.v1.TypeR\x05types\x12\"\n" +
-	"\rlast_event_id\x18\x02 \x01(\tR\vlastEventId\"n\n" +
+	"\rlast_event_id\x18\x02 \x01(\tR\vlastEventId\"\xb7\x01\n" +
 	"\x11SubscribeResponse\x12%\n" +
 	"\x05event\x18\x01 \x01(\v2\x0f.event.v1.EventR\x05event\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x16\n" +
-	"\x06missed\x18\x03 \x01(\x04R\x06missed\"\xba\x01\n" +
+	"\x06missed\x18\x03 \x01(\x04R\x06missed\x12\"\n" +
+	"\rlast_event_id\x18\x04 \x01(\tR\vlastEventId\x12#\n" +
+	"\rhistory_reset\x18\x05 \x01(\bR\fhistoryReset\"\xba\x01\n" +
 	"\rStreamRequest\x12%\n" +
 	"\x05event\x18\x01 \x01(\v2\x0f.event.v1.EventR\x05event\x123\n" +
 	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12-\n" +
