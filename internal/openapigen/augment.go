@@ -209,7 +209,7 @@ func augment(doc m) {
 		503: "The durable store is unreachable.",
 	}
 	paths["/v1/deadletters"] = m{"get": m{
-		"summary": "The dead letters of a durable route: events that failed for good, with why. Needs the replay:<type> scope.",
+		"summary":     "The dead letters of a durable route: events that failed for good, with why. Needs the replay:<type> scope.",
 		"operationId": "DeadLetters_List",
 		"parameters": []any{
 			m{"name": "type", "in": "query", "required": true, "description": "The event type, as in --route.", "schema": str},
@@ -226,10 +226,10 @@ func augment(doc m) {
 		}})}, deadErrors),
 	}}
 	paths["/v1/deadletters:replay"] = m{"post": m{
-		"summary": "Stores dead letters again for delivery (the oldest 1000 without sequences) and removes them from the dead letters. Needs the replay:<type> scope.",
+		"summary":     "Stores dead letters again for delivery (the oldest 1000 without sequences) and removes them from the dead letters. Needs the replay:<type> scope.",
 		"operationId": "DeadLetters_Replay",
 		"requestBody": m{"required": true, "content": m{"application/json": m{"schema": m{"type": "object",
-			"required": []string{"type"},
+			"required":   []string{"type"},
 			"properties": m{"type": str, "sequences": m{"type": "array", "items": seq}}}}}},
 		"responses": errors(m{"200": jsonResponse("What was replayed, and why it stopped early, if it did.", m{"type": "object", "properties": m{
 			"error": str,
