@@ -127,6 +127,13 @@ func options(c *Config) []option {
 			usage: "use this external NATS deployment with JetStream (nats://host:4222, several separated by ',') " +
 				"for durable routes instead of the embedded server, and share published events through it with " +
 				"every sink using it, so that subscribers resume on any of them"},
+		{name: "nats-ca", arg: "FILE", env: "EVENTPROC_NATS_CA", set: stringVar(&c.Store.CAFile),
+			usage: "PEM CA bundle the --nats-url servers' certificates must chain to (TLS to NATS; user and password " +
+				"or a token go in the URL: nats://user:pass@host:4222)"},
+		{name: "nats-cert", arg: "FILE", env: "EVENTPROC_NATS_CERT", set: stringVar(&c.Store.CertFile),
+			usage: "PEM client certificate the sink presents to the --nats-url servers; with --nats-key"},
+		{name: "nats-key", arg: "FILE", env: "EVENTPROC_NATS_KEY", set: stringVar(&c.Store.KeyFile),
+			usage: "PEM private key of --nats-cert"},
 		{name: "nats-replicas", arg: "N", env: "EVENTPROC_NATS_REPLICAS", def: "1", set: intVar(&c.Sink.Durable.Replicas, 1),
 			usage: "replicas of the streams the sink creates: 1 for the embedded server, 3 on a cluster"},
 		{name: "nats-max-memory", arg: "SIZE", env: "EVENTPROC_NATS_MAX_MEMORY", def: "32MiB", set: positiveSize(&c.Store.MaxMemory),
@@ -481,6 +488,10 @@ func (c *Config) validateStore() error {
 	switch {
 	case c.Store.URL != "" && c.Store.Listen != "":
 		return errors.New("give --nats-url (an external NATS) or --nats-listen (the embedded one's port), not both")
+	case c.Store.URL == "" && (c.Store.CAFile != "" || c.Store.CertFile != "" || c.Store.KeyFile != ""):
+		return errors.New("--nats-ca, --nats-cert and --nats-key secure the connection to --nats-url, which is not set")
+	case (c.Store.CertFile == "") != (c.Store.KeyFile == ""):
+		return errors.New("give --nats-cert and --nats-key together")
 	case c.Store.URL == "" && c.Sink.Durable.Replicas > 1:
 		return errors.New("--nats-replicas above 1 needs --nats-url (a cluster): the embedded server is a single node")
 	case c.Store.URL == "" && (c.durable() || c.sharedPubSub()) && strings.TrimSpace(c.Store.DataDir) == "":

@@ -44,6 +44,12 @@ type Options struct {
 	// write before it is acknowledged.
 	SyncInterval time.Duration
 	SyncAlways   bool
+	// CAFile, CertFile and KeyFile secure the connection to URL with TLS:
+	// the CAs its servers' certificates chain to (the system's when empty
+	// and the URL is tls://), and the client certificate to present, if the
+	// servers ask for one. User and password, or a token, go in the URL
+	// (nats://user:pass@host:4222).
+	CAFile, CertFile, KeyFile string
 	// Name is the client connection's name, as servers report it.
 	Name string
 	// Logger receives the server's and the connection's logs.
@@ -86,6 +92,12 @@ func Start(opts Options) (*Store, error) {
 		nats.ReconnectBufSize(-1),
 	}
 	if opts.URL != "" {
+		if opts.CAFile != "" {
+			copts = append(copts, nats.RootCAs(opts.CAFile))
+		}
+		if opts.CertFile != "" || opts.KeyFile != "" {
+			copts = append(copts, nats.ClientCert(opts.CertFile, opts.KeyFile))
+		}
 		// Unreachable at start is like unreachable later: not ready, and
 		// reconnecting in the background.
 		nc, err := nats.Connect(opts.URL, append(copts, nats.RetryOnFailedConnect(true))...)
