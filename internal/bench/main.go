@@ -145,7 +145,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	if *scen != "" {
 		o.scenarios = make(map[string]bool)
-		known := []string{scFanout, scConns}
+		known := []string{scFanout, scConns, scResume}
 		for _, sc := range scenarios() {
 			known = append(known, sc.name)
 		}
@@ -181,8 +181,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 				o.scenarios[sc.name] = sc.ref != ""
 			}
 		}
-		if o.scenarios[scFanout] || o.scenarios[scConns] {
-			return o, fmt.Errorf("-baseline compares the request-response scenarios only, not %s or %s", scFanout, scConns)
+		if o.scenarios[scFanout] || o.scenarios[scConns] || o.scenarios[scResume] {
+			return o, fmt.Errorf("-baseline compares the request-response scenarios only, not %s, %s or %s", scFanout, scConns, scResume)
 		}
 	}
 	return o, nil
@@ -308,6 +308,23 @@ func suite(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if c.load.errors > 0 {
 				failed = true
 				note("%d HTTP clients: %d errors, e.g. %v", o.conns, c.load.errors, c.load.firstErr)
+			}
+		}
+	}
+	if o.wants(scResume) && ctx.Err() == nil {
+		res := e.resume(ctx)
+		r.resume = &res
+		switch {
+		case res.err != nil:
+			failed = true
+			note("SSE resume on another sink failed: %v", res.err)
+			fmt.Fprintf(stderr, "resume       FAILED: %v\n", res.err)
+		default:
+			fmt.Fprintf(stderr, "resume       %d on A, %d resumed on B, exact %v, first after %s, all after %s\n",
+				res.onA, res.onB, res.exact, fmtMs(res.first), fmtMs(res.all))
+			if !res.exact {
+				failed = true
+				note("SSE resume on another sink was not exact: a gap, a duplicate or an event out of order")
 			}
 		}
 	}

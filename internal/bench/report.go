@@ -89,6 +89,7 @@ type report struct {
 	rr       []measurement // request-response scenarios
 	fanout   []fanoutResult
 	conns    *connsResult
+	resume   *resumeResult
 	notes    []string // failures and example errors
 }
 
@@ -401,6 +402,11 @@ func (r *report) print(w io.Writer) {
 		ct.text(w)
 		checks = append(checks, cc...)
 	}
+	if rt, rc := r.resumeTable(); rt != nil {
+		fmt.Fprintf(w, "\nSSE resume on another sink (two sinks sharing one NATS)\n\n")
+		rt.text(w)
+		checks = append(checks, rc...)
+	}
 	if len(checks) > 0 {
 		fmt.Fprintf(w, "\nTargets (informational)\n\n")
 		targetsTable(checks).text(w)
@@ -468,6 +474,16 @@ func (r *report) markdown(w io.Writer) {
 			idleWait, idleWait)
 		ct.markdown(w)
 		checks = append(checks, cc...)
+	}
+	if rt, rc := r.resumeTable(); rt != nil {
+		fmt.Fprintf(w, "\n## SSE resume on another sink\n\n")
+		fmt.Fprintf(w, "Two sinks share one NATS (the first's embedded server, `--nats-listen`; the second `--nats-url`), "+
+			"with `proc --publish` behind them. A Server-Sent Events client subscribes on sink A, %d events are posted "+
+			"there, the client reads half of the published copies on A, then reconnects to sink B with `Last-Event-ID` and "+
+			"reads the rest. `exact`: B gave every later event once, in stream order, and nothing before; the times run "+
+			"from B's request.\n\n", resumeEvents)
+		rt.markdown(w)
+		checks = append(checks, rc...)
 	}
 	if len(checks) > 0 {
 		fmt.Fprintf(w, "\n## Targets\n\n")
