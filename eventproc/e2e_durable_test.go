@@ -4,15 +4,12 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 )
 
 // TestDurableSurvivesSIGKILL posts durable events while the processor is
@@ -24,18 +21,7 @@ func TestDurableSurvivesSIGKILL(t *testing.T) {
 		t.Skip("builds and runs the binaries")
 	}
 	t.Parallel()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("the go command is needed to build the binaries: %v", err)
-	}
-	dir := t.TempDir()
-	buildCtx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer cancel()
-	build := exec.CommandContext(buildCtx, goBin, "build", "-o", dir+string(filepath.Separator),
-		"github.com/eventproc/eventproc/eventproc", "github.com/eventproc/eventproc/proc")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	dir := buildBinaries(t)
 	ctx := testContext(t)
 	dataDir := t.TempDir()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

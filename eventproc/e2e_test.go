@@ -36,18 +36,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Skip("builds and runs the binaries")
 	}
 	t.Parallel()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("the go command is needed to build the binaries: %v", err)
-	}
-	dir := t.TempDir()
-	buildCtx, cancel := context.WithTimeout(t.Context(), 5*time.Minute) // a cold build takes a while
-	defer cancel()
-	build := exec.CommandContext(buildCtx, goBin, "build", "-o", dir+string(filepath.Separator),
-		"github.com/eventproc/eventproc/eventproc", "github.com/eventproc/eventproc/proc")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	dir := buildBinaries(t)
 
 	ctx := testContext(t)
 	// A bad flag: exit status 1 and a message naming it.

@@ -6,11 +6,9 @@ import (
 	"context"
 	"crypto/tls"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -32,18 +30,7 @@ func TestEndToEndTLS(t *testing.T) {
 		t.Skip("builds and runs the binaries")
 	}
 	t.Parallel()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("the go command is needed to build the binaries: %v", err)
-	}
-	dir := t.TempDir()
-	buildCtx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer cancel()
-	build := exec.CommandContext(buildCtx, goBin, "build", "-o", dir+string(filepath.Separator),
-		"github.com/eventproc/eventproc/eventproc", "github.com/eventproc/eventproc/proc")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	dir := buildBinaries(t)
 
 	ctx := testContext(t)
 	w := newTLSWorld(t)

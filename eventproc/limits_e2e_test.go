@@ -3,11 +3,9 @@
 package main
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -38,17 +36,7 @@ func TestSlowBodiesCut(t *testing.T) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < 3*n {
 		t.Skipf("open-file limit %d is too low for %d connections on both ends", lim.Cur, n)
 	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("the go command is needed to build the binary: %v", err)
-	}
-	dir := t.TempDir()
-	buildCtx, cancel := context.WithTimeout(t.Context(), 5*time.Minute) // a cold build takes a while
-	defer cancel()
-	build := exec.CommandContext(buildCtx, goBin, "build", "-o", dir+string(filepath.Separator), "github.com/eventproc/eventproc/eventproc")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	dir := buildBinaries(t)
 
 	ctx := testContext(t)
 	sink := startBinary(t, ctx, filepath.Join(dir, "eventproc"), `(http|grpc) listening on ([^\s"]+)`,

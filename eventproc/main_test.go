@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -34,7 +38,40 @@ func TestMain(m *testing.M) {
 	// such as "Marshal error: … NaN" for TestReplyNotJSON's reply, which
 	// the tests check in the answers; keep it out of the test output.
 	grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, io.Discard, io.Discard))
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) {
+		if built.dir != "" {
+			os.RemoveAll(built.dir)
+		}
+	}))
+}
+
+// built holds the binaries buildBinaries made, once per test run.
+var built struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// buildBinaries builds eventproc and proc, as make build does into bin/,
+// once for every test that runs them, and returns their directory.
+func buildBinaries(t *testing.T) string {
+	t.Helper()
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "eventproc-bin"); built.err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a cold build takes a while
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "go", "build", "-o", built.dir+string(filepath.Separator),
+			"github.com/eventproc/eventproc/eventproc", "github.com/eventproc/eventproc/proc").CombinedOutput()
+		if err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.dir
 }
 
 // testTimeout bounds every test's context.

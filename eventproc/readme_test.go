@@ -106,21 +106,6 @@ func TestREADMEExamples(t *testing.T) {
 	proc.checkExit(ctx)
 }
 
-// buildBinaries builds eventproc and proc into a temporary directory, as
-// make build does into bin/.
-func buildBinaries(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute) // a cold build takes a while
-	defer cancel()
-	build := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator),
-		"github.com/eventproc/eventproc/eventproc", "github.com/eventproc/eventproc/proc")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return dir
-}
-
 // port is the port of a host:port address.
 func port(addr string) string { return addr[strings.LastIndexByte(addr, ':')+1:] }
 

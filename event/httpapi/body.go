@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/eventproc/eventproc/internal/eventmetrics"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
@@ -123,19 +124,7 @@ func newCutCounter(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
 	for _, reason := range []string{cutBodyTooLarge, cutBodyReadTimeout} {
 		c.WithLabelValues(reason) // shown as 0 until the first one
 	}
-	if reg == nil {
-		return c, nil
-	}
-	err := reg.Register(c)
-	if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
-		if prev, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-			return prev, nil
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
+	return eventmetrics.Register(reg, c)
 }
 
 // bodyError returns the error that says why r's body was cut off, and

@@ -31,17 +31,26 @@ func Events(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
 		Name: "eventproc_events_total",
 		Help: "Events answered, by event type (or unknown, unrouted) and gRPC status code.",
 	}, []string{"type", "code"})
+	return Register(reg, c)
+}
+
+// Register registers c with reg and returns it, or the collector of the
+// same description already registered there, so that parts of one program
+// (the sink and its HTTP front) share a metric. A nil reg leaves c
+// unregistered.
+func Register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
 	if reg == nil {
 		return c, nil
 	}
 	err := reg.Register(c)
 	if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
-		if prev, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+		if prev, ok := are.ExistingCollector.(C); ok {
 			return prev, nil
 		}
 	}
 	if err != nil {
-		return nil, err
+		var zero C
+		return zero, err
 	}
 	return c, nil
 }
