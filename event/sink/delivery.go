@@ -74,6 +74,7 @@ func (s *Sink) deliverRoute(ctx context.Context, r *route) {
 	var inflight sync.WaitGroup
 	defer inflight.Wait() // every answer acked or nacked before the connection closes
 	name := consumerPrefix + r.name
+	var cons jetstream.Consumer // looked up again after an error
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		if !s.waitLive(ctx, r) {
@@ -95,13 +96,14 @@ func (s *Sink) deliverRoute(ctx context.Context, r *route) {
 				break more
 			}
 		}
-		got, err := s.fetch(ctx, r, name, n, credit, &inflight)
+		got, err := s.fetch(ctx, r, &cons, name, n, credit, &inflight)
 		for range n - got {
 			<-credit
 		}
 		if err != nil && ctx.Err() == nil {
 			s.durm.inc(cStoreErrors, r.name, opFetch)
 			s.cfg.Logger.Warn("durable store: cannot pull events", "type", r.name, "err", err, "retry_in", backoff)
+			cons = nil
 			if !sleep(ctx, backoff) {
 				return
 			}
@@ -135,15 +137,21 @@ func (s *Sink) waitLive(ctx context.Context, r *route) bool {
 }
 
 // fetch pulls up to n events and starts their delivery; each holds one of
-// the credit taken until answered. It returns how many it started.
-func (s *Sink) fetch(ctx context.Context, r *route, name string, n int, credit chan struct{}, inflight *sync.WaitGroup) (int, error) {
-	cons, err := s.js.Consumer(ctx, durableStream, name)
-	if err != nil {
-		return 0, err
+// the credit taken until answered. It returns how many it started. It
+// looks the consumer up into *cons when that is nil: once, not once per
+// pull (a request to the server each).
+func (s *Sink) fetch(ctx context.Context, r *route, cons *jetstream.Consumer, name string, n int, credit chan struct{},
+	inflight *sync.WaitGroup) (int, error) {
+	if *cons == nil {
+		c, err := s.js.Consumer(ctx, durableStream, name)
+		if err != nil {
+			return 0, err
+		}
+		*cons = c
 	}
 	fctx, cancel := context.WithTimeout(ctx, fetchWait)
 	defer cancel()
-	batch, err := cons.Fetch(n, jetstream.FetchContext(fctx))
+	batch, err := (*cons).Fetch(n, jetstream.FetchContext(fctx))
 	if err != nil {
 		return 0, err
 	}

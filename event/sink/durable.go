@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -129,8 +130,14 @@ type storeAnswer struct {
 }
 
 // storeEvent publishes sub's event to the durable stream and finishes sub
-// with the store's answer: OUTCOME_STORED once stored, UNAVAILABLE at once
-// when the store is unreachable, RESOURCE_EXHAUSTED when it is full.
+// with the store's answer when it arrives: OUTCOME_STORED once stored,
+// UNAVAILABLE at once when the store is unreachable, RESOURCE_EXHAUSTED
+// when it is full. The publish is asynchronous (at most maxStoring in
+// flight from the sink; past that, storeEvent waits for room until sub's
+// deadline), so that neither a synchronous caller nor a Stream event holds
+// a goroutine in a round trip to the store: the answer finishes sub from
+// the connection's reader (storeAcked, storeFailed), or sub's deadline or
+// caller does (abandon).
 func (s *Sink) storeEvent(sub *submission) {
 	nc := s.cfg.Durable.Conn
 	if st := nc.Status(); st != nats.CONNECTED {
@@ -138,11 +145,12 @@ func (s *Sink) storeEvent(sub *submission) {
 		sub.finish(answer{err: status.Errorf(codes.Unavailable, "durable store unavailable (NATS connection %s); retry later", st)})
 		return
 	}
-	ctx, cancel := context.WithDeadline(sub.ctx, sub.deadline)
-	defer cancel()
-	var opts []jetstream.PublishOpt
+	msg := &nats.Msg{Subject: durableSubject + sub.typ.String(), Data: sub.event}
 	if sub.idem != nil {
-		if err := s.claim(ctx, sub); err != nil {
+		ctx, cancel := context.WithDeadline(sub.ctx, sub.deadline)
+		err := s.claim(ctx, sub)
+		cancel()
+		if err != nil {
 			if status.Code(err) != codes.FailedPrecondition {
 				s.durm.inc(cStoreErrors, sub.route.name, opIdempotency)
 			}
@@ -150,17 +158,108 @@ func (s *Sink) storeEvent(sub *submission) {
 			return
 		}
 		// Stored once within the window, however often it is sent.
-		opts = append(opts, jetstream.WithMsgID(sub.idem.key))
+		msg.Header = nats.Header{jetstream.MsgIDHeader: []string{sub.idem.key}}
+		msg.Data = sub.event // claim may have changed the id
 	}
-	msg := &nats.Msg{Subject: durableSubject + sub.typ.String(), Data: sub.event}
-	ack, err := s.js.PublishMsg(ctx, msg, opts...)
-	if err != nil {
-		s.durm.inc(cStoreErrors, sub.route.name, opPublish)
-		sub.finish(answer{err: storeError(ctx, sub.typ, err)})
+	s.storing.add(msg, sub)
+	sub.mu.Lock()
+	gone := sub.gone // abandoned before it was registered
+	sub.mu.Unlock()
+	if gone != nil {
+		if s.storing.take(msg) != nil {
+			sub.finish(answer{err: gone})
+		}
 		return
+	}
+	wait := time.Until(sub.deadline)
+	if wait <= 0 {
+		wait = time.Millisecond
+	}
+	if _, err := s.pub.PublishMsgAsync(msg, jetstream.WithStallWait(wait)); err != nil {
+		s.storeFailed(msg, err)
+	}
+}
+
+// storeAcked finishes the submission whose event msg was stored.
+func (s *Sink) storeAcked(msg *nats.Msg, ack *jetstream.PubAck) {
+	sub := s.storing.take(msg)
+	if sub == nil {
+		return // abandoned
 	}
 	s.durm.storedOne(sub.route.name, ack.Duplicate)
 	sub.finish(answer{stored: &storeAnswer{id: sub.id, sequence: ack.Sequence, duplicate: ack.Duplicate}})
+}
+
+// storeFailed finishes the submission whose event msg was not stored.
+func (s *Sink) storeFailed(msg *nats.Msg, err error) {
+	sub := s.storing.take(msg)
+	if sub == nil {
+		return // abandoned
+	}
+	s.durm.inc(cStoreErrors, sub.route.name, opPublish)
+	if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+		err = status.Errorf(codes.DeadlineExceeded, "durable store for %s had %d events in flight until the deadline", sub.typ, maxStoring)
+	} else {
+		err = storeError(sub.ctx, sub.typ, err)
+	}
+	sub.finish(answer{err: err})
+}
+
+// maxStoring bounds the events the sink publishes to the store and awaits
+// the answer for.
+const maxStoring = 4096
+
+// storingSet is the submissions whose event was published to the store
+// and is not answered yet, by message: whoever takes one finishes it.
+type storingSet struct {
+	mu   sync.Mutex
+	subs map[*nats.Msg]*submission
+}
+
+func (p *storingSet) add(m *nats.Msg, sub *submission) {
+	p.mu.Lock()
+	if p.subs == nil {
+		p.subs = make(map[*nats.Msg]*submission)
+	}
+	p.subs[m] = sub
+	sub.storing = m
+	p.mu.Unlock()
+}
+
+func (p *storingSet) take(m *nats.Msg) *submission {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	sub := p.subs[m]
+	if sub != nil {
+		delete(p.subs, m)
+		sub.storing = nil
+	}
+	return sub
+}
+
+// takeSub takes sub if it waits for the store, and reports whether it did.
+func (p *storingSet) takeSub(sub *submission) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := sub.storing
+	if m == nil {
+		return false
+	}
+	delete(p.subs, m)
+	sub.storing = nil
+	return true
+}
+
+// storeAbandoned is the error of an event abandoned while the store had
+// not answered it, for err, the context's error.
+func storeAbandoned(t eventv1.Type, err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return status.Errorf(codes.DeadlineExceeded, "durable store did not answer for %s before the deadline", t)
+	}
+	return status.FromContextError(err).Err()
 }
 
 // storeError turns an error publishing to the store into a status.

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/eventproc/eventproc/event/pubsub"
@@ -34,6 +35,10 @@ type Sink struct {
 	// of idempotency keys, once created.
 	js jetstream.JetStream
 	kv atomic.Pointer[jetstream.KeyValue]
+	// pub publishes durable events asynchronously (storeEvent); storing
+	// holds those not answered yet.
+	pub     jetstream.JetStream
+	storing storingSet
 	// ps is the shared pub/sub stream's JetStream, nil without
 	// Config.SharedPubSub; psReady is closed once the hub caught up with
 	// the stream.
@@ -90,6 +95,15 @@ func New(cfg Config) (*Sink, error) {
 	}
 	if cfg.Durable.Conn != nil {
 		if s.js, err = jetstream.New(cfg.Durable.Conn); err != nil {
+			return nil, fmt.Errorf("%w: durable store: %v", ErrInvalidConfig, err)
+		}
+		s.pub, err = jetstream.New(cfg.Durable.Conn,
+			jetstream.WithPublishAsyncMaxPending(maxStoring),
+			// A publish the store never answers frees its place.
+			jetstream.WithPublishAsyncTimeout(cfg.Timeout),
+			jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) { s.storeAcked(m, ack) }),
+			jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) { s.storeFailed(m, err) }))
+		if err != nil {
 			return nil, fmt.Errorf("%w: durable store: %v", ErrInvalidConfig, err)
 		}
 	}

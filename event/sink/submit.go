@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -57,6 +58,9 @@ type submission struct {
 	child bool
 	// idem is the idempotency key of an event of a durable route, if any.
 	idem *idempotency
+	// storing is its event as published to the store while the store has
+	// not answered, guarded by Sink.storing's lock.
+	storing *nats.Msg
 
 	mu       sync.Mutex
 	cur      *call         // the call in flight, if any
@@ -170,11 +174,7 @@ func (s *Sink) submit(sub *submission, b []byte, h header, tooDeep bool, limit t
 	sub.event, sub.id = s.fillHeader(b, h, sub.start)
 	s.setDeadline(sub, limit)
 	if sub.route.durable {
-		if _, waits := sub.to.(waiter); waits {
-			s.storeEvent(sub) // its caller's goroutine waits anyway
-		} else {
-			go s.storeEvent(sub) // not on a Stream's reader
-		}
+		s.storeEvent(sub) // asynchronous but for an idempotency key's claim, which only waiters have
 		return
 	}
 	if sub.route.broadcast {
@@ -357,6 +357,10 @@ func (a answer) code() codes.Code {
 // abandon ends sub with err (a status or context error) unless it is
 // answered first: the caller gave up or the deadline passed.
 func (sub *submission) abandon(err error) {
+	if sub.route != nil && sub.route.durable && !sub.child && sub.s.storing.takeSub(sub) {
+		sub.finish(answer{err: storeAbandoned(sub.typ, err)}) // the store has not answered yet
+		return
+	}
 	if _, ok := status.FromError(err); !ok {
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = status.Errorf(codes.DeadlineExceeded, "no answer from the processor for %s before the deadline", sub.typ)
