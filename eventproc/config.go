@@ -61,8 +61,8 @@ type Config struct {
 	CloudEventTypes map[eventv1.Type]string
 	// Store configures the NATS JetStream store of durable routes:
 	// embedded (DataDir, Listen, caps, sync) or external (URL). It is
-	// started when a route is durable, or to share pub/sub (URL or
-	// Listen set).
+	// started when a route is durable or idempotent, or to share pub/sub
+	// (URL or Listen set).
 	Store natsembed.Options
 }
 
@@ -115,7 +115,16 @@ func options(c *Config) []option {
 			set: durationVar(&c.Sink.Durable.DedupWindow, false),
 			usage: "how long an Idempotency-Key header (gRPC metadata idempotency-key) is remembered on durable " +
 				"routes: a request sent again with it is stored once and answered with the first one's id and " +
-				"sequence and \"duplicate\": true; the same key with a different event is refused with 422"},
+				"sequence and \"duplicate\": true; the same key with a different event is refused with 422; " +
+				"also how long an --idempotent route keeps a reply"},
+		{name: "idempotent", arg: "TYPE", env: "EVENTPROC_IDEMPOTENT", multi: true, set: c.setIdempotent,
+			usage: "make TYPE's request/response route honour the Idempotency-Key header (gRPC metadata " +
+				"idempotency-key; REST and unary Send): the first reply (or 204) is kept in the NATS JetStream store " +
+				"for --idempotency-window and given again to a retry with the same key, which never reaches a " +
+				"processor; a retry sent while the first is in flight waits for its answer (409 if its own " +
+				"deadline comes first); the same key with a different event is refused with 422; errors are not " +
+				"kept; starts the store as --durable does; repeatable; the variable separates types with ',', " +
+				"';' or spaces"},
 		{name: "data-dir", arg: "DIR", env: "EVENTPROC_DATA_DIR", def: "eventproc-data", set: stringVar(&c.Store.DataDir),
 			usage: "directory of the embedded NATS JetStream store (used when a route is durable and --nats-url is not set); " +
 				"one sink per directory"},
@@ -338,7 +347,8 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 				set = append(set, setting{"--" + o.name, v})
 			}
 		case env != "" && o.multi:
-			for _, v := range splitList(env, o.name == "broadcast" || o.name == "ce-type" || o.name == "durable") {
+			for _, v := range splitList(env, o.name == "broadcast" || o.name == "ce-type" || o.name == "durable" ||
+				o.name == "idempotent") {
 				set = append(set, setting{o.env, v})
 			}
 		case env != "":
@@ -468,6 +478,39 @@ func (c *Config) setDurable(s setting) error {
 	return s.errorf("no --route for %s", t)
 }
 
+// setIdempotent makes the route of an --idempotent type honour
+// idempotency keys.
+func (c *Config) setIdempotent(s setting) error {
+	t, err := sink.ParseType(s.value)
+	if err != nil {
+		return s.errorf("%s", withoutSentinel(err))
+	}
+	for i := range c.Sink.Routes {
+		if r := &c.Sink.Routes[i]; r.Type == t {
+			if r.Broadcast {
+				return s.errorf("%s is a --broadcast route; idempotency keys are not supported there", t)
+			}
+			r.Idempotent = true
+			return nil
+		}
+	}
+	return s.errorf("no --route for %s", t)
+}
+
+// needsStore reports whether a route is durable or idempotent: the store
+// is needed, and the sink gets its connection.
+func (c *Config) needsStore() bool { return c.durable() || c.idempotent() }
+
+// idempotent reports whether a route is --idempotent.
+func (c *Config) idempotent() bool {
+	for _, r := range c.Sink.Routes {
+		if r.Idempotent {
+			return true
+		}
+	}
+	return false
+}
+
 // durable reports whether a route is durable: the store is needed.
 func (c *Config) durable() bool {
 	for _, r := range c.Sink.Routes {
@@ -494,7 +537,7 @@ func (c *Config) validateStore() error {
 		return errors.New("give --nats-cert and --nats-key together")
 	case c.Store.URL == "" && c.Sink.Durable.Replicas > 1:
 		return errors.New("--nats-replicas above 1 needs --nats-url (a cluster): the embedded server is a single node")
-	case c.Store.URL == "" && (c.durable() || c.sharedPubSub()) && strings.TrimSpace(c.Store.DataDir) == "":
+	case c.Store.URL == "" && (c.needsStore() || c.sharedPubSub()) && strings.TrimSpace(c.Store.DataDir) == "":
 		return errors.New("--data-dir must not be empty for the embedded store")
 	}
 	return nil

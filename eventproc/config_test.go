@@ -59,6 +59,22 @@ func TestParseConfig(t *testing.T) {
 			}
 		},
 	}, {
+		name: "idempotent",
+		args: []string{"--route", "hello=localhost:9090", "--route", "goodbye=localhost:9090", "--idempotent", "goodbye",
+			"--idempotency-window", "30s"},
+		env: envOf("EVENTPROC_IDEMPOTENT", "hello"),
+		check: func(t *testing.T, c Config) {
+			for _, r := range c.Sink.Routes {
+				if r.Idempotent != (r.Type == eventv1.Type_TYPE_GOODBYE) || r.Durable {
+					t.Errorf("route %+v; want only goodbye idempotent (the flag wins over the variable), none durable", r)
+				}
+			}
+			if !c.needsStore() || c.durable() || c.Sink.Durable.DedupWindow != 30*time.Second {
+				t.Errorf("needsStore %v, durable %v, window %v; want the store, no durable route, 30s",
+					c.needsStore(), c.durable(), c.Sink.Durable.DedupWindow)
+			}
+		},
+	}, {
 		name: "every flag",
 		args: []string{"--http-addr", "127.0.0.1:1", "--grpc-addr=[::1]:2", "--route", "TYPE_HELLO=a:1, b:2",
 			"--route", "goodbye=dns:///c:3", "--broadcast", "GOODBYE", "--timeout", "1.5", "--max-body-bytes", "10",
@@ -178,6 +194,9 @@ func TestBadConfig(t *testing.T) {
 		{[]string{"--route", route, "--durable", "hello", "--nats-url", "nats://x:4222", "--nats-listen", ":4222"}, noEnv, "not both"},
 		{[]string{"--route", route, "--durable", "hello", "--nats-replicas", "3"}, noEnv, "--nats-replicas above 1 needs --nats-url"},
 		{[]string{"--route", route, "--durable", "hello", "--data-dir", " "}, noEnv, "--data-dir must not be empty"},
+		{[]string{"--route", route, "--idempotent", "goodbye"}, noEnv, `--idempotent "goodbye": no --route for TYPE_GOODBYE`},
+		{[]string{"--route", route, "--broadcast", "hello", "--idempotent", "hello"}, noEnv, `--idempotent "hello": TYPE_HELLO is a --broadcast route`},
+		{[]string{"--route", route, "--idempotent", "hello", "--data-dir", " "}, noEnv, "--data-dir must not be empty"},
 		{[]string{"--route", route, "--nats-sync", "never"}, noEnv, `--nats-sync "never": want a duration`},
 		{[]string{"--route", route, "--nats-max-store", "0"}, noEnv, `--nats-max-store "0": want a size above zero`},
 		{[]string{"--route", route, "--durable-max-deliver", "0"}, noEnv, `--durable-max-deliver "0": want at least 1`},

@@ -84,14 +84,14 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		scfg.Authorize, scfg.Refresh = authn.Authorize, authn.Refresh
 	}
 	var store *natsembed.Store
-	if cfg.durable() || cfg.sharedPubSub() {
+	if cfg.needsStore() || cfg.sharedPubSub() {
 		ocfg := cfg.Store
 		ocfg.Name, ocfg.Logger = "eventproc", log
 		if store, err = natsembed.Start(ocfg); err != nil {
 			authn.Close()
 			return nil, fmt.Errorf("durable store: %w", err)
 		}
-		if cfg.durable() {
+		if cfg.needsStore() {
 			scfg.Durable.Conn = store.Conn()
 		}
 		if cfg.sharedPubSub() {
@@ -104,7 +104,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		if store.Embedded() {
 			where = "embedded, " + cfg.Store.DataDir
 		}
-		log.Info("nats store", "nats", where, "durable", cfg.durable(), "shared_pubsub", cfg.sharedPubSub())
+		log.Info("nats store", "nats", where, "durable", cfg.durable(), "idempotent", cfg.idempotent(), "shared_pubsub", cfg.sharedPubSub())
 	}
 	sk, err := sink.New(scfg)
 	if err != nil {

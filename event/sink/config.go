@@ -51,6 +51,15 @@ type Route struct {
 	// stored; the sinks then deliver it to the route's processors at least
 	// once (docs/design.md, "Durable events"). Not with Broadcast.
 	Durable bool
+	// Idempotent makes a request/response route honour idempotency keys
+	// (gRPC metadata idempotency-key, the HTTP Idempotency-Key header) of
+	// synchronous callers (unary Send, REST, Go callers): the first
+	// successful answer is kept in the store of Config.Durable for
+	// Durable.DedupWindow and given again to a retry with the same key,
+	// which never reaches a processor (docs/design.md, "Idempotency keys on
+	// request/response routes"). It needs Durable.Conn. Durable routes
+	// honour keys anyway; not with Broadcast.
+	Idempotent bool
 }
 
 // Config configures a [Sink]. The zero value of every field but Routes is a
@@ -129,12 +138,13 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: no routes (want at least one TYPE=TARGET)", ErrInvalidConfig)
 	}
 	seen := make(map[eventv1.Type]bool, len(c.Routes))
-	durable := false
+	durable, idempotent := false, false
 	for _, r := range c.Routes {
 		if err := r.validate(); err != nil {
 			return c, err
 		}
 		durable = durable || r.Durable
+		idempotent = idempotent || r.Idempotent
 		if seen[r.Type] {
 			return c, fmt.Errorf("%w: more than one route for %s (list all targets in one route)", ErrInvalidConfig, r.Type)
 		}
@@ -174,6 +184,9 @@ func (c Config) withDefaults() (Config, error) {
 			*n.v = n.def
 		}
 	}
+	if idempotent && c.Durable.Conn == nil {
+		return c, fmt.Errorf("%w: an idempotent route needs a NATS connection (Durable.Conn) to keep its replies", ErrInvalidConfig)
+	}
 	if err := c.Durable.withDefaults(durable); err != nil {
 		return c, err
 	}
@@ -204,6 +217,9 @@ func (r Route) validate() error {
 	}
 	if r.Durable && r.Broadcast {
 		return fmt.Errorf("%w: route for %s: a route cannot be both durable and broadcast", ErrInvalidConfig, r.Type)
+	}
+	if r.Idempotent && r.Broadcast {
+		return fmt.Errorf("%w: route for %s: idempotency keys are not supported on broadcast routes", ErrInvalidConfig, r.Type)
 	}
 	for _, t := range r.Targets {
 		if err := checkTarget(t); err != nil {

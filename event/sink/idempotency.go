@@ -24,6 +24,9 @@ import (
 // the key names the event in JetStream's deduplication window
 // (Nats-Msg-Id), and a KV bucket with the same lifetime keeps, per key, a
 // hash of the event as the client sent it and the id the sink gave it.
+// Request/response routes keep their answers in the same bucket
+// (idempotent.go): a key is per type, and a type's route is one kind or
+// the other.
 
 // idempotencyBucket is the KV bucket of keys seen.
 const idempotencyBucket = "eventproc_idempotency"
@@ -38,7 +41,7 @@ type idempotency struct {
 }
 
 // readIdempotencyKey reads the idempotency key of a synchronous request
-// (REST, unary Send) to a durable route and hashes its event b, as the
+// (REST, unary Send) to a durable or idempotent route and hashes its event b, as the
 // client sent it. It returns nil without a key.
 func readIdempotencyKey(ctx context.Context, t eventv1.Type, b []byte) (*idempotency, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
@@ -62,6 +65,13 @@ func readIdempotencyKey(ctx context.Context, t eventv1.Type, b []byte) (*idempot
 	k := sha256.Sum256([]byte(t.String() + "\x00" + key))
 	h := sha256.Sum256(canon)
 	return &idempotency{key: hex.EncodeToString(k[:]), hash: hex.EncodeToString(h[:])}, nil
+}
+
+// errKeyReused is the error for a key sent again with another event.
+func errKeyReused() error {
+	st, _ := status.New(codes.FailedPrecondition, "idempotency key already used with a different event").
+		WithDetails(&errdetails.ErrorInfo{Reason: protocol.ReasonIdempotencyKeyReused, Domain: protocol.ErrorDomain})
+	return st.Err()
 }
 
 // claim records sub's key, or finds the event that claimed it first: the
@@ -90,9 +100,7 @@ func (s *Sink) claim(ctx context.Context, sub *submission) error {
 		}
 		hash, id, _ := strings.Cut(string(e.Value()), " ")
 		if hash != idem.hash {
-			st, _ := status.New(codes.FailedPrecondition, "idempotency key already used with a different event").
-				WithDetails(&errdetails.ErrorInfo{Reason: protocol.ReasonIdempotencyKeyReused, Domain: protocol.ErrorDomain})
-			return st.Err()
+			return errKeyReused()
 		}
 		if id != sub.id {
 			// The first request's id: should its event never have been

@@ -10,7 +10,9 @@ type route struct {
 	name      string // the type's enum name, for messages
 	broadcast bool
 	durable   bool
-	targets   []*target
+	// idempotent: idempotency keys are honoured (Route.Idempotent).
+	idempotent bool
+	targets    []*target
 }
 
 // pick returns the least loaded live stream over all targets of the route,

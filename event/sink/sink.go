@@ -76,7 +76,8 @@ func New(cfg Config) (*Sink, error) {
 	sinkID := s.ids.Prefix()
 	byName := make(map[string]*target)
 	for _, r := range cfg.Routes {
-		rt := &route{typ: r.Type, name: r.Type.String(), broadcast: r.Broadcast, durable: r.Durable}
+		rt := &route{typ: r.Type, name: r.Type.String(), broadcast: r.Broadcast, durable: r.Durable,
+			idempotent: r.Idempotent}
 		for _, name := range r.Targets {
 			t, ok := byName[name]
 			if !ok {

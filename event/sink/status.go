@@ -10,7 +10,7 @@ type RouteStatus struct {
 	Broadcast bool `json:"broadcast,omitempty"`
 	// Durable is true for durable routes.
 	Durable bool `json:"durable,omitempty"`
-	// Store is, for a durable route, the state of the connection to its
+	// Store is, for a durable or idempotent route, the state of the connection to its
 	// store: "connected", "reconnecting", ….
 	Store string `json:"store,omitempty"`
 	// Ready is true when at least one target has a live stream or, for a
@@ -71,6 +71,9 @@ func (s *Sink) Status() []RouteStatus {
 		}
 		if r.durable {
 			rs.Ready, rs.Store = s.storeStatus()
+		} else if r.idempotent {
+			ok, state := s.storeStatus()
+			rs.Ready, rs.Store = rs.Ready && ok, state
 		}
 		rs.Ready = rs.Ready && pubsubReady
 		out = append(out, rs)
@@ -79,7 +82,8 @@ func (s *Sink) Status() []RouteStatus {
 }
 
 // Ready reports whether every route has at least one live processor stream,
-// or, for a durable route, a connected store.
+// or, for a durable route, a connected store; an idempotent route needs
+// both.
 func (s *Sink) Ready() bool {
 	if !s.sharedPubSubReady() {
 		return false
@@ -90,6 +94,11 @@ func (s *Sink) Ready() bool {
 				return false
 			}
 			continue
+		}
+		if r.idempotent {
+			if ok, _ := s.storeStatus(); !ok {
+				return false
+			}
 		}
 		live := false
 		for _, t := range r.targets {

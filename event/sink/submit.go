@@ -56,7 +56,8 @@ type submission struct {
 	// child is set for the parts of a broadcast, which are not counted in
 	// the metrics: their broadcast is.
 	child bool
-	// idem is the idempotency key of an event of a durable route, if any.
+	// idem is the idempotency key of a synchronous caller's event of a
+	// durable or idempotent route, if any.
 	idem *idempotency
 	// storing is its event as published to the store while the store has
 	// not answered, guarded by Sink.storing's lock.
@@ -160,7 +161,7 @@ func (s *Sink) submit(sub *submission, b []byte, h header, tooDeep bool, limit t
 	} else {
 		sub.route, err = s.routeFor(sub.ctx, h.typ)
 	}
-	if err == nil && sub.route.durable {
+	if err == nil && (sub.route.durable || sub.route.idempotent) {
 		if _, waits := sub.to.(waiter); waits {
 			sub.idem, err = readIdempotencyKey(sub.ctx, h.typ, b)
 		}
@@ -173,6 +174,10 @@ func (s *Sink) submit(sub *submission, b []byte, h header, tooDeep bool, limit t
 	// room (an event the sink encoded itself), else a copy.
 	sub.event, sub.id = s.fillHeader(b, h, sub.start)
 	s.setDeadline(sub, limit)
+	if sub.idem != nil && !sub.route.durable {
+		s.sendIdempotent(sub) // a waiter's: its caller's goroutine waits anyway
+		return
+	}
 	if sub.route.durable {
 		s.storeEvent(sub) // asynchronous but for an idempotency key's claim, which only waiters have
 		return
