@@ -81,7 +81,7 @@ func augment(doc m) {
 		"ce-source", "CloudEvents binary mode", "ce-type", "CloudEvents binary mode",
 		"ce-subject", "CloudEvents binary mode", "ce-time", "CloudEvents binary mode",
 		"ce-dataschema", "CloudEvents binary mode",
-		"Idempotency-Key", "durable routes: a retry with the same key is stored once and answered as the first",
+		"Idempotency-Key", "durable and --idempotent routes: a retry with the same key is stored, or sent to the processor, once and answered as the first",
 	)
 	resps := send["responses"].(m)
 	ok := resps["200"].(m)
@@ -113,7 +113,8 @@ func augment(doc m) {
 		405: "A method other than POST on /v1/events (Allow: POST).",
 		408: "The body sent nothing for --body-read-timeout.",
 		413: "The body is larger than --max-body-bytes.",
-		422: "A durable route's Idempotency-Key was used before with a different event.",
+		409: "An --idempotent route's Idempotency-Key is still in progress (ABORTED): the first request with it has not been answered by this one's deadline.",
+		422: "An Idempotency-Key was used before with a different event.",
 		429: "Over --rate-limit (Retry-After), too many requests pending for a processor, or a durable route's store is full (Retry-After).",
 		500: "The processor's reply cannot be written as JSON; or the processor's INTERNAL.",
 		501: "The type has no route.",
