@@ -176,24 +176,31 @@ type binary struct {
 	cmd  *exec.Cmd
 	out  *matchWriter
 	done chan error
+	// exited is closed once the process was waited for.
+	exited chan struct{}
 }
 
 // startBinary starts path with args and watches its output (stdout and
 // stderr) for re. The process is killed if still running when ctx ends.
 func startBinary(t *testing.T, ctx context.Context, path, re string, args ...string) *binary {
 	t.Helper()
-	b := &binary{t: t, name: filepath.Base(path), out: newMatchWriter(re), done: make(chan error, 1)}
+	b := &binary{t: t, name: filepath.Base(path), out: newMatchWriter(re), done: make(chan error, 1), exited: make(chan struct{})}
 	b.cmd = exec.CommandContext(ctx, path, args...)
 	b.cmd.Stdout, b.cmd.Stderr = b.out, b.out
 	b.cmd.WaitDelay = 10 * time.Second
 	if err := b.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { b.done <- b.cmd.Wait() }()
+	go func() {
+		b.done <- b.cmd.Wait()
+		close(b.exited)
+	}()
 	t.Cleanup(func() {
-		if b.cmd.ProcessState == nil {
+		select {
+		case <-b.exited:
+		default: // still running (reading ProcessState would race with Wait)
 			_ = b.cmd.Process.Kill()
-			<-b.done
+			<-b.exited
 		}
 		if t.Failed() {
 			t.Logf("%s output:\n%s", b.name, b.out)

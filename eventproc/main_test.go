@@ -304,6 +304,8 @@ type testProcessor struct {
 	t       testing.TB
 	addr    string
 	started chan string
+	// record, when set before serving, sees every event handled.
+	record func(*eventv1.Event)
 
 	mu      sync.Mutex
 	srv     *grpc.Server
@@ -383,6 +385,9 @@ func (p *testProcessor) unblock() {
 }
 
 func (p *testProcessor) handle(ctx context.Context, ev *eventv1.Event) (*eventv1.Event, error) {
+	if p.record != nil {
+		p.record(ev)
+	}
 	md := ev.GetMetadata()
 	p.mu.Lock()
 	release := p.release
