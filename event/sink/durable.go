@@ -176,7 +176,7 @@ func (s *Sink) storeEvent(sub *submission) {
 		wait = time.Millisecond
 	}
 	if _, err := s.pub.PublishMsgAsync(msg, jetstream.WithStallWait(wait)); err != nil {
-		s.storeFailed(msg, err)
+		s.storeFailed(msg, err, false)
 	}
 }
 
@@ -190,19 +190,35 @@ func (s *Sink) storeAcked(msg *nats.Msg, ack *jetstream.PubAck) {
 	sub.finish(answer{stored: &storeAnswer{id: sub.id, sequence: ack.Sequence, duplicate: ack.Duplicate}})
 }
 
-// storeFailed finishes the submission whose event msg was not stored.
-func (s *Sink) storeFailed(msg *nats.Msg, err error) {
+// storeFailed finishes the submission whose event msg got no PubAck: it
+// was not sent (sent false), or the store answered with an error, or the
+// answer was lost.
+func (s *Sink) storeFailed(msg *nats.Msg, err error, sent bool) {
 	sub := s.storing.take(msg)
 	if sub == nil {
 		return // abandoned
 	}
 	s.durm.inc(cStoreErrors, sub.route.name, opPublish)
-	if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+	switch {
+	case errors.Is(err, jetstream.ErrTooManyStalledMsgs):
 		err = status.Errorf(codes.DeadlineExceeded, "durable store for %s had %d events in flight until the deadline", sub.typ, maxStoring)
-	} else {
+	case sent && !notStored(err):
+		// The event reached the store, and its answer did not come back
+		// (a connection lost, a leader changing): it may be stored. Not
+		// UNAVAILABLE, which says it was not.
+		err = status.Errorf(codes.DeadlineExceeded, "durable store did not confirm the event for %s (%v): it may have "+
+			"been stored; send it again with the same Idempotency-Key to store it once", sub.typ, err)
+	default:
 		err = storeError(sub.ctx, sub.typ, err)
 	}
 	sub.finish(answer{err: err})
+}
+
+// notStored reports whether a publish error says the event was not stored:
+// no stream listened, or the stream refused it.
+func notStored(err error) bool {
+	_, refused := errors.AsType[*jetstream.APIError](err)
+	return refused || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
 // maxStoring bounds the events the sink publishes to the store and awaits

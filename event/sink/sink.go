@@ -103,7 +103,7 @@ func New(cfg Config) (*Sink, error) {
 			// A publish the store never answers frees its place.
 			jetstream.WithPublishAsyncTimeout(cfg.Timeout),
 			jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) { s.storeAcked(m, ack) }),
-			jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) { s.storeFailed(m, err) }))
+			jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) { s.storeFailed(m, err, true) }))
 		if err != nil {
 			return nil, fmt.Errorf("%w: durable store: %v", ErrInvalidConfig, err)
 		}
