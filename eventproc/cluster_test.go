@@ -231,14 +231,18 @@ func TestClusterUnderFaults(t *testing.T) {
 		return body
 	}
 	sinks := []*sinkSlot{{dataDir: t.TempDir()}, {dataDir: t.TempDir()}}
-	// One after the other: two sinks creating the same R3 streams at once
-	// on a fresh cluster both get no answer (nats-server 2.15.3), and each
-	// retries after its request timeout, 5 s per stream.
+	// Both at once, as a deployment starts them: two sinks creating the same
+	// R3 streams at the same instant on a fresh cluster get no answer
+	// (nats-server 2.15.3); the sinks' short first request timeout (1 s)
+	// and retry keep that from costing more than a second or two.
 	for _, s := range sinks {
 		start(s)
+	}
+	for _, s := range sinks {
 		(&sinkProc{t: t, url: *s.url.Load(), client: client}).waitRoute(ctx, "TYPE_HELLO", true)
 	}
-	t.Logf("sinks ready after %v", time.Since(began).Round(time.Millisecond))
+	ready := time.Since(began)
+	t.Logf("sinks ready after %v", ready.Round(time.Millisecond))
 
 	// Durable load: workers per sink post distinct events, with ids they
 	// choose, and record every answer.

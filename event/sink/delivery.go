@@ -3,6 +3,7 @@ package sink
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -24,6 +25,10 @@ const (
 	maxFetch = 256
 	// storeRetryMax caps the backoff while the store is unreachable.
 	storeRetryMax = 2 * time.Second
+	// setupCallTimeout is how long a request setting the store up may
+	// take at first, doubling on each failed attempt up to
+	// setupCallTimeoutMax (see setupStore).
+	setupCallTimeout, setupCallTimeoutMax = time.Second, 10 * time.Second
 )
 
 // runDurable sets the store up and delivers every durable route's events
@@ -31,9 +36,9 @@ const (
 func (s *Sink) runDurable(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	backoff := 50 * time.Millisecond
-	for {
-		err := s.setupStore(ctx)
+	backoff, callTimeout := 50*time.Millisecond, setupCallTimeout
+	for attempt := 1; ; attempt++ {
+		err := s.setupStore(ctx, callTimeout)
 		if err == nil {
 			s.notify() // durable routes are ready
 			break
@@ -41,11 +46,16 @@ func (s *Sink) runDurable(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		s.cfg.Logger.Warn("durable store: cannot create its streams; retrying", "err", err, "in", backoff)
-		if !sleep(ctx, backoff) {
+		// Jitter, so that sinks started together stop colliding.
+		wait := backoff + rand.N(250*time.Millisecond)
+		s.cfg.Logger.Warn("durable store: cannot create its streams; retrying", "err", err, "in", wait)
+		if !sleep(ctx, wait) {
 			return
 		}
 		backoff = min(2*backoff, storeRetryMax)
+		if attempt >= 3 {
+			callTimeout = min(2*callTimeout, setupCallTimeoutMax) // a busy store may need longer
+		}
 	}
 	for _, r := range s.routes {
 		if r.durable {
@@ -109,7 +119,7 @@ func (s *Sink) deliverRoute(ctx context.Context, r *route) {
 			}
 			backoff = min(2*backoff, storeRetryMax)
 			// The stream or consumer may have gone with the server's store.
-			if err := s.setupStore(ctx); err != nil && ctx.Err() == nil {
+			if err := s.setupStore(ctx, setupCallTimeoutMax); err != nil && ctx.Err() == nil {
 				s.cfg.Logger.Warn("durable store: cannot create its streams", "err", err)
 			}
 			continue

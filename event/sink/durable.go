@@ -302,10 +302,16 @@ func isFull(e *jetstream.APIError) bool {
 }
 
 // setupStore creates or updates the durable and dead-letter streams and a
-// durable consumer per durable route.
-func (s *Sink) setupStore(ctx context.Context) error {
+// durable consumer per durable route. Each request may take callTimeout:
+// when several sinks create the same replicated stream at the same instant,
+// nats-server (2.15) answers none of them, and each one's retry then finds
+// the stream made, so a short first timeout keeps their start quick.
+func (s *Sink) setupStore(ctx context.Context, callTimeout time.Duration) error {
+	call := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, callTimeout) }
 	d := s.cfg.Durable
-	if _, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	cctx, cancel := call()
+	defer cancel()
+	if _, err := s.js.CreateOrUpdateStream(cctx, jetstream.StreamConfig{
 		Name:        durableStream,
 		Description: "eventproc: events of durable routes, until a processor answers them",
 		Subjects:    []string{durableSubject + "*"},
@@ -318,7 +324,9 @@ func (s *Sink) setupStore(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("stream %s: %w", durableStream, err)
 	}
-	if _, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	cctx, cancel = call()
+	defer cancel()
+	if _, err := s.js.CreateOrUpdateStream(cctx, jetstream.StreamConfig{
 		Name:        deadStream,
 		Description: "eventproc: dead letters, events of durable routes that could not be delivered, with the reason",
 		Subjects:    []string{deadSubject + "*"},
@@ -330,7 +338,9 @@ func (s *Sink) setupStore(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("stream %s: %w", deadStream, err)
 	}
-	kv, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	cctx, cancel = call()
+	defer cancel()
+	kv, err := s.js.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{
 		Bucket:      idempotencyBucket,
 		Description: "eventproc: idempotency keys of durable events, with a hash of their event and its id",
 		TTL:         d.DedupWindow,
@@ -345,7 +355,8 @@ func (s *Sink) setupStore(ctx context.Context) error {
 		if !r.durable {
 			continue
 		}
-		if _, err := s.js.CreateOrUpdateConsumer(ctx, durableStream, jetstream.ConsumerConfig{
+		cctx, cancel := call()
+		_, err := s.js.CreateOrUpdateConsumer(cctx, durableStream, jetstream.ConsumerConfig{
 			Durable:       consumerPrefix + r.name,
 			Description:   "eventproc: delivery of " + r.name + ", shared by every sink",
 			FilterSubject: durableSubject + r.name,
@@ -358,7 +369,9 @@ func (s *Sink) setupStore(ctx context.Context) error {
 			MaxDeliver:    -1,
 			MaxAckPending: maxAckPending,
 			Replicas:      d.Replicas,
-		}); err != nil {
+		})
+		cancel()
+		if err != nil {
 			return fmt.Errorf("consumer %s: %w", consumerPrefix+r.name, err)
 		}
 	}

@@ -128,7 +128,11 @@ func (s *Sink) runSharedPubSub(ctx context.Context) {
 // at.next, until an error. A stream of another epoch (created anew) resets
 // the hub and is read from its start.
 func (s *Sink) fanIn(ctx context.Context, at *fanIn) error {
-	stream, err := s.ps.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	// A short timeout: sinks creating the stream at the same instant get
+	// no answer from nats-server (see setupStore); the retry finds it.
+	cctx, cancel := context.WithTimeout(ctx, setupCallTimeout)
+	defer cancel()
+	stream, err := s.ps.CreateOrUpdateStream(cctx, jetstream.StreamConfig{
 		Name:              pubsubStream,
 		Description:       "eventproc: events processors publish, the latest --history of each type, shared by every sink",
 		Subjects:          []string{pubsubSubject + "*"},
