@@ -57,7 +57,8 @@ func profile(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	duration := fs.Duration("duration", 10*time.Second, "measured and profiled `time` per path (whole seconds)")
 	warmup := fs.Duration("warmup", 2*time.Second, "warm-up before each profile")
 	workers := fs.Int("concurrency", 64, "concurrent clients")
-	paths := fs.String("paths", "rest,grpc,stream", "comma-separated sink paths to profile: rest, grpc, stream")
+	paths := fs.String("paths", "rest,grpc,stream", "comma-separated sink paths to profile: rest, grpc, stream, "+
+		"rest-durable, stream-durable (a durable route, its store in a temporary --data-dir)")
 	dir := fs.String("dir", "", "`directory` for the profiles (default: a new temporary directory)")
 	rev := fs.String("rev", "", "build proc from this git `revision` instead of the working tree")
 	sinkArgs := fs.String("sink-args", "", "extra space-separated flags for eventproc, e.g. '--streams-per-target 4'")
@@ -98,6 +99,11 @@ func profile(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return streamClient(ctx, s, c, sinkStreamMux)
 		},
 	}
+	for _, sc := range scenarios() {
+		if sc.durable {
+			byPath[sc.name] = sc.client
+		}
+	}
 	t := &table{header: []string{"path", "C", "req/s", "p50", "p99", "errors", "sink CPU/req",
 		"allocs/req", "bytes/req", "GCs/s", "GC pause/s", "heap", "stacks", "peak RSS", "CPU profile"}}
 	for path := range strings.SplitSeq(*paths, ",") {
@@ -105,8 +111,12 @@ func profile(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if !ok {
 			return fmt.Errorf("-paths: unknown path %q", path)
 		}
+		args := strings.Fields(*sinkArgs)
+		if strings.HasSuffix(path, "-durable") {
+			args = append(args, "--durable", "hello", "--data-dir", filepath.Join(*dir, path+".data"))
+		}
 		row, err := e.profilePath(ctx, path, client, *workers, *warmup, secs, *dir,
-			strings.Fields(*sinkArgs), strings.Fields(*sinkEnv), profileProc)
+			args, strings.Fields(*sinkEnv), profileProc)
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
