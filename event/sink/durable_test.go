@@ -53,25 +53,12 @@ func startDurableSink(t *testing.T, st *natsembed.Store, addr string, d DurableC
 func startDurableSinkMetrics(t *testing.T, st *natsembed.Store, addr string, d DurableConfig, reg prometheus.Registerer) *Sink {
 	t.Helper()
 	d.Conn = st.Conn()
-	s, err := New(Config{
+	s := runSink(t, Config{
 		Routes:       []Route{{Type: eventv1.Type_TYPE_HELLO, Targets: []string{addr}, Durable: true}},
 		ReconnectMax: 100 * time.Millisecond,
 		Durable:      d,
-		Logger:       discard(),
 		Timeout:      2 * time.Second,
 		Metrics:      reg,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = s.Run(context.Background())
-	}()
-	t.Cleanup(func() {
-		s.Close()
-		<-done
 	})
 	eventually(t, s.Ready)
 	ctx := testCtx(t)

@@ -92,9 +92,9 @@ func serveFake(t testing.TB, f eventv1.ProcessorServiceServer, lis net.Listener)
 	return srv
 }
 
-// startSink builds a sink from cfg, runs it until the test ends and waits
-// until it is ready.
-func startSink(t testing.TB, cfg Config) *Sink {
+// runSink builds a sink from cfg and runs it until the test ends, without
+// waiting for it to be ready.
+func runSink(t testing.TB, cfg Config) *Sink {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = discard()
@@ -112,6 +112,14 @@ func startSink(t testing.TB, cfg Config) *Sink {
 		s.Close()
 		<-done
 	})
+	return s
+}
+
+// startSink builds a sink from cfg, runs it until the test ends and waits
+// until it is ready.
+func startSink(t testing.TB, cfg Config) *Sink {
+	t.Helper()
+	s := runSink(t, cfg)
 	// Ready, and every stream of every target up, so tests that count
 	// streams or spread load see them all.
 	waitFor(t, s, func() bool {

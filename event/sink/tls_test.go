@@ -39,26 +39,6 @@ func startTLSProcessor(t *testing.T, files *tlsfiles.Files) string {
 	return lis.Addr().String()
 }
 
-// runSink runs a sink of cfg until the test ends, without waiting for it
-// to be ready.
-func runSink(t *testing.T, cfg Config) *Sink {
-	t.Helper()
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = s.Run(context.Background())
-	}()
-	t.Cleanup(func() {
-		s.Close()
-		<-done
-	})
-	return s
-}
-
 // lastError polls s's status until its only target reports an error that
 // satisfies ok, and returns it.
 func lastError(t *testing.T, s *Sink, ok func(string) bool) string {
