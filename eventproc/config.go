@@ -347,8 +347,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 				set = append(set, setting{"--" + o.name, v})
 			}
 		case env != "" && o.multi:
-			for _, v := range splitList(env, o.name == "broadcast" || o.name == "ce-type" || o.name == "durable" ||
-				o.name == "idempotent") {
+			// Commas separate the values of every list but routes, whose
+			// targets they separate.
+			for _, v := range splitList(env, o.name != "route") {
 				set = append(set, setting{o.env, v})
 			}
 		case env != "":
@@ -445,56 +446,54 @@ func (c *Config) addCEType(s setting) error {
 	return nil
 }
 
-// setBroadcast makes the route of a --broadcast type a broadcast route.
-func (c *Config) setBroadcast(s setting) error {
+// routeOf returns the route of the type a setting names.
+func (c *Config) routeOf(s setting) (*sink.Route, error) {
 	t, err := sink.ParseType(s.value)
 	if err != nil {
-		return s.errorf("%s", withoutSentinel(err))
+		return nil, s.errorf("%s", withoutSentinel(err))
 	}
 	for i := range c.Sink.Routes {
-		if c.Sink.Routes[i].Type == t {
-			c.Sink.Routes[i].Broadcast = true
-			return nil
+		if r := &c.Sink.Routes[i]; r.Type == t {
+			return r, nil
 		}
 	}
-	return s.errorf("no --route for %s", t)
+	return nil, s.errorf("no --route for %s", t)
+}
+
+// setBroadcast makes the route of a --broadcast type a broadcast route.
+func (c *Config) setBroadcast(s setting) error {
+	r, err := c.routeOf(s)
+	if err == nil {
+		r.Broadcast = true
+	}
+	return err
 }
 
 // setDurable makes the route of a --durable type a durable route.
 func (c *Config) setDurable(s setting) error {
-	t, err := sink.ParseType(s.value)
-	if err != nil {
-		return s.errorf("%s", withoutSentinel(err))
+	r, err := c.routeOf(s)
+	switch {
+	case err != nil:
+		return err
+	case r.Broadcast:
+		return s.errorf("%s is a --broadcast route; a route is durable or broadcast, not both", r.Type)
 	}
-	for i := range c.Sink.Routes {
-		if r := &c.Sink.Routes[i]; r.Type == t {
-			if r.Broadcast {
-				return s.errorf("%s is a --broadcast route; a route is durable or broadcast, not both", t)
-			}
-			r.Durable = true
-			return nil
-		}
-	}
-	return s.errorf("no --route for %s", t)
+	r.Durable = true
+	return nil
 }
 
 // setIdempotent makes the route of an --idempotent type honour
 // idempotency keys.
 func (c *Config) setIdempotent(s setting) error {
-	t, err := sink.ParseType(s.value)
-	if err != nil {
-		return s.errorf("%s", withoutSentinel(err))
+	r, err := c.routeOf(s)
+	switch {
+	case err != nil:
+		return err
+	case r.Broadcast:
+		return s.errorf("%s is a --broadcast route; idempotency keys are not supported there", r.Type)
 	}
-	for i := range c.Sink.Routes {
-		if r := &c.Sink.Routes[i]; r.Type == t {
-			if r.Broadcast {
-				return s.errorf("%s is a --broadcast route; idempotency keys are not supported there", t)
-			}
-			r.Idempotent = true
-			return nil
-		}
-	}
-	return s.errorf("no --route for %s", t)
+	r.Idempotent = true
+	return nil
 }
 
 // needsStore reports whether a route is durable or idempotent: the store
