@@ -1,8 +1,7 @@
 package auth
 
 import (
-	"errors"
-
+	"github.com/eventproc/eventproc/internal/eventmetrics"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -38,15 +37,11 @@ func newMetrics(reg prometheus.Registerer) (metrics, error) {
 			Help: "Reloads of the JWKS and API key files, by file and result (ok, error).",
 		}, []string{"file", "result"}),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []prometheus.Collector{m.failures, m.denied, m.limited, m.expired, m.reloads} {
-		if err := reg.Register(c); err != nil {
-			var dup prometheus.AlreadyRegisteredError
-			if !errors.As(err, &dup) {
-				return m, err
-			}
+	// Authenticators sharing a registry share the counters.
+	for _, c := range []**prometheus.CounterVec{&m.failures, &m.denied, &m.limited, &m.expired, &m.reloads} {
+		var err error
+		if *c, err = eventmetrics.Register(reg, *c); err != nil {
+			return m, err
 		}
 	}
 	return m, nil

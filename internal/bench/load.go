@@ -195,29 +195,39 @@ func newHTTPClient(conns int, tlsConfig *tls.Config) *http.Client {
 	}
 }
 
+// postHello posts the hello event to url, with token as a bearer token
+// unless empty, and returns the answer's status and body.
+func postHello(ctx context.Context, client *http.Client, url, token string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(restBody))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return 0, nil, fmt.Errorf("reading the body: %w", err)
+	}
+	return resp.StatusCode, body, nil
+}
+
 // restCaller posts the hello event to url and checks for a 200 whose body
 // is an event echoing the payload.
 func restCaller(client *http.Client, url, token string) caller {
 	return func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(restBody))
-		if err != nil {
+		code, body, err := postHello(ctx, client, url, token)
+		switch {
+		case err != nil:
 			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return fmt.Errorf("reading the body: %w", err)
-		}
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("HTTP %d: %.200s", resp.StatusCode, body)
+		case code != http.StatusOK:
+			return fmt.Errorf("HTTP %d: %.200s", code, body)
 		}
 		var ev eventv1.Event
 		if err := protojson.Unmarshal(body, &ev); err != nil {
@@ -231,24 +241,13 @@ func restCaller(client *http.Client, url, token string) caller {
 // checks for a 202 whose body says where it was stored.
 func restStoredCaller(client *http.Client, url string) caller {
 	return func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(restBody))
-		if err != nil {
+		code, body, err := postHello(ctx, client, url, "")
+		switch {
+		case err != nil:
 			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return fmt.Errorf("reading the body: %w", err)
-		}
-		if resp.StatusCode != http.StatusAccepted {
-			return fmt.Errorf("HTTP %d: %.200s, want 202", resp.StatusCode, body)
-		}
-		if !bytes.Contains(body, []byte(`"sequence"`)) {
+		case code != http.StatusAccepted:
+			return fmt.Errorf("HTTP %d: %.200s, want 202", code, body)
+		case !bytes.Contains(body, []byte(`"sequence"`)):
 			return fmt.Errorf("202 without a sequence: %.200s", body)
 		}
 		return nil
