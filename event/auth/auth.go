@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -338,10 +338,11 @@ func rateLimited(msg string, wait time.Duration) error {
 	return st.Err()
 }
 
-// hostOf is an address without its port.
+// hostOf is an address without its port (the address itself when it has
+// none).
 func hostOf(addr string) string {
-	if i := strings.LastIndexByte(addr, ':'); i >= 0 && !strings.HasSuffix(addr, "]") {
-		addr = addr[:i]
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
 	}
-	return strings.Trim(addr, "[]")
+	return addr
 }
