@@ -16,7 +16,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/eventproc/eventproc/event/sink"
 	eventv1 "github.com/eventproc/eventproc/event/v1"
@@ -283,7 +282,7 @@ func (a *Authenticator) Authorize(ctx context.Context, action sink.Action, t eve
 	if action == sink.ActionSend && a.cfg.RateLimit > 0 {
 		if wait, ok := a.take(a.sendLimits, p.Name, rate.Limit(a.cfg.RateLimit), a.cfg.RateBurst); !ok {
 			a.metrics.limited.WithLabelValues("principal").Inc()
-			return rateLimited(fmt.Sprintf("rate limit of %g events/s exceeded", a.cfg.RateLimit), wait)
+			return protocol.RetryLater(fmt.Sprintf("rate limit of %g events/s exceeded", a.cfg.RateLimit), wait)
 		}
 	}
 	return nil
@@ -322,18 +321,6 @@ func unauthenticated(reason, msg string) error {
 	st, err := status.New(codes.Unauthenticated, msg).WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: protocol.ErrorDomain})
 	if err != nil {
 		panic(err) // an ErrorInfo always marshals
-	}
-	return st.Err()
-}
-
-// rateLimited is RESOURCE_EXHAUSTED with a RetryInfo of wait (at least a
-// second: Retry-After counts whole seconds).
-func rateLimited(msg string, wait time.Duration) error {
-	wait = max(time.Second, wait.Round(time.Second))
-	st, err := status.New(codes.ResourceExhausted, msg+"; retry after "+wait.String()).
-		WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(wait)})
-	if err != nil {
-		panic(err)
 	}
 	return st.Err()
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/eventproc/eventproc/event/tlsfiles"
+	"github.com/eventproc/eventproc/internal/protocol"
 )
 
 // credential is what a caller presented, from HTTP headers or gRPC
@@ -39,7 +40,7 @@ func (a *Authenticator) authenticate(c credential) (*Principal, error) {
 	if lim, ok := a.failLimits.Peek(c.addr); ok {
 		if now := a.now(); lim.TokensAt(now) < 1 {
 			a.metrics.limited.WithLabelValues("address").Inc()
-			return nil, rateLimited("too many failed authentications from this address",
+			return nil, protocol.RetryLater("too many failed authentications from this address",
 				time.Duration(float64(time.Second)/a.cfg.FailureRate))
 		}
 	}
@@ -139,7 +140,7 @@ func (a *Authenticator) IssueTicket(ctx context.Context) (string, time.Time, err
 			}
 		}
 		if len(t.m) >= maxTickets {
-			return "", time.Time{}, rateLimited("too many tickets waiting to be used", t.ttl)
+			return "", time.Time{}, protocol.RetryLater("too many tickets waiting to be used", t.ttl)
 		}
 	}
 	if t.m == nil {

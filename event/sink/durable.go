@@ -10,12 +10,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
+	"github.com/eventproc/eventproc/internal/protocol"
 )
 
 // Durable routes (docs/design.md, "Durable events"): an event of a durable
@@ -287,9 +286,7 @@ func storeError(ctx context.Context, t eventv1.Type, err error) error {
 		return status.FromContextError(ctx.Err()).Err()
 	}
 	if apiErr, ok := errors.AsType[*jetstream.APIError](err); ok && isFull(apiErr) {
-		st, _ := status.New(codes.ResourceExhausted, fmt.Sprintf("durable store for %s is full: %s; retry later", t, apiErr.Description)).
-			WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
-		return st.Err()
+		return protocol.RetryLater(fmt.Sprintf("durable store for %s is full: %s", t, apiErr.Description), time.Second)
 	}
 	return status.Errorf(codes.Unavailable, "durable store unavailable for %s: %v; retry later", t, err)
 }

@@ -12,6 +12,7 @@ package protocol
 
 import (
 	"strconv"
+	"time"
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	eventv1 "github.com/eventproc/eventproc/event/v1"
 )
@@ -122,4 +124,17 @@ func IsDraining(st *spb.Status) bool {
 		}
 	}
 	return false
+}
+
+// RetryLater is RESOURCE_EXHAUSTED with msg and a RetryInfo of wait,
+// rounded to whole seconds and at least one (HTTP's Retry-After, which the
+// HTTP front sets from it, counts whole seconds).
+func RetryLater(msg string, wait time.Duration) error {
+	wait = max(time.Second, wait.Round(time.Second))
+	st, err := status.New(codes.ResourceExhausted, msg+"; retry after "+wait.String()).
+		WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(wait)})
+	if err != nil {
+		panic(err) // a RetryInfo always marshals
+	}
+	return st.Err()
 }
