@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"regexp"
-	"slices"
 	"sync"
 	"time"
 
@@ -45,10 +44,6 @@ type servers struct {
 	// the JWT they authenticate with.
 	tls   *tls.Config
 	token string
-	// natsAddr is where a durable sink's embedded NATS server accepts
-	// clients ("" for other servers): the benchmark reads the durable
-	// stream's state there to count deliveries.
-	natsAddr string
 }
 
 // stop stops the server first, then the processor.
@@ -89,19 +84,18 @@ func (e *env) startSink(procArgs ...string) (*servers, error) {
 	return e.startSinkWith(nil, procArgs...)
 }
 
-// startDurableSink is startSink with TYPE_HELLO's route durable, its
-// embedded store in a fresh directory, and the store's NATS port open to
-// the benchmark (to count deliveries).
+// startDurableSink is startSink with TYPE_HELLO's route durable and its
+// embedded store in a fresh directory, as a single sink runs by default
+// (no NATS port: the benchmark counts deliveries from /metrics).
 func (e *env) startDurableSink() (*servers, error) {
 	dir, err := os.MkdirTemp(e.bins.dir, "data")
 	if err != nil {
 		return nil, err
 	}
-	return e.startSinkWith([]string{"--durable", "hello", "--data-dir", dir, "--nats-listen", "127.0.0.1:0"})
+	return e.startSinkWith([]string{"--durable", "hello", "--data-dir", dir})
 }
 
-// startSinkWith is startSink with extra sink arguments; with --nats-listen
-// among them it also waits for the store's address.
+// startSinkWith is startSink with extra sink arguments.
 func (e *env) startSinkWith(sinkArgs []string, procArgs ...string) (*servers, error) {
 	args := append([]string{"--addr", "127.0.0.1:0", "--shutdown-grace", "1s"}, procArgs...)
 	p, got, err := startChild("proc", e.bins.proc, args, []*regexp.Regexp{listeningRE}, startTimeout)
@@ -110,9 +104,6 @@ func (e *env) startSinkWith(sinkArgs []string, procArgs ...string) (*servers, er
 	}
 	procAddr := got[0]
 	want := []*regexp.Regexp{sinkHTTPRE, sinkGRPCRE}
-	if slices.Contains(sinkArgs, "--nats-listen") {
-		want = append(want, sinkNATSRE)
-	}
 	sk, got, err := startChild("eventproc", e.bins.eventproc, append([]string{
 		"--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
 		"--route", "hello=" + procAddr, "--shutdown-grace", "1s",
@@ -122,9 +113,6 @@ func (e *env) startSinkWith(sinkArgs []string, procArgs ...string) (*servers, er
 		return nil, err
 	}
 	s := &servers{server: sk, proc: p, httpAddr: got[0], grpcAddr: got[1]}
-	if len(got) > 2 {
-		s.natsAddr = got[2]
-	}
 	if err := waitReady(s, startTimeout); err != nil {
 		s.stop()
 		return nil, fmt.Errorf("eventproc: %w; its output:\n%s", err, sk.out.tail())
@@ -364,12 +352,7 @@ func (e *env) measure(ctx context.Context, sc *scenario, workers int, warmup, d 
 	}
 	var store *storeWatch
 	if sc.durable {
-		if store, err = watchStore(s.natsAddr); err != nil {
-			release()
-			m.err = err
-			return m
-		}
-		defer store.close()
+		store = watchStore(s.url(""))
 	}
 	var srv0, srv1, proc0, proc1, self0, self1 procStat
 	var st0, st1 storeState
@@ -394,7 +377,7 @@ func (e *env) measure(ctx context.Context, sc *scenario, workers int, warmup, d 
 		atEnd:   func() { sample(&srv1, &proc1, &self1, &st1, &busy1) },
 	}, newCaller)
 	release()
-	m.delivered, m.backlog = st1.done()-st0.done(), st1.waiting
+	m.delivered, m.backlog = st1.done()-st0.done(), st1.waiting()
 	if err := s.died(); err != nil {
 		m.err = err
 		return m
