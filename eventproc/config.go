@@ -113,13 +113,14 @@ func options(c *Config) []option {
 			usage: "room for durable events waiting for delivery; beyond, they are answered 429 with Retry-After"},
 		{name: "idempotency-window", arg: "DURATION", env: "EVENTPROC_IDEMPOTENCY_WINDOW", def: "2m",
 			set: durationVar(&c.Sink.Durable.DedupWindow, false),
-			usage: "how long an Idempotency-Key header (gRPC metadata idempotency-key) is remembered on durable " +
+			usage: "how long an Idempotency-Key header (gRPC metadata idempotency-key; on a Stream, each event's " +
+				"idempotency_key) is remembered on durable " +
 				"routes: a request sent again with it is stored once and answered with the first one's id and " +
 				"sequence and \"duplicate\": true; the same key with a different event is refused with 422; " +
 				"also how long an --idempotent route keeps a reply"},
 		{name: "idempotent", arg: "TYPE", env: "EVENTPROC_IDEMPOTENT", multi: true, set: c.setIdempotent,
 			usage: "make TYPE's request/response route honour the Idempotency-Key header (gRPC metadata " +
-				"idempotency-key; REST and unary Send): the first reply (or 204) is kept in the NATS JetStream store " +
+				"idempotency-key; REST, unary Send, and each Stream event's idempotency_key): the first reply (or 204) is kept in the NATS JetStream store " +
 				"for --idempotency-window and given again to a retry with the same key, which never reaches a " +
 				"processor; a retry sent while the first is in flight waits for its answer (409 if its own " +
 				"deadline comes first); the same key with a different event is refused with 422; errors are not " +

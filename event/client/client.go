@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -108,6 +109,11 @@ func New(conn grpc.ClientConnInterface, opts Options) *Client {
 // Send sends ev to the sink and waits for its answer, or for ctx to end. It
 // returns what the unary SinkService.Send would; errors are gRPC status
 // errors. ev is only read, and not after Send returns.
+//
+// An idempotency key in ctx's outgoing metadata, as for a unary Send
+// (metadata.AppendToOutgoingContext(ctx, "idempotency-key", key)), is sent
+// with the event: a durable or idempotent route stores or processes an
+// event sent again with the same key once, and answers it like the first.
 func (c *Client) Send(ctx context.Context, ev *eventv1.Event) (*eventv1.SendResponse, error) {
 	if ev == nil {
 		return nil, status.Error(codes.InvalidArgument, "eventproc client: nil event")
@@ -236,6 +242,15 @@ func (c *Client) newCall(ctx context.Context, ev *eventv1.Event) (*call, error) 
 		_, _ = fill.MarshalToSizedBufferVT(b[len(b)-extra:])
 	}
 	entry := &relayv1.StreamRequest{Event: b}
+	// The key a unary Send would carry as metadata goes with the event:
+	// the stream's metadata is not the event's.
+	switch keys := metadata.ValueFromOutgoingContext(ctx, protocol.IdempotencyKey); len(keys) {
+	case 0:
+	case 1:
+		entry.IdempotencyKey = keys[0]
+	default:
+		return nil, status.Error(codes.InvalidArgument, "eventproc client: more than one idempotency-key in the context's metadata")
+	}
 	if deadline, ok := ctx.Deadline(); ok {
 		left := time.Until(deadline)
 		if left <= 0 {

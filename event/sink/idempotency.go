@@ -49,15 +49,27 @@ func readIdempotencyKey(ctx context.Context, t eventv1.Type, b []byte) (*idempot
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	key := keys[0]
-	if key == "" || len(key) > maxIdempotencyKey || len(keys) > 1 {
-		return nil, status.Errorf(codes.InvalidArgument, "idempotency key must be one value of 1 to %d bytes", maxIdempotencyKey)
+	if len(keys) > 1 {
+		return nil, errBadKey()
+	}
+	return newIdempotency(t, keys[0], b)
+}
+
+// newIdempotency checks key, the idempotency key of event b of type t, and
+// hashes b as the client sent it.
+func newIdempotency(t eventv1.Type, key string, b []byte) (*idempotency, error) {
+	if key == "" || len(key) > maxIdempotencyKey {
+		return nil, errBadKey()
 	}
 	ev := new(eventv1.Event)
 	if err := vtcodec.Unmarshal(b, ev); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "invalid event: %v", err)
 	}
-	// Deterministic: the same event hashes the same whatever its map order.
+	// The same event is the same type, payload, metadata and time: not the
+	// same id, which a client library may give each retry afresh (a
+	// duplicate is answered with the first event's id). Deterministic: the
+	// same event hashes the same whatever its map order.
+	ev.Id = ""
 	canon, err := proto.MarshalOptions{Deterministic: true}.Marshal(ev)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "invalid event: %v", err)
@@ -65,6 +77,11 @@ func readIdempotencyKey(ctx context.Context, t eventv1.Type, b []byte) (*idempot
 	k := sha256.Sum256([]byte(t.String() + "\x00" + key))
 	h := sha256.Sum256(canon)
 	return &idempotency{key: hex.EncodeToString(k[:]), hash: hex.EncodeToString(h[:])}, nil
+}
+
+// errBadKey is the error for a malformed idempotency key.
+func errBadKey() error {
+	return status.Errorf(codes.InvalidArgument, "idempotency key must be one value of 1 to %d bytes", maxIdempotencyKey)
 }
 
 // errKeyReused is the error for a key sent again with another event.
@@ -104,9 +121,10 @@ func (s *Sink) claim(ctx context.Context, sub *submission) error {
 		}
 		if id != sub.id {
 			// The first request's id: should its event never have been
-			// stored, this one is stored as it would have been.
+			// stored, this one is stored as it would have been. A Stream's
+			// client still knows it by its own.
 			fill, _ := (&relayv1.EventHeader{Id: id}).MarshalVT()
-			sub.event, sub.id = append(sub.event[:len(sub.event):len(sub.event)], fill...), id
+			sub.event, sub.asked, sub.id = append(sub.event[:len(sub.event):len(sub.event)], fill...), sub.id, id
 		}
 		return nil
 	}

@@ -233,7 +233,7 @@ func (in *ingress) admit(req *relayv1.StreamRequest) error {
 	if err != nil {
 		return err
 	}
-	sub := &submission{s: in.s, ctx: in.ctx, to: in, slot: slot, start: time.Now(), trace: in.tc}
+	sub := &submission{s: in.s, ctx: in.ctx, to: in, slot: slot, start: time.Now(), trace: in.tc, key: req.IdempotencyKey}
 	in.mu.Lock()
 	in.subs[slot] = sub
 	if in.closed {
@@ -305,6 +305,9 @@ func (in *ingress) receive(sub *submission, a answer) {
 		send relayv1.SendResponse
 	})
 	sa.resp.Id = sub.id
+	if sub.asked != "" {
+		sa.resp.Id = sub.asked
+	}
 	if err := fillSendResponse(a, &sa.send); err != nil {
 		sa.resp.Result = &relayv1.StreamResponse_Error{Error: status.Convert(err).Proto()}
 	} else {

@@ -56,9 +56,15 @@ type submission struct {
 	// child is set for the parts of a broadcast, which are not counted in
 	// the metrics: their broadcast is.
 	child bool
-	// idem is the idempotency key of a synchronous caller's event of a
-	// durable or idempotent route, if any.
+	// idem is the idempotency key of an event of a durable or idempotent
+	// route, if it has one.
 	idem *idempotency
+	// key is the idempotency key a Stream's client sent with the event
+	// (StreamRequest.idempotency_key), if any.
+	key string
+	// asked, when set, is the id the event came with, which a Stream's
+	// answer names: id became the first event's under the same key.
+	asked string
 	// storing is its event as published to the store while the store has
 	// not answered, guarded by Sink.storing's lock.
 	storing *nats.Msg
@@ -164,6 +170,8 @@ func (s *Sink) submit(sub *submission, b []byte, h header, tooDeep bool, limit t
 	if err == nil && (sub.route.durable || sub.route.idempotent) {
 		if _, waits := sub.to.(waiter); waits {
 			sub.idem, err = readIdempotencyKey(sub.ctx, h.typ, b)
+		} else if sub.key != "" {
+			sub.idem, err = newIdempotency(h.typ, sub.key, b)
 		}
 	}
 	if err != nil {
@@ -174,12 +182,22 @@ func (s *Sink) submit(sub *submission, b []byte, h header, tooDeep bool, limit t
 	// room (an event the sink encoded itself), else a copy.
 	sub.event, sub.id = s.fillHeader(b, h, sub.start)
 	s.setDeadline(sub, limit)
-	if sub.idem != nil && !sub.route.durable {
-		s.sendIdempotent(sub) // a waiter's: its caller's goroutine waits anyway
+	if sub.idem != nil {
+		// The key's claim is a round trip to the store: a waiter's caller
+		// waits anyway, a Stream's reader must not.
+		run := s.storeEvent
+		if !sub.route.durable {
+			run = s.sendIdempotent
+		}
+		if _, waits := sub.to.(waiter); waits {
+			run(sub)
+		} else {
+			go run(sub)
+		}
 		return
 	}
 	if sub.route.durable {
-		s.storeEvent(sub) // asynchronous but for an idempotency key's claim, which only waiters have
+		s.storeEvent(sub) // asynchronous without a key
 		return
 	}
 	if sub.route.broadcast {

@@ -392,9 +392,16 @@ type StreamRequest struct {
 	// stream now runs on the fresh credential, with its scopes) or error set
 	// (it was refused, and the stream keeps its credential). Events in flight
 	// are not disturbed either way.
-	Credential    string `protobuf:"bytes,4,opt,name=credential,proto3" json:"credential,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Credential string `protobuf:"bytes,4,opt,name=credential,proto3" json:"credential,omitempty"`
+	// The event's idempotency key, as the idempotency-key metadata of a unary
+	// Send (1 to 256 bytes): on a durable or idempotent route, an event sent
+	// again with the same key within the sink's idempotency window is stored
+	// (or processed) once and answered like the first. Set per event, also on
+	// each entry of a batch; the stream's own idempotency-key metadata is not
+	// read. Ignored on other routes.
+	IdempotencyKey string `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StreamRequest) Reset() {
@@ -451,6 +458,13 @@ func (x *StreamRequest) GetBatch() []*StreamRequest {
 func (x *StreamRequest) GetCredential() string {
 	if x != nil {
 		return x.Credential
+	}
+	return ""
+}
+
+func (x *StreamRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
 	}
 	return ""
 }
@@ -605,14 +619,15 @@ const file_event_v1_sink_proto_rawDesc = "" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x16\n" +
 	"\x06missed\x18\x03 \x01(\x04R\x06missed\x12\"\n" +
 	"\rlast_event_id\x18\x04 \x01(\tR\vlastEventId\x12#\n" +
-	"\rhistory_reset\x18\x05 \x01(\bR\fhistoryReset\"\xba\x01\n" +
+	"\rhistory_reset\x18\x05 \x01(\bR\fhistoryReset\"\xe3\x01\n" +
 	"\rStreamRequest\x12%\n" +
 	"\x05event\x18\x01 \x01(\v2\x0f.event.v1.EventR\x05event\x123\n" +
 	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12-\n" +
 	"\x05batch\x18\x03 \x03(\v2\x17.event.v1.StreamRequestR\x05batch\x12\x1e\n" +
 	"\n" +
 	"credential\x18\x04 \x01(\tR\n" +
-	"credential\"\x89\x02\n" +
+	"credential\x12'\n" +
+	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\"\x89\x02\n" +
 	"\x0eStreamResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x124\n" +
 	"\bresponse\x18\x02 \x01(\v2\x16.event.v1.SendResponseH\x00R\bresponse\x12*\n" +

@@ -272,9 +272,11 @@ type StreamRequest struct {
 	// event.v1.StreamRequest.batch.
 	Batch []*StreamRequest `protobuf:"bytes,3,rep,name=batch,proto3" json:"batch,omitempty"`
 	// event.v1.StreamRequest.credential.
-	Credential    string `protobuf:"bytes,4,opt,name=credential,proto3" json:"credential,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Credential string `protobuf:"bytes,4,opt,name=credential,proto3" json:"credential,omitempty"`
+	// event.v1.StreamRequest.idempotency_key.
+	IdempotencyKey string `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StreamRequest) Reset() {
@@ -331,6 +333,13 @@ func (x *StreamRequest) GetBatch() []*StreamRequest {
 func (x *StreamRequest) GetCredential() string {
 	if x != nil {
 		return x.Credential
+	}
+	return ""
+}
+
+func (x *StreamRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
 	}
 	return ""
 }
@@ -639,14 +648,15 @@ const file_internal_relay_v1_relay_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\v2\x12.google.rpc.StatusH\x00R\x05error\x12+\n" +
 	"\apublish\x18\x05 \x01(\v2\x0f.event.v1.EventH\x00R\apublish\x128\n" +
 	"\x05batch\x18\x06 \x03(\v2\".internal.relay.v1.ProcessResponseR\x05batchB\b\n" +
-	"\x06result\"\xc1\x01\n" +
+	"\x06result\"\xea\x01\n" +
 	"\rStreamRequest\x12\x19\n" +
 	"\x05event\x18\x01 \x01(\fH\x00R\x05event\x88\x01\x01\x123\n" +
 	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x126\n" +
 	"\x05batch\x18\x03 \x03(\v2 .internal.relay.v1.StreamRequestR\x05batch\x12\x1e\n" +
 	"\n" +
 	"credential\x18\x04 \x01(\tR\n" +
-	"credentialB\b\n" +
+	"credential\x12'\n" +
+	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKeyB\b\n" +
 	"\x06_event\"\xaa\x01\n" +
 	"\fSendResponse\x12\x19\n" +
 	"\x05event\x18\x01 \x01(\fH\x00R\x05event\x88\x01\x01\x12+\n" +
