@@ -135,7 +135,7 @@ func TestSummaryTable(t *testing.T) {
 }
 
 func TestParseOptionsBaseline(t *testing.T) {
-	sinkLines := []string{"grpc-sink", "rest-durable", "rest-sink", "rest-sink-secure", "stream-batch-sink", "stream-durable", "stream-sink", "stream-sink-secure"}
+	sinkLines := []string{"grpc-sink", "rest-durable", "rest-durable-steady", "rest-sink", "rest-sink-secure", "stream-batch-sink", "stream-durable", "stream-durable-steady", "stream-sink", "stream-sink-secure"}
 	for _, tt := range []struct {
 		args      []string
 		conc      []int

@@ -97,7 +97,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.warmup, "warmup", 0, "warm-up before each measurement (0: duration/5, between 1s and 3s)")
 	conc := fs.String("concurrency", "1,16,64", "comma-separated numbers of concurrent clients")
 	scen := fs.String("scenarios", "", "comma-separated subset of: http-echo, rest-sink, grpc-echo, grpc-sink, stream-echo, "+
-		"stream-sink, stream-batch-sink, rest-durable, stream-durable, fanout, conns, or the groups rest, grpc, stream (default all)")
+		"stream-sink, stream-batch-sink, rest-durable, stream-durable, rest-durable-steady, stream-durable-steady, fanout, conns, or the groups rest, grpc, stream (default all)")
 	subs := fs.String("subscribers", "1,100,1000", "comma-separated subscriber counts for the fan-out scenario")
 	fs.IntVar(&o.senders, "senders", 8, "concurrent Send clients driving the fan-out scenario")
 	fs.IntVar(&o.conns, "conns", 1000, "concurrent keep-alive HTTP clients of the conns scenario")

@@ -37,7 +37,12 @@ type servers struct {
 	// or the sink.
 	server *child
 	// proc is the echo processor behind the sink; nil for references.
-	proc *child
+	// procAddr is its address, procArgs its arguments but --addr.
+	proc     *child
+	procAddr string
+	procArgs []string
+	// procAway is set while the processor is stopped on purpose.
+	procAway bool
 	// Addresses of the server's APIs ("" when it has no such API).
 	httpAddr, grpcAddr string
 	// tls, when set, is how clients reach the server over TLS, and token
@@ -55,7 +60,7 @@ func (s *servers) stop() {
 // died reports a process that exited while it should have been serving.
 func (s *servers) died() error {
 	for _, c := range []*child{s.server, s.proc} {
-		if c != nil && !c.alive() {
+		if c != nil && !c.alive() && (c != s.proc || !s.procAway) {
 			return fmt.Errorf("%s exited during the run (%v); its output:\n%s", c.name, c.err, c.out.tail())
 		}
 	}
@@ -92,7 +97,8 @@ func (e *env) startDurableSink() (*servers, error) {
 	if err != nil {
 		return nil, err
 	}
-	return e.startSinkWith([]string{"--durable", "hello", "--data-dir", dir})
+	// Room for a burst line's window of events (the store's cap is 1 GiB).
+	return e.startSinkWith([]string{"--durable", "hello", "--data-dir", dir, "--durable-max-bytes", "900MiB"})
 }
 
 // startSinkWith is startSink with extra sink arguments.
@@ -112,7 +118,7 @@ func (e *env) startSinkWith(sinkArgs []string, procArgs ...string) (*servers, er
 		p.stop()
 		return nil, err
 	}
-	s := &servers{server: sk, proc: p, httpAddr: got[0], grpcAddr: got[1]}
+	s := &servers{server: sk, proc: p, procAddr: procAddr, procArgs: procArgs, httpAddr: got[0], grpcAddr: got[1]}
 	if err := waitReady(s, startTimeout); err != nil {
 		s.stop()
 		return nil, fmt.Errorf("eventproc: %w; its output:\n%s", err, sk.out.tail())
@@ -164,6 +170,12 @@ type scenario struct {
 	// the reference's throughput.
 	durable     bool
 	minDelivery float64
+	// burst marks a durable line measured in two steps, as an outage of
+	// the processor plays out: intake alone, the processor stopped for the
+	// window (events are stored, none delivered), then delivery alone, the
+	// processor started again and the stored events drained. Without it
+	// both run together, sharing the machine (steady state).
+	burst bool
 	start       func(e *env) (*servers, error)
 	// client connects to s and returns a caller factory for c workers and
 	// a function that releases the connections.
@@ -219,24 +231,28 @@ func scenarios() []scenario {
 			client: goClient,
 		},
 		{
-			name: "rest-durable", about: "POST /v1/events → durable route: stored (embedded JetStream), answered 202; delivered to the echo processor meanwhile",
-			ref: "rest-sink", minThroughput: 0.8, minDelivery: 0.5, noCPUTarget: true, durable: true,
-			start: func(e *env) (*servers, error) { return e.startDurableSink() },
-			client: func(ctx context.Context, s *servers, c int) (func(int) caller, func(), error) {
-				client := newHTTPClient(c, s.tls)
-				url := s.url("/v1/events")
-				return func(int) caller { return restStoredCaller(client, url) }, client.CloseIdleConnections, nil
-			},
+			name: "rest-durable", about: "POST /v1/events → durable route: stored (embedded JetStream), answered 202, the processor away; then the stored events delivered to it",
+			ref: "rest-sink", minThroughput: 0.8, minDelivery: 0.5, noCPUTarget: true, durable: true, burst: true,
+			start:  func(e *env) (*servers, error) { return e.startDurableSink() },
+			client: restDurableClient,
 		},
 		{
-			name: "stream-durable", about: "one SinkService.Stream → durable route: stored, answered OUTCOME_STORED; delivered to the echo processor meanwhile",
-			ref: "stream-sink", minThroughput: 0.8, minDelivery: 0.5, noCPUTarget: true, durable: true,
-			start: func(e *env) (*servers, error) { return e.startDurableSink() },
-			client: func(ctx context.Context, s *servers, c int) (func(int) caller, func(), error) {
-				return streamClient(ctx, s, c, func(ctx context.Context, conn *grpc.ClientConn, queue int) (*streamMux, error) {
-					return sinkStreamMuxWant(ctx, conn, queue, eventv1.Outcome_OUTCOME_STORED)
-				})
-			},
+			name: "stream-durable", about: "one SinkService.Stream → durable route: stored, answered OUTCOME_STORED, the processor away; then the stored events delivered to it",
+			ref: "stream-sink", minThroughput: 0.8, minDelivery: 0.5, noCPUTarget: true, durable: true, burst: true,
+			start:  func(e *env) (*servers, error) { return e.startDurableSink() },
+			client: streamDurableClient,
+		},
+		{
+			name: "rest-durable-steady", about: "as rest-durable, the processor up: intake and delivery together on the same cores",
+			ref: "rest-sink", noCPUTarget: true, durable: true, noTargets: "steady state: delivery = intake, both share the machine",
+			start:  func(e *env) (*servers, error) { return e.startDurableSink() },
+			client: restDurableClient,
+		},
+		{
+			name: "stream-durable-steady", about: "as stream-durable, the processor up: intake and delivery together on the same cores",
+			ref: "stream-sink", noCPUTarget: true, durable: true, noTargets: "steady state: delivery = intake, both share the machine",
+			start:  func(e *env) (*servers, error) { return e.startDurableSink() },
+			client: streamDurableClient,
 		},
 		{
 			name: "rest-sink-secure", about: "as rest-sink, over TLS (HTTP/1.1) with a JWT per request, and mutual TLS from the sink to the processor",
@@ -253,6 +269,22 @@ func scenarios() []scenario {
 			},
 		},
 	}
+}
+
+// restDurableClient posts hello events to a durable route: a request
+// counts when answered 202 with a sequence.
+func restDurableClient(_ context.Context, s *servers, c int) (func(int) caller, func(), error) {
+	client := newHTTPClient(c, s.tls)
+	url := s.url("/v1/events")
+	return func(int) caller { return restStoredCaller(client, url) }, client.CloseIdleConnections, nil
+}
+
+// streamDurableClient sends hello events to a durable route over one
+// Stream: an event counts when answered OUTCOME_STORED with a sequence.
+func streamDurableClient(ctx context.Context, s *servers, c int) (func(int) caller, func(), error) {
+	return streamClient(ctx, s, c, func(ctx context.Context, conn *grpc.ClientConn, queue int) (*streamMux, error) {
+		return sinkStreamMuxWant(ctx, conn, queue, eventv1.Outcome_OUTCOME_STORED)
+	})
 }
 
 // url is the address of path on the server's HTTP API.
@@ -323,16 +355,63 @@ type measurement struct {
 	// during the window, and events stored and not yet delivered at its
 	// end.
 	delivered, backlog uint64
-	err                error // the run could not be done at all
+	// For a burst line: the events stored while the processor was away,
+	// delivered once it was back, in drain.
+	drain time.Duration
+	err   error // the run could not be done at all
 }
 
-// deliveryRate is a durable line's events delivered per second in the
-// window.
+// deliveryRate is a durable line's events delivered per second: in the
+// window, or for a burst line while it drained.
 func (m measurement) deliveryRate() float64 {
-	if m.load.elapsed <= 0 {
+	d := m.load.elapsed
+	if m.scenario.burst {
+		d = m.drain
+	}
+	if d <= 0 {
 		return 0
 	}
-	return float64(m.delivered) / m.load.elapsed.Seconds()
+	return float64(m.delivered) / d.Seconds()
+}
+
+// maxDrain bounds how long a burst line waits for its stored events to be
+// delivered.
+const maxDrain = 5 * time.Minute
+
+// drain starts s's processor again and waits until the sink delivered
+// every event it stored, returning how many it delivered and how long
+// that took.
+func (e *env) drain(ctx context.Context, s *servers, store *storeWatch) (uint64, time.Duration, error) {
+	before, err := store.sample()
+	if err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	p, _, err := startChild("proc", e.bins.proc, append([]string{"--addr", s.procAddr}, s.procArgs...),
+		[]*regexp.Regexp{listeningRE}, startTimeout)
+	if err != nil {
+		return 0, 0, fmt.Errorf("starting the processor again: %w", err)
+	}
+	s.proc, s.procAway = p, false
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		st, err := store.sample()
+		if err != nil {
+			return 0, 0, err
+		}
+		if st.delivered >= before.stored {
+			return st.delivered - before.delivered, time.Since(start), nil
+		}
+		if time.Since(start) > maxDrain {
+			return 0, 0, fmt.Errorf("%d of %d stored events delivered after %v", st.delivered, before.stored, maxDrain)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		case <-tick.C:
+		}
+	}
 }
 
 // measure starts sc's servers fresh, loads them with workers workers and
@@ -354,6 +433,10 @@ func (e *env) measure(ctx context.Context, sc *scenario, workers int, warmup, d 
 	if sc.durable {
 		store = watchStore(s.url(""))
 	}
+	if sc.burst {
+		s.proc.stop() // away for the window: events are stored, not delivered
+		s.procAway = true
+	}
 	var srv0, srv1, proc0, proc1, self0, self1 procStat
 	var st0, st1 storeState
 	var busy0, busy1 time.Duration
@@ -361,7 +444,7 @@ func (e *env) measure(ctx context.Context, sc *scenario, workers int, warmup, d 
 	sample := func(srv, proc, self *procStat, st *storeState, busy *time.Duration) {
 		var err1, err2, err3, err4, err5 error
 		*srv, err1 = s.server.sample()
-		if s.proc != nil {
+		if s.proc != nil && !sc.burst {
 			*proc, err2 = s.proc.sample()
 		}
 		*self, err3 = sampleProc(os.Getpid())
@@ -378,6 +461,16 @@ func (e *env) measure(ctx context.Context, sc *scenario, workers int, warmup, d 
 	}, newCaller)
 	release()
 	m.delivered, m.backlog = st1.done()-st0.done(), st1.waiting()
+	if sc.burst && sampleErr == nil && s.died() == nil {
+		// Deliveries during the window are none; what counts is the drain
+		// of everything stored, from the warm-up on.
+		m.delivered, m.drain, err = e.drain(ctx, s, store)
+		if err != nil {
+			m.err = fmt.Errorf("draining the stored events: %w", err)
+			return m
+		}
+		m.backlog = 0
+	}
 	if err := s.died(); err != nil {
 		m.err = err
 		return m
