@@ -176,7 +176,7 @@ type scenario struct {
 	// processor started again and the stored events drained. Without it
 	// both run together, sharing the machine (steady state).
 	burst bool
-	start       func(e *env) (*servers, error)
+	start func(e *env) (*servers, error)
 	// client connects to s and returns a caller factory for c workers and
 	// a function that releases the connections.
 	client func(ctx context.Context, s *servers, c int) (func(int) caller, func(), error)
