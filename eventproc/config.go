@@ -144,6 +144,9 @@ func options(c *Config) []option {
 			usage: "PEM client certificate the sink presents to the --nats-url servers; with --nats-key"},
 		{name: "nats-key", arg: "FILE", env: "EVENTPROC_NATS_KEY", set: stringVar(&c.Store.KeyFile),
 			usage: "PEM private key of --nats-cert"},
+		{name: "nats-creds", arg: "FILE", env: "EVENTPROC_NATS_CREDS", set: stringVar(&c.Store.CredsFile),
+			usage: "NATS credentials file (a user JWT and NKey seed, as nsc or Synadia Cloud make them) to " +
+				"authenticate to the --nats-url servers with; read again at each reconnection"},
 		{name: "nats-replicas", arg: "N", env: "EVENTPROC_NATS_REPLICAS", def: "1", set: intVar(&c.Sink.Durable.Replicas, 1),
 			usage: "replicas of the streams the sink creates: 1 for the embedded server, 3 on a cluster"},
 		{name: "nats-max-memory", arg: "SIZE", env: "EVENTPROC_NATS_MAX_MEMORY", def: "32MiB", set: positiveSize(&c.Store.MaxMemory),
@@ -531,8 +534,8 @@ func (c *Config) validateStore() error {
 	switch {
 	case c.Store.URL != "" && c.Store.Listen != "":
 		return errors.New("give --nats-url (an external NATS) or --nats-listen (the embedded one's port), not both")
-	case c.Store.URL == "" && (c.Store.CAFile != "" || c.Store.CertFile != "" || c.Store.KeyFile != ""):
-		return errors.New("--nats-ca, --nats-cert and --nats-key secure the connection to --nats-url, which is not set")
+	case c.Store.URL == "" && (c.Store.CAFile != "" || c.Store.CertFile != "" || c.Store.KeyFile != "" || c.Store.CredsFile != ""):
+		return errors.New("--nats-ca, --nats-cert, --nats-key and --nats-creds secure the connection to --nats-url, which is not set")
 	case (c.Store.CertFile == "") != (c.Store.KeyFile == ""):
 		return errors.New("give --nats-cert and --nats-key together")
 	case c.Store.URL == "" && c.Sink.Durable.Replicas > 1:

@@ -193,6 +193,7 @@ func TestBadConfig(t *testing.T) {
 		{[]string{"--route", route, "--broadcast", "hello", "--durable", "hello"}, noEnv, `--durable "hello": TYPE_HELLO is a --broadcast route`},
 		{[]string{"--route", route, "--durable", "hello", "--nats-url", "nats://x:4222", "--nats-listen", ":4222"}, noEnv, "not both"},
 		{[]string{"--route", route, "--durable", "hello", "--nats-replicas", "3"}, noEnv, "--nats-replicas above 1 needs --nats-url"},
+		{[]string{"--route", route, "--durable", "hello", "--nats-creds", "/x.creds"}, noEnv, "--nats-creds secure the connection to --nats-url, which is not set"},
 		{[]string{"--route", route, "--durable", "hello", "--data-dir", " "}, noEnv, "--data-dir must not be empty"},
 		{[]string{"--route", route, "--idempotent", "goodbye"}, noEnv, `--idempotent "goodbye": no --route for TYPE_GOODBYE`},
 		{[]string{"--route", route, "--broadcast", "hello", "--idempotent", "hello"}, noEnv, `--idempotent "hello": TYPE_HELLO is a --broadcast route`},

@@ -66,9 +66,9 @@ func TestStreamIdempotencyKeyDurable(t *testing.T) {
 	}
 	got := streamAnswers(t, ctx, c, &eventv1.StreamRequest{Batch: []*eventv1.StreamRequest{
 		keyed("a2", "a", "k1"), keyed("a3", "a", "k1"), // retries, at once
-		keyed("b1", "b", "k1"),                          // another event, same key
-		keyed("c1", "c", "k2"),                          // another key
-		keyed("d1", "d", strings.Repeat("x", 257)),      // too long
+		keyed("b1", "b", "k1"),                     // another event, same key
+		keyed("c1", "c", "k2"),                     // another key
+		keyed("d1", "d", strings.Repeat("x", 257)), // too long
 	}})
 	for _, id := range []string{"a2", "a3"} {
 		r := got[id].GetResponse()

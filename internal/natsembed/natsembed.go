@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
@@ -50,6 +52,11 @@ type Options struct {
 	// servers ask for one. User and password, or a token, go in the URL
 	// (nats://user:pass@host:4222).
 	CAFile, CertFile, KeyFile string
+	// CredsFile is a NATS credentials file (a user JWT and its NKey seed,
+	// as nsc and Synadia Cloud make them) to authenticate to URL with. It
+	// is read again at each (re)connection, so a rotated file takes
+	// effect at the next one.
+	CredsFile string
 	// Name is the client connection's name, as servers report it.
 	Name string
 	// Logger receives the server's and the connection's logs.
@@ -97,6 +104,14 @@ func Start(opts Options) (*Store, error) {
 		}
 		if opts.CertFile != "" || opts.KeyFile != "" {
 			copts = append(copts, nats.ClientCert(opts.CertFile, opts.KeyFile))
+		}
+		if opts.CredsFile != "" {
+			// Checked here: with retries on, a bad file would otherwise
+			// only show as a connection that never comes up.
+			if err := checkCreds(opts.CredsFile); err != nil {
+				return nil, err
+			}
+			copts = append(copts, nats.UserCredentials(opts.CredsFile))
 		}
 		// Unreachable at start is like unreachable later: not ready, and
 		// reconnecting in the background.
@@ -154,6 +169,24 @@ func Start(opts Options) (*Store, error) {
 	}
 	st.conn, st.server = nc, ns
 	return st, nil
+}
+
+// checkCreds checks that file is a NATS credentials file: a user JWT and a
+// user NKey seed.
+func checkCreds(file string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("natsembed: credentials: %w", err)
+	}
+	if _, err := jwt.ParseDecoratedJWT(b); err != nil {
+		return fmt.Errorf("natsembed: credentials %s: no user JWT: %w", file, err)
+	}
+	kp, err := jwt.ParseDecoratedUserNKey(b)
+	if err != nil {
+		return fmt.Errorf("natsembed: credentials %s: no user NKey seed: %w", file, err)
+	}
+	kp.Wipe()
+	return nil
 }
 
 func or(v, def int64) int64 {
