@@ -202,7 +202,8 @@ func options(c *Config) []option {
 		{name: "memory-budget", arg: "SIZE", env: "EVENTPROC_MEMORY_BUDGET", def: "48MiB", set: sizeVar(&c.MemoryBudget),
 			usage: "the Go runtime's soft memory limit, set once at start (e.g. 64MiB or 1GiB): the garbage collector " +
 				"runs more often as the sink's memory nears it, and lets it grow beyond when what the sink holds live " +
-				"needs more; " + memoryRule},
+				"needs more; by default 48MiB, plus 128MiB when the sink runs the embedded NATS server (a durable or " +
+				"idempotent route, or --nats-listen, without --nats-url); " + memoryRule},
 		{name: "auth-jwks-url", arg: "URL", env: "EVENTPROC_AUTH_JWKS_URL", set: stringVar(&c.Auth.JWKSURL),
 			usage: "authenticate clients with JWT bearer tokens signed by the keys of this JSON Web Key Set, fetched " +
 				"every 15 minutes and when a token names an unknown key (at most every 30s); needs --auth-issuer and " +
@@ -382,9 +383,13 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	if err := c.validateStore(); err != nil {
 		return c, err
 	}
-	if len(given["memory-budget"]) == 0 && strings.TrimSpace(getenv("EVENTPROC_MEMORY_BUDGET")) == "" &&
-		strings.TrimSpace(getenv("GOMEMLIMIT")) != "" {
-		c.MemoryBudget = 0 // the runtime applies GOMEMLIMIT
+	if len(given["memory-budget"]) == 0 && strings.TrimSpace(getenv("EVENTPROC_MEMORY_BUDGET")) == "" {
+		switch {
+		case strings.TrimSpace(getenv("GOMEMLIMIT")) != "":
+			c.MemoryBudget = 0 // the runtime applies GOMEMLIMIT
+		case c.embedsStore():
+			c.MemoryBudget += embeddedStoreMemory
+		}
 	}
 	return c, nil
 }
@@ -498,6 +503,18 @@ func (c *Config) setIdempotent(s setting) error {
 	}
 	r.Idempotent = true
 	return nil
+}
+
+// embeddedStoreMemory is added to the default --memory-budget when the
+// sink runs the embedded NATS server: the server's memory (its caches, its
+// deduplication index, its own memory storage) is in the sink's heap, and
+// the plain sink's 48 MiB would make the collector run without pause
+// (docs/performance.md, "The memory budget with the embedded store").
+const embeddedStoreMemory = 128 << 20
+
+// embedsStore reports whether the sink runs the embedded NATS server.
+func (c *Config) embedsStore() bool {
+	return c.Store.URL == "" && (c.needsStore() || c.sharedPubSub())
 }
 
 // needsStore reports whether a route is durable or idempotent: the store

@@ -255,7 +255,8 @@ func TestHelp(t *testing.T) {
 }
 
 // TestMemoryBudgetConfig: --memory-budget and its variable take sizes; by
-// default the budget applies unless GOMEMLIMIT is set.
+// default the budget applies unless GOMEMLIMIT is set, 128 MiB larger when
+// the sink runs the embedded NATS server.
 func TestMemoryBudgetConfig(t *testing.T) {
 	route := []string{"--route", "hello=localhost:9090"}
 	for _, tt := range []struct {
@@ -274,6 +275,14 @@ func TestMemoryBudgetConfig(t *testing.T) {
 		{nil, envOf("GOMEMLIMIT", "1GiB"), 0},
 		{nil, envOf("GOMEMLIMIT", "1GiB", "EVENTPROC_MEMORY_BUDGET", "60MiB"), 60 << 20},
 		{[]string{"--memory-budget", "70MiB"}, envOf("GOMEMLIMIT", "1GiB"), 70 << 20},
+		// The embedded NATS server's memory is the sink's.
+		{[]string{"--durable", "hello"}, noEnv, (48 + 128) << 20},
+		{[]string{"--idempotent", "hello"}, noEnv, (48 + 128) << 20},
+		{[]string{"--nats-listen", "127.0.0.1:4222"}, noEnv, (48 + 128) << 20},
+		{[]string{"--durable", "hello", "--nats-url", "nats://n:4222"}, noEnv, 48 << 20},
+		{[]string{"--durable", "hello", "--memory-budget", "64MiB"}, noEnv, 64 << 20},
+		{[]string{"--durable", "hello"}, envOf("EVENTPROC_MEMORY_BUDGET", "100MiB"), 100 << 20},
+		{[]string{"--durable", "hello"}, envOf("GOMEMLIMIT", "1GiB"), 0},
 	} {
 		c, err := parseConfig(append(route, tt.args...), tt.env)
 		if err != nil {

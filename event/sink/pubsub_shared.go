@@ -29,6 +29,14 @@ const (
 	pubsubSubject = "eventproc.pubsub."
 )
 
+// pubsubDedupWindow is how long the shared stream remembers the ids of the
+// events stored, to store once an event a processor publishes through
+// several sinks at once. Its copies arrive within moments of each other;
+// the index costs the server memory and GC work in proportion to rate ×
+// window (at 14k events/s, a 2-minute window halved the sink's throughput
+// within 30 s: docs/performance.md), so it is short.
+const pubsubDedupWindow = 10 * time.Second
+
 // Backoff between attempts to (re)open the shared stream.
 const (
 	pubsubRetryMin = 100 * time.Millisecond
@@ -141,7 +149,7 @@ func (s *Sink) fanIn(ctx context.Context, at *fanIn) error {
 		MaxMsgsPerSubject: s.historyLimit(),
 		Storage:           jetstream.FileStorage,
 		Replicas:          s.cfg.Durable.Replicas,
-		Duplicates:        s.cfg.Durable.DedupWindow,
+		Duplicates:        pubsubDedupWindow,
 	})
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", pubsubStream, err)
