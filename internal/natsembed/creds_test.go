@@ -119,13 +119,7 @@ func TestExternalCreds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !st.Conn().IsConnected() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not connected with the credentials: %v", st.Conn().LastError())
-		}
-		time.Sleep(10 * time.Millisecond) // polling the connection's state
-	}
+	waitConnected(t, st, "with the credentials")
 	js, err := jetstream.New(st.Conn())
 	if err != nil {
 		t.Fatal(err)
@@ -147,15 +141,7 @@ func TestExternalCreds(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	for st.Conn().LastError() == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("no error with a stranger's credentials")
-		}
-		time.Sleep(10 * time.Millisecond) // polling the connection's state
-	}
-	if st.Conn().IsConnected() {
-		t.Error("connected with a stranger's credentials")
-	}
+	waitRefused(t, st, "with a stranger's credentials")
 
 	bad := filepath.Join(dir, "bad.creds")
 	if err := os.WriteFile(bad, []byte("not credentials\n"), 0o600); err != nil {

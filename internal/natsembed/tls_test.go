@@ -45,13 +45,7 @@ func TestExternalTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !st.Conn().IsConnected() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not connected with the client certificate: %v", st.Conn().LastError())
-		}
-		time.Sleep(10 * time.Millisecond) // polling the connection's state
-	}
+	waitConnected(t, st, "with the client certificate")
 	st.Close()
 
 	st, err = Start(Options{URL: url, CAFile: caFile})
@@ -59,15 +53,34 @@ func TestExternalTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	// Refused: it keeps trying in the background and never connects; one
-	// failed attempt is enough to tell.
+	waitRefused(t, st, "without a client certificate")
+}
+
+// waitConnected waits until st is connected to its external server.
+func waitConnected(t *testing.T, st *Store, how string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !st.Conn().IsConnected() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not connected %s: %v", how, st.Conn().LastError())
+		}
+		time.Sleep(10 * time.Millisecond) // polling the connection's state
+	}
+}
+
+// waitRefused waits for st's first failed attempt to connect and checks
+// that it is not connected: refused, it keeps trying in the background
+// and never connects, and one failed attempt is enough to tell.
+func waitRefused(t *testing.T, st *Store, how string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
 	for st.Conn().LastError() == nil {
 		if time.Now().After(deadline) {
-			t.Fatal("no error without a client certificate")
+			t.Fatalf("no error %s", how)
 		}
 		time.Sleep(10 * time.Millisecond) // polling the connection's state
 	}
 	if st.Conn().IsConnected() {
-		t.Error("connected without a client certificate")
+		t.Errorf("connected %s", how)
 	}
 }
