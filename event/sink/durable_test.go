@@ -269,11 +269,47 @@ func TestDurableDeadLetters(t *testing.T) {
 		`eventproc_durable_dead_lettered_total{reason="max_deliveries",type="TYPE_HELLO"}`:   1,
 		`eventproc_durable_dead_lettered_total{reason="invalid_argument",type="TYPE_HELLO"}`: 1,
 		`eventproc_durable_store_errors_total{op="publish",type="TYPE_HELLO"}`:               0,
+		`eventproc_durable_dead_letters{type="TYPE_HELLO"}`:                                  2,
 	} {
 		if v, ok := got[key]; !ok || v != want {
 			t.Errorf("%s = %v (exported: %v), want %v", key, v, ok, want)
 		}
 	}
+	// The backlog empties once every event was acked or moved.
+	eventually(t, func() bool { return gather(t, reg)[`eventproc_durable_waiting{type="TYPE_HELLO"}`] == 0 })
+}
+
+// The backlog gauge reads the store: events stored while no processor is
+// up are waiting, on every sink sharing the store.
+func TestDurableWaitingGauge(t *testing.T) {
+	ctx := testCtx(t)
+	st := startStore(t)
+	addr := freeAddr(t)
+	regA, regB := prometheus.NewPedanticRegistry(), prometheus.NewPedanticRegistry()
+	a := startDurableSinkMetrics(t, st, addr, DurableConfig{}, regA)
+	startDurableSinkMetrics(t, st, addr, DurableConfig{}, regB)
+	const key = `eventproc_durable_waiting{type="TYPE_HELLO"}`
+	if v, ok := gather(t, regA)[key]; !ok || v != 0 {
+		t.Errorf("before any event: %s = %v (exported: %v), want 0", key, v, ok)
+	}
+	for i := range 3 {
+		if _, err := send(a, ctx, hello(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, reg := range map[string]*prometheus.Registry{"the sink that stored them": regA, "the other sink": regB} {
+		if v := gather(t, reg)[key]; v != 3 {
+			t.Errorf("%s: %s = %v, want 3", name, key, v)
+		}
+	}
+	rec := newRecorder(consumed)
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveFake(t, &fakeProcessor{answer: rec.process}, lis)
+	rec.wait(t, ctx, 3)
+	eventually(t, func() bool { return gather(t, regB)[key] == 0 })
 }
 
 // A full store answers RESOURCE_EXHAUSTED with a retry delay; a closed one

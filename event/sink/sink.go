@@ -126,6 +126,9 @@ func New(cfg Config) (*Sink, error) {
 					s.durm.init(r.name)
 				}
 			}
+			if err = cfg.Metrics.Register(newStoreGauges(s)); err != nil {
+				return nil, fmt.Errorf("%w: registering metrics: %v", ErrInvalidConfig, err)
+			}
 		}
 	}
 	return s, nil
