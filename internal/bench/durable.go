@@ -1,13 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // storeState is a sample of a durable sink's counters
@@ -16,9 +16,6 @@ type storeState struct {
 	stored    uint64 // events stored (answered 202 / OUTCOME_STORED)
 	delivered uint64 // events a processor answered and the sink acked
 }
-
-// done is how many events were delivered and acked so far.
-func (s storeState) done() uint64 { return s.delivered }
 
 // waiting is how many stored events were not delivered yet.
 func (s storeState) waiting() uint64 { return s.stored - min(s.stored, s.delivered) }
@@ -52,33 +49,23 @@ func (w *storeWatch) sample() (storeState, error) {
 	if resp.StatusCode != http.StatusOK {
 		return storeState{}, fmt.Errorf("reading the sink's metrics: %s", resp.Status)
 	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return storeState{}, fmt.Errorf("sink metrics: %w", err)
+	}
 	var st storeState
-	found := 0
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		var into *uint64
-		switch {
-		case strings.HasPrefix(line, "eventproc_durable_stored_total{"):
-			into = &st.stored
-		case strings.HasPrefix(line, "eventproc_durable_delivered_total{"):
-			into = &st.delivered
-		default:
-			continue
+	for name, into := range map[string]*uint64{
+		"eventproc_durable_stored_total":    &st.stored,
+		"eventproc_durable_delivered_total": &st.delivered,
+	} {
+		mf := mfs[name]
+		if mf == nil {
+			return storeState{}, fmt.Errorf("sink metrics: no %s", name)
 		}
-		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err != nil {
-			return storeState{}, fmt.Errorf("sink metrics: %q: %w", line, err)
+		for _, m := range mf.GetMetric() { // one series per durable type
+			*into += uint64(m.GetCounter().GetValue())
 		}
-		*into += uint64(v)
-		found++
-	}
-	if err := sc.Err(); err != nil {
-		return storeState{}, fmt.Errorf("reading the sink's metrics: %w", err)
-	}
-	if found < 2 {
-		return storeState{}, fmt.Errorf("sink metrics: no eventproc_durable_stored_total and eventproc_durable_delivered_total")
 	}
 	return st, nil
 }

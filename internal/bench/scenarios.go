@@ -460,7 +460,7 @@ func (e *env) measure(ctx context.Context, sc *scenario, workers int, warmup, d 
 		atEnd:   func() { sample(&srv1, &proc1, &self1, &st1, &busy1) },
 	}, newCaller)
 	release()
-	m.delivered, m.backlog = st1.done()-st0.done(), st1.waiting()
+	m.delivered, m.backlog = st1.delivered-st0.delivered, st1.waiting()
 	if sc.burst && sampleErr == nil && s.died() == nil {
 		// Deliveries during the window are none; what counts is the drain
 		// of everything stored, from the warm-up on.
